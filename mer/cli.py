@@ -1,0 +1,215 @@
+"""The `mer` command: demo, prepare, pretrain, loso, report, sweep, predict, export, bench.
+
+Every subcommand takes `--config` (a YAML path or a shipped name such as `demo` or `paper`) and trailing
+`key=value` overrides; user mistakes print one line naming the file or key and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional  # noqa: UP035 - typer needs typing.Optional on 3.10
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import typer  # noqa: E402
+
+from mer.errors import MerError, NotImplementedYet  # noqa: E402
+
+app = typer.Typer(
+    name="mer",
+    help=(
+        "Micro-expression recognition experiments: apex frame → MTCNN-aligned face → MobileViT pre-trained on "
+        "macro-expressions → fine-tuned per LOSO fold → SVM on embeddings → MEGC metrics.\n\n"
+        "Start with `mer demo --out runs/demo` (a generated corpus, minutes on a laptop CPU)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = Annotated[
+    Optional[str],
+    typer.Option("--config", "-c", help="YAML config file, or a shipped name: default, paper, demo, ablation/<name>."),
+]
+Overrides = Annotated[
+    Optional[list[str]],
+    typer.Argument(help="Dotted config overrides, e.g. train.finetune.lr=0.003 model.backbone=mobilevit_xs."),
+]
+
+
+def _cfg(config: str | None, overrides: list[str] | None):  # noqa: ANN202 - returns mer.config.Config
+    from mer.config import load_config
+
+    return load_config(config or "default", overrides or [])
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the generated corpus and every result.")] = Path("runs/demo"),
+    data_only: Annotated[bool, typer.Option("--data-only", help="Only generate the corpus; no training.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Tiny corpus and epochs (the tests' version).")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the generated corpus and of training.")] = 0,
+) -> None:
+    """Generate a corpus in the real datasets' layouts and run the whole pipeline on it.
+
+    Writes OUT/data/{CASME2,SAMM,SMIC,CK+,JAFFE} (faces from public-domain photos with synthetic expression warps),
+    then prepare → pretrain → LOSO → report, and prints where the report is.
+    """
+    from mer.data.demo import generate_corpus
+
+    summary = generate_corpus(out / "data", seed=seed, quick=quick)
+    typer.echo(summary.describe())
+    if data_only:
+        return
+    from mer.pipeline import run_demo
+
+    run_demo(out, summary, quick=quick, seed=seed)
+
+
+@app.command()
+def prepare(
+    data: Annotated[
+        Optional[list[str]],
+        typer.Option("--data", "-d", help="NAME=ROOT, repeatable. Names: casme2 samm smic ckplus oulu jaffe mug folder."),
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: data.prepared from config).")] = None,
+    megc_list: Annotated[
+        Optional[Path], typer.Option(help="MEGC2019 combined_3class_gt.csv: keep exactly those samples.")
+    ] = None,
+    manifest_only: Annotated[bool, typer.Option("--manifest-only", help="Stop after manifest.csv (no faces).")] = False,
+    preview: Annotated[bool, typer.Option("--preview", help="Write preview.png, a contact sheet of aligned faces.")] = False,
+    config: ConfigOpt = None,
+    overrides: Overrides = None,
+) -> None:
+    """Read dataset folders into OUT/manifest.csv, detect + align faces into a crop cache.
+
+    Writes manifest.csv (every usable sample), prepare_report.csv (every skipped sample or frame with its reason),
+    prepared.csv (samples with their aligned crop) and crops/ (content-addressed cache; re-runs are free).
+    """
+    from mer.prepare import run_prepare
+
+    cfg = _cfg(config, overrides)
+    run_prepare(cfg, data or [], out, megc_list, manifest_only=manifest_only, preview=preview)
+
+
+@app.command()
+def pretrain(
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, logs, config, metrics.")] = Path("runs/pretrain"),
+    prepared: Annotated[Optional[Path], typer.Option(help="Folder written by `mer prepare`.")] = None,
+    config: ConfigOpt = None,
+    overrides: Overrides = None,
+) -> None:
+    """Stage 1: train the network on the macro-expression rows (CK+, Oulu, JAFFE, MUG).
+
+    Keeps the best checkpoint by validation accuracy on held-out macro subjects; writes OUT/best.ckpt,
+    OUT/pretrain.json (its path and metrics), OUT/config.yaml and OUT/run_info.json.
+    """
+    from mer.train import run_pretrain
+
+    cfg = _cfg(config, overrides)
+    run_pretrain(cfg, out, prepared)
+
+
+@app.command()
+def loso(
+    out: Annotated[Path, typer.Option(help="Run folder: folds/<subject>/{predictions.csv,metrics.json}.")] = Path(
+        "runs/loso"
+    ),
+    pretrained: Annotated[
+        Optional[Path], typer.Option(help="Checkpoint from `mer pretrain` (omit for no transfer).")
+    ] = None,
+    prepared: Annotated[Optional[Path], typer.Option(help="Folder written by `mer prepare`.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Fold processes (one GPU each when present).")] = None,
+    fold_index: Annotated[Optional[int], typer.Option(help="Run only fold I (SLURM array task).")] = None,
+    folds: Annotated[Optional[str], typer.Option(help="Comma-separated held-out subjects, e.g. casme2/sub01.")] = None,
+    from_study: Annotated[
+        Optional[str], typer.Option(help="STORAGE_URL::STUDY: start from the best parameters of an Optuna study.")
+    ] = None,
+    config: ConfigOpt = None,
+    overrides: Overrides = None,
+) -> None:
+    """Stage 2: leave-one-subject-out fine-tuning + SVM on embeddings, one fold per micro subject.
+
+    Complete folds are skipped, so rerunning resumes a killed run. Writes the report when all folds are done.
+    """
+    from mer.evaluation.loso import run_loso
+
+    cfg = _cfg(config, overrides)
+    run_loso(cfg, out, pretrained, prepared, workers=workers, fold_index=fold_index, folds=folds, from_study=from_study)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Optional[Path], typer.Argument(help="A `mer loso` run folder.")] = None,
+    compare: Annotated[
+        Optional[list[Path]], typer.Option("--compare", help="Several run folders to put side by side.")
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write (default: the run folder).")] = None,
+) -> None:
+    """Pool a LOSO run's predictions into MEGC metrics: report.md, report.html, confusion matrix, per-fold plot."""
+    from mer.evaluation.report import compare_runs, write_report
+
+    if compare:
+        typer.echo(compare_runs(compare, out or Path("runs/compare")))
+    elif run_dir is not None:
+        typer.echo(write_report(run_dir, out))
+    else:
+        raise MerError("give a run folder (mer report runs/loso) or --compare DIR1 --compare DIR2")
+
+
+@app.command()
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="Sweep file, e.g. sweeps/paper_grid.yaml.")],
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: SQLite in the sweep folder).")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
+    n_trials: Annotated[Optional[int], typer.Option(help="Trials for this process (default: the sweep file's).")] = None,
+    best: Annotated[bool, typer.Option("--best", help="Print the best parameters as override line and exit.")] = False,
+    config: ConfigOpt = None,
+    overrides: Overrides = None,
+) -> None:
+    """Optuna study (grid or TPE) over batch size, learning rate, weight decay or any config key."""
+    raise NotImplementedYet("mer sweep is not implemented yet (issue: Optuna sweeps)")
+
+
+@app.command()
+def predict(
+    path: Annotated[Path, typer.Argument(help="An image, a folder of frames or a video (mp4/mov/avi).")],
+    model: Annotated[Optional[Path], typer.Option(help="Model bundle or checkpoint.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the result as JSON here.")] = None,
+) -> None:
+    """Run a trained model on your own image, frames or video: face → apex → label with probabilities."""
+    raise NotImplementedYet("mer predict is not implemented yet (issue: inference and speed)")
+
+
+@app.command()
+def export(
+    fmt: Annotated[str, typer.Argument(help="Export format: onnx.")],
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to export.")],
+    out: Annotated[Path, typer.Option(help="Output file.")] = Path("model.onnx"),
+) -> None:
+    """Export the network (embeddings + logits) to ONNX, checked against PyTorch."""
+    raise NotImplementedYet("mer export is not implemented yet (issue: inference and speed)")
+
+
+@app.command()
+def bench() -> None:
+    """Latency per sample and throughput: face pipeline, PyTorch eager / compiled, ONNX Runtime."""
+    raise NotImplementedYet("mer bench is not implemented yet (issue: inference and speed)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the app and turns user errors into one line on stderr with exit code 2."""
+    try:
+        app(args=argv)
+    except MerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,372 @@
+"""Typed experiment config: dataclasses with defaults, merged from YAML files and dotted command-line overrides.
+
+OmegaConf structured configs do the merging and type checking; this module adds `extends:` chains between YAML
+files, named configs shipped with the package (`demo`, `paper`, ...), readable one-line errors, and the
+resolved-config / provenance files every run writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Optional  # noqa: UP035 - OmegaConf needs typing.Optional
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from mer.errors import ConfigError
+
+CONF_DIR = Path(__file__).parent / "conf"
+CLASSES = ("negative", "positive", "surprise")
+
+BACKBONES = (
+    "mobilevit_xxs",
+    "mobilevit_xs",
+    "mobilevit_s",
+    "mobilenetv2_100",
+    "mobilenetv3_large_100",
+    "resnet18",
+    "deit_tiny_patch16_224",
+)
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.backbone": BACKBONES,
+    "face.eye_mask": ("none", "rectangle", "ellipse"),
+    "face.device": ("auto", "cpu", "cuda"),
+    "data.smic_apex": ("middle", "spot"),
+    "train.pretrain.optimizer": ("sgd", "adam", "adamw"),
+    "train.finetune.optimizer": ("sgd", "adam", "adamw"),
+    "train.pretrain.regularization": ("l2", "decoupled", "none"),
+    "train.finetune.regularization": ("l2", "decoupled", "none"),
+    "train.pretrain.scheduler": ("none", "cosine", "step", "plateau"),
+    "train.finetune.scheduler": ("none", "cosine", "step", "plateau"),
+    "train.precision": ("32-true", "16-mixed", "bf16-mixed"),
+    "train.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
+    "loso.classifier": ("svm", "softmax"),
+    "logging.wandb_mode": ("offline", "online", "auto", "disabled"),
+}
+
+
+@dataclass
+class ModelConfig:
+    """Which network, its input and head, and where its weights come from (a local file only)."""
+
+    backbone: str = "mobilevit_s"
+    in_chans: int = 1
+    num_classes: int = 3
+    drop_rate: float = 0.5
+    weights: Optional[str] = None  # local checkpoint to start from; never a hub download
+
+
+@dataclass
+class FaceConfig:
+    """Face pipeline: MTCNN detection, rotation by the eye line, crop, resize and eye mask."""
+
+    size: int = 256
+    margin: float = 0.25  # extra border around the MTCNN box, as a fraction of its size
+    rotate: bool = True
+    eye_mask: str = "rectangle"
+    eye_mask_width: float = 0.5  # half-width of each eye's mask, as a fraction of the inter-eye distance
+    eye_mask_height: float = 0.25  # half-height, as a fraction of the inter-eye distance
+    min_face_size: int = 40
+    device: str = "auto"
+    batch_size: int = 16
+    workers: int = 0  # processes for decoding/aligning; 0 = in the main process
+
+
+@dataclass
+class DataConfig:
+    """Where datasets live and how samples are chosen; roots map dataset name to folder."""
+
+    roots: dict[str, str] = field(default_factory=dict)
+    megc_list: Optional[str] = None  # combined_3class_gt.csv to select the MEGC2019 benchmark samples
+    classes: list[str] = field(default_factory=lambda: list(CLASSES))
+    smic_apex: str = "middle"
+    prepared: str = "runs/prepared"  # folder written by `mer prepare` (manifest, crops, reports)
+    image_size: int = 256  # network input size; crops are resized to it if they differ
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation: balancing shifts and flips, and the paper's pixel jitter."""
+
+    max_shift: int = 8  # pixels, horizontal and vertical
+    hflip: bool = True
+    jitter_p: float = 0.0
+    jitter_max: int = 20
+
+
+@dataclass
+class StageConfig:
+    """One training stage (macro pre-training or micro fine-tuning)."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0  # decoupled weight decay (optimizer) when regularization == decoupled
+    regularization: str = "l2"
+    l2: float = 0.0  # explicit L2 penalty scale on conv + linear kernels when regularization == l2
+    scheduler: str = "none"
+    val_subjects: float = 0.2  # fraction of training-side subjects held out for checkpoint selection
+    patience: int = 0  # early-stopping patience in epochs; 0 = off
+    unfreeze: dict[int, str] = field(default_factory=dict)  # epoch -> "head" | "stage<N>" | "all"
+    unfreeze_lr_factor: float = 1.0
+    limit_batches: float = 1.0  # fraction of batches per epoch (smoke runs)
+
+
+@dataclass
+class TrainConfig:
+    """Both stages plus the Lightning Trainer settings they share."""
+
+    pretrain: StageConfig = field(default_factory=StageConfig)
+    finetune: StageConfig = field(
+        default_factory=lambda: StageConfig(
+            epochs=20, batch_size=64, optimizer="adam", lr=0.007, l2=0.01, unfreeze={0: "head", 3: "stage4", 6: "all"}
+        )
+    )
+    accelerator: str = "auto"
+    devices: int = 1
+    precision: str = "32-true"
+    deterministic: bool = True
+    channels_last: bool = False
+    compile: bool = False
+    threads: int = 0  # torch CPU threads; 0 = leave torch's default
+
+
+@dataclass
+class SVMConfig:
+    """SVM on the network's embeddings; its hyper-parameters are chosen on training subjects only."""
+
+    C: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0])
+    kernel: list[str] = field(default_factory=lambda: ["linear", "rbf"])
+    gamma: list[str] = field(default_factory=lambda: ["scale"])
+    inner_folds: int = 4
+    class_weight: Optional[str] = "balanced"
+
+
+@dataclass
+class LosoConfig:
+    """Leave-one-subject-out evaluation."""
+
+    classifier: str = "svm"  # which prediction the headline metrics use
+    workers: int = 1
+    group_size: int = 1  # subjects per held-out fold (1 = LOSO)
+    folds: list[str] = field(default_factory=list)  # restrict to these held-out subjects; empty = all
+
+
+@dataclass
+class LoggingConfig:
+    """Where metrics go: CSV always, TensorBoard and W&B on request (W&B offline unless logged in)."""
+
+    tensorboard: bool = False
+    wandb: bool = False
+    wandb_project: str = "mer"
+    wandb_entity: Optional[str] = None
+    wandb_mode: str = "auto"
+    progress_bar: bool = True
+
+
+@dataclass
+class Config:
+    """The whole experiment."""
+
+    name: str = "default"
+    seed: int = 42
+    out: str = "runs"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    face: FaceConfig = field(default_factory=FaceConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    svm: SVMConfig = field(default_factory=SVMConfig)
+    loso: LosoConfig = field(default_factory=LosoConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+# Mapping-valued keys that a later layer replaces whole instead of merging key by key.
+REPLACE_WHOLE = ("train.pretrain.unfreeze", "train.finetune.unfreeze")
+
+
+def _merge(base: DictConfig, layer: DictConfig) -> DictConfig:
+    """OmegaConf merge, except that REPLACE_WHOLE mappings (schedules) in `layer` replace the base's."""
+    base = base.copy()
+    for key in REPLACE_WHOLE:
+        if OmegaConf.select(layer, key, default=None) is not None:
+            OmegaConf.update(base, key, {}, merge=False)
+    return OmegaConf.merge(base, layer)
+
+
+def _short(exc: OmegaConfBaseException) -> str:
+    """First line of an OmegaConf error, which already names the full key."""
+    msg = str(exc).strip().splitlines()[0]
+    key = getattr(exc, "full_key", None)
+    return f"{key}: {msg}" if key and key not in msg else msg
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A path to a YAML file, or the name of one shipped in `mer/conf` (`demo`, `paper`, `ablation/resnet18`)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (CONF_DIR / f"{name}.yaml", CONF_DIR / str(name)):
+        if candidate.is_file():
+            return candidate
+    shipped = sorted(str(p.relative_to(CONF_DIR).with_suffix("")) for p in CONF_DIR.rglob("*.yaml"))
+    raise ConfigError(f"config file not found: {name} (give a YAML path or one of: {', '.join(shipped)})")
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
+    """Read a YAML file, first merging the file named by its `extends:` key (relative to it)."""
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: circular 'extends' chain")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    parent = data.pop("extends", None)
+    base = OmegaConf.create()
+    if parent:
+        parent_path = (path.parent / parent) if not Path(parent).is_absolute() else Path(parent)
+        if not parent_path.is_file():
+            parent_path = resolve_config_path(parent)
+        base = _read_yaml(parent_path, (*seen, path))
+    return _merge(base, OmegaConf.create(data))
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' is not of the form key=value (e.g. train.finetune.lr=0.003)")
+    key, value = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{item}' has an empty key")
+    return key, yaml.safe_load(value) if value.strip() else None
+
+
+def _check_choices(cfg: Config) -> None:
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(OmegaConf.structured(cfg), key)
+        if value not in allowed:
+            raise ConfigError(f"{key}: '{value}' is not allowed; choose one of: {', '.join(allowed)}")
+    for stage in ("pretrain", "finetune"):
+        for epoch, what in getattr(cfg.train, stage).unfreeze.items():
+            if what not in ("head", "all") and not (what.startswith("stage") and what[5:].isdigit()):
+                raise ConfigError(
+                    f"train.{stage}.unfreeze.{epoch}: '{what}' is not allowed; use head, stage<N> (e.g. stage4) or all"
+                )
+    unknown = [c for c in cfg.data.classes if c not in CLASSES]
+    if unknown:
+        raise ConfigError(f"data.classes: unknown class {unknown}; allowed: {', '.join(CLASSES)}")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults ← YAML file (with its `extends` chain) ← `key=value` overrides, type-checked, as a `Config`."""
+    merged = OmegaConf.structured(Config)
+    try:
+        if path is not None:
+            merged = _merge(merged, _read_yaml(resolve_config_path(path)))
+        for item in overrides:
+            key, value = _parse_override(item)
+            if OmegaConf.select(merged, key, default="__missing__") == "__missing__":
+                parent, _, leaf = key.rpartition(".")
+                node = OmegaConf.select(merged, parent) if parent else merged
+                is_free_dict = isinstance(node, DictConfig) and node._metadata.object_type in (None, dict)
+                if not is_free_dict:
+                    raise ConfigError(f"unknown config key '{key}'{_suggest(merged, key)}")
+            OmegaConf.update(merged, key, value, merge=key not in REPLACE_WHOLE)
+        cfg: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except ConfigError:
+        raise
+    except OmegaConfBaseException as exc:
+        raise ConfigError(_short(exc)) from None
+    _check_choices(cfg)
+    return cfg
+
+
+def _suggest(merged: DictConfig, key: str) -> str:
+    parent, _, _ = key.rpartition(".")
+    node = OmegaConf.select(merged, parent) if parent else merged
+    if isinstance(node, DictConfig):
+        return f" (keys under '{parent or '<top>'}': {', '.join(str(k) for k in node.keys())})"
+    return ""
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain nested dict (for YAML, JSON, W&B)."""
+    return dataclasses.asdict(cfg)
+
+
+def to_yaml(cfg: Config) -> str:
+    """YAML text that `load_config` reads back into an equal `Config`."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} → {'a.b': 1}; used for W&B config and sweep parameters."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def git_commit() -> str | None:
+    """The project's git commit (with '+dirty' if the tree has changes), or None outside a checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages that decide results."""
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in ("mer-lightning", "torch", "torchvision", "lightning", "timm", "facenet-pytorch", "scikit-learn",
+                "numpy", "pandas", "optuna", "albumentations", "opencv-python-headless"):  # fmt: skip
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def write_run_info(cfg: Config, out_dir: str | Path, command: str | None = None) -> Path:
+    """Write `config.yaml` (fully resolved) and `run_info.json` (versions, seed, git commit, command) to out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(to_yaml(cfg))
+    info = {
+        "seed": cfg.seed,
+        "git_commit": git_commit(),
+        "command": command if command is not None else " ".join(sys.argv),
+        "versions": versions(),
+    }
+    (out / "run_info.json").write_text(json.dumps(info, indent=2))
+    return out / "config.yaml"
