@@ -273,12 +273,16 @@ def _check_choices(cfg: Config) -> None:
         raise ConfigError(f"data.classes: unknown class {unknown}; allowed: {', '.join(CLASSES)}")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults ← YAML file (with its `extends` chain) ← `key=value` overrides, type-checked, as a `Config`."""
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), text: str | None = None
+) -> Config:
+    """Defaults ← YAML file (with its `extends` chain) or YAML `text` ← `key=value` overrides, type-checked."""
     merged = OmegaConf.structured(Config)
     try:
         if path is not None:
             merged = _merge(merged, _read_yaml(resolve_config_path(path)))
+        if text is not None:
+            merged = _merge(merged, OmegaConf.create(yaml.safe_load(text) or {}))
         for item in overrides:
             key, value = _parse_override(item)
             if OmegaConf.select(merged, key, default="__missing__") == "__missing__":

@@ -42,7 +42,7 @@ class CropDataset(Dataset):
 
     def __init__(self, crops: np.ndarray, labels: np.ndarray, augment: AugmentConfig | None = None, seed: int = 0):
         self.crops = crops
-        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.labels = torch.tensor(np.asarray(labels), dtype=torch.long)
         self.transform = train_transform(augment, seed=seed) if augment is not None else None
 
     def __len__(self) -> int:

@@ -1,0 +1,270 @@
+"""Leave-one-subject-out evaluation: plan folds, fine-tune + SVM per fold, write results atomically, resume.
+
+Each fold's seed derives from the config seed and the fold's name, never from run order, so sequential runs,
+`--workers N`, `--fold-index I` array jobs and resumed runs all give the same predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from mer.config import CLASSES, Config, load_config, to_yaml, write_run_info
+from mer.errors import DataError, MerError
+
+PRED_COLUMNS = ["sample_id", "dataset", "subject", "label", "svm_pred", "softmax_pred"] + [f"prob_{c}" for c in CLASSES]
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One LOSO fold: its position in the plan, its name (the held-out subject) and the subjects it holds out."""
+
+    index: int
+    name: str
+    held_out: tuple[str, ...]
+
+    def dir(self, out: Path) -> Path:
+        """Folder of this fold's results (`folds/casme2/sub01`)."""
+        return out / "folds" / self.name
+
+    @property
+    def seed_offset(self) -> int:
+        """Stable per-fold offset to the config seed (independent of order and of which folds run)."""
+        return zlib.crc32(self.name.encode()) % 100_000
+
+
+def plan_folds(prepared: pd.DataFrame, group_size: int = 1, only: Sequence[str] = ()) -> list[Fold]:
+    """One fold per micro subject (or per `group_size` consecutive subjects), in sorted subject order."""
+    subjects = sorted(prepared.loc[prepared["kind"] == "micro", "subject"].unique())
+    if not subjects:
+        raise DataError("no micro-expression samples in the prepared data (prepare CASME II / SAMM / SMIC folders)")
+    if group_size <= 1:
+        folds = [Fold(i, s, (s,)) for i, s in enumerate(subjects)]
+    else:
+        chunks = [subjects[i : i + group_size] for i in range(0, len(subjects), group_size)]
+        folds = [Fold(i, f"group{i:02d}", tuple(c)) for i, c in enumerate(chunks)]
+    if only:
+        known = {f.name for f in folds}
+        unknown = [s for s in only if s not in known]
+        if unknown:
+            raise MerError(f"unknown fold(s) {', '.join(unknown)}; folds are: {', '.join(sorted(known)[:10])}, ...")
+        folds = [f for f in folds if f.name in set(only)]
+    return folds
+
+
+def fold_complete(fold_dir: Path) -> bool:
+    """A fold is complete when both of its result files exist (they are written atomically, metrics last)."""
+    return (fold_dir / "predictions.csv").is_file() and (fold_dir / "metrics.json").is_file()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def check_inputs(cfg: Config, prepared: pd.DataFrame, pretrained: str | Path | None) -> None:
+    """Everything that can be wrong before training starts: checkpoint, classes, subjects."""
+    from mer.train import check_pretrained
+
+    micro = prepared[prepared["kind"] == "micro"]
+    labels = sorted(set(micro["label"]) & set(cfg.data.classes))
+    if len(labels) < 2:
+        raise DataError(f"the micro-expression data holds only class(es) {labels}; LOSO needs at least two classes")
+    if micro["subject"].nunique() < 2:
+        raise DataError("LOSO needs at least two micro-expression subjects")
+    check_pretrained(cfg, pretrained)
+
+
+def run_fold(cfg: Config, prepared: pd.DataFrame, fold: Fold, out: Path, pretrained: str | Path | None) -> dict[str, Any]:
+    """Fine-tune on the other subjects, embed, fit the SVM on training subjects only, predict the held-out ones."""
+    from mer.evaluation.svm import fit_svm
+    from mer.train import embed_split, finish_wandb, train_stage
+
+    fold_dir = fold.dir(out)
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    seed = cfg.seed + fold.seed_offset
+    start = time.perf_counter()
+    res = train_stage(
+        cfg,
+        prepared,
+        "finetune",
+        fold_dir / "train",
+        held_out=fold.held_out,
+        init_weights=pretrained,
+        seed=seed,
+        run_name=f"{cfg.name}-{fold.name}",
+        group=cfg.name,
+        job_type="fold",
+        keep_checkpoint=False,
+        enable_progress=False,
+    )
+    finish_wandb()
+    dm = res.datamodule
+    train_side = pd.concat([dm.train_df, dm.val_df], ignore_index=True)
+    emb_train = np.concatenate([embed_split(res.module, dm, s)["embeddings"] for s in ("train", "val")])
+    test = embed_split(res.module, dm, "test")
+    emb_te = test["embeddings"]
+    svm, svm_info = fit_svm(emb_train, train_side["label"].to_numpy(), train_side["subject"].to_numpy(), cfg.svm, seed)
+    classes = list(cfg.data.classes)
+    preds = dm.test_df[["sample_id", "dataset", "subject", "label"]].copy()
+    preds["svm_pred"] = svm.predict(emb_te) if len(emb_te) else []
+    preds["softmax_pred"] = [classes[i] for i in test["probs"].argmax(1)] if len(emb_te) else []
+    for i, c in enumerate(CLASSES):
+        preds[f"prob_{c}"] = test["probs"][:, i] if c in classes and len(emb_te) else 0.0
+    seconds = time.perf_counter() - start
+    metrics = {
+        "fold": fold.name,
+        "index": fold.index,
+        "held_out": list(fold.held_out),
+        "seed": seed,
+        "n_train": len(dm.train_df),
+        "n_val": len(dm.val_df),
+        "n_test": len(preds),
+        "val_subjects": sorted(dm.val_df["subject"].unique().tolist()),
+        "svm_accuracy": float((preds["svm_pred"] == preds["label"]).mean()) if len(preds) else None,
+        "softmax_accuracy": float((preds["softmax_pred"] == preds["label"]).mean()) if len(preds) else None,
+        "svm_params": svm_info,
+        "best_epoch": res.best_epoch,
+        "best_val": res.best_score,
+        "monitor": res.monitor,
+        "epochs": res.epochs_run,
+        "seconds": round(seconds, 2),
+    }
+    _atomic_write(fold_dir / "predictions.csv", preds[PRED_COLUMNS].to_csv(index=False))
+    _atomic_write(fold_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    return metrics
+
+
+def _worker_init(threads: int, gpu_queue: Any) -> None:
+    import torch
+
+    if gpu_queue is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())
+    torch.set_num_threads(threads)
+
+
+def _run_fold_in_worker(config_yaml: str, prepared_dir: str, fold: Fold, out: str, pretrained: str | None) -> dict:
+    from mer.prepare import load_prepared
+
+    return run_fold(load_config(text=config_yaml), load_prepared(Path(prepared_dir)), fold, Path(out), pretrained)
+
+
+def run_loso(
+    cfg: Config,
+    out: str | Path,
+    pretrained: str | Path | None = None,
+    prepared_dir: str | Path | None = None,
+    workers: int | None = None,
+    fold_index: int | None = None,
+    folds: str | Sequence[str] | None = None,
+    from_study: str | None = None,
+) -> Path:
+    """`mer loso`: run the planned folds that are not complete yet; write the report once every fold is done."""
+    from mer.prepare import load_prepared
+
+    if from_study:
+        from mer.sweep import best_overrides
+
+        overrides = best_overrides(from_study)
+        cfg = load_config(text=to_yaml(cfg), overrides=overrides)
+        print(f"using the study's best parameters: {' '.join(overrides)}")
+    out = Path(out)
+    prepared_dir = Path(prepared_dir or cfg.data.prepared)
+    prepared = load_prepared(prepared_dir)
+    only = [f for f in (folds.split(",") if isinstance(folds, str) else folds or []) if f] or list(cfg.loso.folds)
+    plan = plan_folds(prepared, cfg.loso.group_size, only)
+    if fold_index is not None:
+        if not 0 <= fold_index < len(plan):
+            raise MerError(f"--fold-index {fold_index} is out of range: this run has folds 0..{len(plan) - 1}")
+        plan = [plan[fold_index]]
+    check_inputs(cfg, prepared, pretrained)
+    _check_same_config(cfg, out)
+    write_run_info(cfg, out)
+    (out / "loso.json").write_text(
+        json.dumps({"pretrained": str(pretrained) if pretrained else None, "prepared": str(prepared_dir),
+                    "objective": "loso", "leaky": False, "n_folds": len(plan_folds(prepared, cfg.loso.group_size))},
+                   indent=2)  # fmt: skip
+    )
+    todo = [f for f in plan if not fold_complete(f.dir(out))]
+    done = len(plan) - len(todo)
+    if done:
+        print(f"{done} of {len(plan)} folds already complete in {out}; running the other {len(todo)}")
+    n_workers = max(1, workers if workers is not None else cfg.loso.workers)
+    bar = tqdm(total=len(plan), initial=done, desc="LOSO folds", unit="fold")
+    if n_workers == 1 or len(todo) <= 1:
+        for fold in todo:
+            m = run_fold(cfg, prepared, fold, out, pretrained)
+            bar.update()
+            bar.write(_fold_line(m))
+    else:
+        _run_parallel(cfg, prepared_dir, todo, out, pretrained, n_workers, bar)
+    bar.close()
+    everything = plan_folds(prepared, cfg.loso.group_size, only)
+    missing = [f.name for f in everything if not fold_complete(f.dir(out))]
+    if missing:
+        print(f"{len(everything) - len(missing)} of {len(everything)} folds complete; run again (or the other array "
+              f"tasks) to finish, then `mer report {out}`")  # fmt: skip
+        return out
+    from mer.evaluation.report import write_report
+
+    report = write_report(out)
+    print(f"report → {report}")
+    return out
+
+
+def _run_parallel(cfg: Config, prepared_dir: Path, todo: list[Fold], out: Path, pretrained: Any, n: int, bar: tqdm) -> None:
+    import multiprocessing as mp
+
+    import torch
+
+    ctx = mp.get_context("spawn")
+    gpus = torch.cuda.device_count()
+    queue = None
+    if gpus:
+        queue = ctx.Manager().Queue()
+        for i in range(n):
+            queue.put(i % gpus)
+    threads = cfg.train.threads if cfg.train.threads > 0 else max(1, (os.cpu_count() or 1) // n)
+    with ProcessPoolExecutor(n, mp_context=ctx, initializer=_worker_init, initargs=(threads, queue)) as pool:
+        futures = [
+            pool.submit(_run_fold_in_worker, to_yaml(cfg), str(prepared_dir), f, str(out),
+                        str(pretrained) if pretrained else None)  # fmt: skip
+            for f in todo
+        ]
+        for fut in as_completed(futures):
+            bar.update()
+            bar.write(_fold_line(fut.result()))
+
+
+def _fold_line(m: dict[str, Any]) -> str:
+    return (f"fold {m['fold']}: n={m['n_test']} svm acc={m['svm_accuracy']:.2f} softmax acc={m['softmax_accuracy']:.2f}"
+            f" ({m['seconds']:.0f} s)")  # fmt: skip
+
+
+def _check_same_config(cfg: Config, out: Path) -> None:
+    """Resuming into a folder made with another config would mix results: refuse with the difference."""
+    previous = out / "config.yaml"
+    if not previous.is_file() or not any((out / "folds").rglob("metrics.json")):
+        return
+    old = load_config(previous)
+    if to_yaml(old) != to_yaml(cfg):
+        import difflib
+
+        diff = [ln for ln in difflib.unified_diff(to_yaml(old).splitlines(), to_yaml(cfg).splitlines(), lineterm="", n=0)
+                if ln.startswith(("+ ", "- ", "+\t", "-\t")) or (ln[:1] in "+-" and not ln.startswith(("+++", "---")))]  # fmt: skip
+        raise MerError(
+            f"{out} holds folds from another config (first difference: {' | '.join(diff[:2])}); "
+            "use a new --out folder or the same config to resume"
+        )

@@ -1,0 +1,98 @@
+"""Config: YAML round trip, shipped configs, overrides and their errors, run provenance files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from mer.config import CONF_DIR, Config, load_config, to_yaml, write_run_info
+from mer.errors import ConfigError
+
+
+def test_defaults_round_trip_through_yaml(tmp_path):
+    cfg = load_config("default")
+    assert cfg == Config()
+    path = tmp_path / "c.yaml"
+    path.write_text(to_yaml(cfg))
+    assert load_config(path) == cfg
+
+
+@pytest.mark.parametrize("name", sorted(str(p.relative_to(CONF_DIR).with_suffix("")) for p in CONF_DIR.rglob("*.yaml")))
+def test_every_shipped_config_loads_and_round_trips(name, tmp_path):
+    cfg = load_config(name)
+    (tmp_path / "c.yaml").write_text(to_yaml(cfg))
+    assert load_config(tmp_path / "c.yaml") == cfg
+
+
+def test_paper_values():
+    cfg = load_config("paper")
+    assert cfg.model.backbone == "mobilevit_s" and cfg.model.in_chans == 1 and cfg.model.drop_rate == 0.5
+    p, f = cfg.train.pretrain, cfg.train.finetune
+    assert (p.optimizer, p.lr, p.momentum, p.batch_size, p.epochs) == ("sgd", 0.01, 0.9, 32, 100)
+    assert (f.optimizer, f.lr, f.batch_size, f.l2, f.regularization) == ("adam", 0.007, 64, 0.01, "l2")
+    assert cfg.augment.jitter_p == 0.3 and cfg.augment.jitter_max == 20
+    assert cfg.face.size == 256 and cfg.face.eye_mask != "none"
+
+
+def test_extends_chain_and_override_precedence(tmp_path):
+    (tmp_path / "child.yaml").write_text("extends: paper.yaml\nname: child\ntrain: {finetune: {lr: 0.5}}\n")
+    (tmp_path / "paper.yaml").write_text((CONF_DIR / "paper.yaml").read_text())
+    cfg = load_config(tmp_path / "child.yaml", ["train.finetune.lr=0.003", "model.backbone=mobilevit_xs"])
+    assert cfg.name == "child" and cfg.train.finetune.lr == 0.003 and cfg.model.backbone == "mobilevit_xs"
+    assert cfg.train.finetune.batch_size == 64  # inherited from paper.yaml
+
+
+def test_schedule_is_replaced_not_merged():
+    cfg = load_config("demo")
+    assert cfg.train.finetune.unfreeze == {0: "head", 2: "stage5", 4: "all"}
+    cfg = load_config("demo", ["train.finetune.unfreeze={0: all}"])
+    assert cfg.train.finetune.unfreeze == {0: "all"}
+
+
+def test_override_types_are_converted():
+    cfg = load_config("default", ["seed=7", "svm.C=[1, 2]", "data.roots.casme2=/data/c", "model.weights=null"])
+    assert cfg.seed == 7 and cfg.svm.C == [1.0, 2.0] and cfg.data.roots == {"casme2": "/data/c"}
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.finetune.lrr=0.1", "unknown config key 'train.finetune.lrr'"),
+        ("nosuch.key=1", "unknown config key 'nosuch.key'"),
+        ("train.finetune.lr=fast", "train.finetune.lr"),
+        ("model.backbone=vgg16", "choose one of: mobilevit_xxs"),
+        ("face.eye_mask=star", "face.eye_mask"),
+        ("train.finetune.unfreeze={0: layer3}", "stage<N>"),
+        ("seed", "key=value"),
+        ("data.classes=[happy]", "data.classes"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        load_config("default", [override])
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("model: {layers: 3}\n")
+    with pytest.raises(ConfigError, match="layers"):
+        load_config(unknown)
+
+
+def test_run_info_written(tmp_path):
+    cfg = load_config("demo")
+    write_run_info(cfg, tmp_path, command="mer test")
+    assert load_config(tmp_path / "config.yaml") == cfg
+    info = json.loads((tmp_path / "run_info.json").read_text())
+    assert info["seed"] == cfg.seed and info["command"] == "mer test"
+    assert {"python", "torch", "timm", "lightning"} <= set(info["versions"])
+    assert "git_commit" in info
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["model"]["backbone"] == "mobilevit_xxs"
