@@ -100,7 +100,7 @@ def run_fold(cfg: Config, prepared: pd.DataFrame, fold: Fold, out: Path, pretrai
         cfg,
         prepared,
         "finetune",
-        fold_dir / "train",
+        out / "train" / fold.name,
         held_out=fold.held_out,
         init_weights=pretrained,
         seed=seed,
@@ -192,11 +192,10 @@ def run_loso(
     check_inputs(cfg, prepared, pretrained)
     _check_same_config(cfg, out)
     write_run_info(cfg, out)
-    (out / "loso.json").write_text(
-        json.dumps({"pretrained": str(pretrained) if pretrained else None, "prepared": str(prepared_dir),
-                    "objective": "loso", "leaky": False, "n_folds": len(plan_folds(prepared, cfg.loso.group_size))},
-                   indent=2)  # fmt: skip
-    )
+    planned = [f.name for f in plan_folds(prepared, cfg.loso.group_size, only)]
+    notes = {"pretrained": str(pretrained) if pretrained else None, "prepared": str(prepared_dir),
+             "objective": "loso", "leaky": False, "planned_folds": planned}  # fmt: skip
+    _atomic_write(out / "loso.json", json.dumps(notes, indent=2))
     todo = [f for f in plan if not fold_complete(f.dir(out))]
     done = len(plan) - len(todo)
     if done:

@@ -1,0 +1,252 @@
+"""Report and comparison on synthetic LOSO run folders written the way `mer loso` writes them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from mer.cli import app
+from mer.config import CLASSES, load_config, write_run_info
+from mer.errors import MerError
+from mer.evaluation.metrics import pooled_scores
+from mer.evaluation.report import compare_runs, load_run, read_megc_log, write_report
+
+SUBJECTS = ["casme2/sub01", "casme2/sub02", "samm/006", "samm/007", "smic/s1", "smic/s2"]
+SECTIONS = [
+    "## Scores (pooled over all folds)",
+    "## Per-class scores (composite)",
+    "## Confusion matrices (composite)",
+    "## Comparison with published results",
+    "## Per-fold results",
+    "## Time per fold",
+    "## MEGC log",
+    "## Provenance",
+    "## Resolved config",
+]
+
+
+def make_run(
+    root: Path, seed: int = 0, name: str = "synthetic", subjects: list[str] = SUBJECTS, notes: dict | None = None
+) -> Path:
+    """A run folder: config.yaml, run_info.json, folds/<subject>/{predictions.csv, metrics.json} (random preds)."""
+    rng = np.random.default_rng(seed)
+    cfg = load_config("demo", [f"name={name}", f"seed={seed}"])
+    write_run_info(cfg, root, command=f"mer loso --out {root.name}")
+    if notes is not None:
+        (root / "loso.json").write_text(json.dumps(notes))
+    for i, subject in enumerate(subjects):
+        dataset = subject.split("/")[0]
+        n = int(rng.integers(3, 8))
+        labels = rng.choice(CLASSES, size=n)
+        svm = np.where(rng.random(n) < 0.7, labels, rng.choice(CLASSES, size=n))
+        soft = np.where(rng.random(n) < 0.5, labels, rng.choice(CLASSES, size=n))
+        probs = rng.dirichlet(np.ones(3), size=n)
+        folder = root / "folds" / subject
+        folder.mkdir(parents=True)
+        pd.DataFrame(
+            {
+                "sample_id": [f"EP{i:02d}_{k:02d}" for k in range(n)],
+                "dataset": dataset,
+                "subject": subject,
+                "label": labels,
+                "svm_pred": svm,
+                "softmax_pred": soft,
+                "prob_negative": probs[:, 0],
+                "prob_positive": probs[:, 1],
+                "prob_surprise": probs[:, 2],
+            }
+        ).to_csv(folder / "predictions.csv", index=False)
+        metrics = {
+            "fold": subject,
+            "held_out": [subject],
+            "n_test": n,
+            "n_train": 40 - n,
+            "svm_accuracy": float(np.mean(svm == labels)),
+            "softmax_accuracy": float(np.mean(soft == labels)),
+            "seconds": 10.0 + i,
+            "svm_params": {"C": 1.0, "kernel": "rbf", "gamma": "scale", "inner_cv_f1": 0.5, "fallback": None},
+            "best_epoch": i % 3,
+        }
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("run") / "demo_run")
+
+
+@pytest.fixture(scope="module")
+def report(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_report(run_dir, tmp_path_factory.mktemp("report"))
+
+
+def test_report_has_every_section_and_file(report: Path) -> None:
+    out = report.parent
+    for name in ("report.md", "report.html", "confusion_matrix.png", "per_fold_accuracy.png", "megc_log.txt"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = report.read_text()
+    assert md.startswith("# LOSO report: synthetic\n")
+    for heading in SECTIONS:
+        assert heading in md, heading
+    assert "PARTIAL" not in md and "LEAKY" not in md
+    for method in ("LBP-TOP", "Bi-WOOF", "OFF-ApexNet", "STSTNet", "RCN", "FeatRef", "0.7838", "0.8427"):
+        assert method in md
+    assert "![confusion matrices](confusion_matrix.png)" in md
+    assert "seed: 0" in md and "backbone: mobilevit_xxs" in md  # the resolved config
+    assert "Seed: 0" in md and "Git commit:" in md and "scikit-learn" in md  # provenance
+    html = (out / "report.html").read_text()
+    assert html.count('src="data:image/png;base64,') == 2
+    assert "<details><summary>config.yaml" in html
+    for heading in SECTIONS:
+        assert f"<h2>{heading[3:]}</h2>" in html
+
+
+def test_report_numbers_are_the_pooled_ones(run_dir: Path, report: Path) -> None:
+    run = load_run(run_dir)
+    assert len(run.folds) == 6 and not run.partial and not run.leaky
+    svm = pooled_scores(run.predictions, "svm_pred")
+    soft = pooled_scores(run.predictions, "softmax_pred")
+    saved = json.loads((report.parent / "scores.json").read_text())
+    assert saved["scores"]["svm"]["composite"]["uf1"] == pytest.approx(svm["composite"]["uf1"])
+    assert set(saved["scores"]["svm"]) == {"composite", "casme2", "samm", "smic"}
+    md = report.read_text()
+    for scope in ("composite", "casme2", "samm", "smic"):
+        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {scope} |"))
+        for value in (svm[scope]["accuracy"], svm[scope]["uar"], svm[scope]["uf1"], soft[scope]["uf1"]):
+            assert f"{value:.4f}" in line
+    # per-fold table: one row per fold with its seconds and SVM params
+    for i, subject in enumerate(SUBJECTS):
+        row = next(ln for ln in md.splitlines() if ln.startswith(f"| {subject} |"))
+        assert f"{10.0 + i:.1f}" in row and "C=1, rbf, gamma=scale" in row
+    assert "| 6 | 12.5 | 12.5 | 15.0 | 75.0 | 0:01:15 |" in md  # time per fold: count, mean, median, max, total
+
+
+def test_megc_log_round_trips(run_dir: Path, report: Path) -> None:
+    log = report.parent / "megc_log.txt"
+    lines = [ln for ln in log.read_text().splitlines() if not ln.startswith("#")]
+    assert [ln.split("\t")[0] for ln in lines] == SUBJECTS  # one line per fold, natural order
+    assert lines[0].split("\t")[1].startswith("EP00_00:pred=")
+    back = read_megc_log(log)
+    preds = load_run(run_dir).predictions
+    pd.testing.assert_frame_equal(
+        back.reset_index(drop=True),
+        preds[["fold", "sample_id", "svm_pred", "label"]].rename(columns={"svm_pred": "pred"}).reset_index(drop=True),
+    )
+
+
+def test_partial_run_is_stamped_and_names_missing_folds(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "partial", notes={"planned_folds": [*SUBJECTS, "smic/s3"]})
+    (run / "folds" / "samm" / "007" / "metrics.json").unlink()  # killed while writing
+    md = write_report(run).read_text()
+    assert "[PARTIAL]" in md.splitlines()[0]
+    assert "PARTIAL: 2 of 7 folds are missing (samm/007, smic/s3)" in md
+    assert "## Missing folds" in md and "`smic/s3`" in md
+    assert "Folds: 5 complete of 7 (PARTIAL)" in md
+    saved = json.loads((run / "scores.json").read_text())
+    assert saved["partial"] and saved["missing_folds"] == ["samm/007", "smic/s3"]
+    assert saved["scores"]["svm"]["composite"]["n"] == len(load_run(run).predictions)
+
+
+def test_started_fold_without_plan_counts_as_missing(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "started", subjects=SUBJECTS[:3])
+    (run / "folds" / "smic" / "s1").mkdir(parents=True)  # fold folder created, nothing written yet
+    loaded = load_run(run)
+    assert loaded.missing == ["smic/s1"] and loaded.n_planned == 4
+
+
+def test_leaky_run_is_stamped_loudly(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "leaky", notes={"objective": "leaky_loso"})
+    md = write_report(run).read_text()
+    assert "[LEAKY]" in md.splitlines()[0]
+    assert "> **LEAKY: model selection touched the LOSO test folds (objective: leaky_loso)" in md
+    assert '<div class="banner leaky">' in (run / "report.html").read_text()
+    run2 = make_run(tmp_path / "leaky2", notes={"leaky": True})
+    assert load_run(run2).leaky
+    (run2 / "loso.json").write_text('{"leaky": tru')  # a broken notes file must not lose the stamp silently
+    with pytest.raises(MerError, match="loso.json: not valid JSON"):
+        load_run(run2)
+
+
+def test_softmax_only_run(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "softmax_only")
+    for csv in (run / "folds").rglob("predictions.csv"):
+        df = pd.read_csv(csv)
+        df["svm_pred"] = None
+        df.to_csv(csv, index=False)
+    loaded = load_run(run)
+    assert loaded.classifiers == ["softmax"] and loaded.headline == "softmax"
+    md = write_report(run).read_text()
+    assert "softmax UF1" in md and "SVM UF1" not in md
+
+
+def test_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(MerError, match="run folder not found"):
+        write_report(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MerError, match="no folds/ folder"):
+        write_report(tmp_path / "empty")
+    (tmp_path / "empty" / "folds" / "casme2" / "sub01").mkdir(parents=True)
+    with pytest.raises(MerError, match="no complete fold .1 started"):
+        write_report(tmp_path / "empty")
+    run = make_run(tmp_path / "bad", subjects=SUBJECTS[:2])
+    csv = run / "folds" / "casme2" / "sub02" / "predictions.csv"
+    df = pd.read_csv(csv)
+    df.drop(columns=["softmax_pred"]).to_csv(csv, index=False)
+    with pytest.raises(MerError, match=r"sub02/predictions.csv: missing columns \['softmax_pred'\]"):
+        write_report(run)
+    df.assign(subject="casme2/sub01").to_csv(csv, index=False)
+    with pytest.raises(MerError, match="not held out in this fold"):
+        write_report(run)
+    df.assign(label="neutral").to_csv(csv, index=False)
+    with pytest.raises(MerError, match="column label has values \\['neutral'\\]"):
+        write_report(run)
+
+
+def test_duplicate_sample_across_folds_is_refused(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "dup", subjects=SUBJECTS[:2])
+    src = run / "folds" / "casme2" / "sub01"
+    shutil.copytree(src, run / "folds" / "casme2" / "sub01_copy")
+    meta = json.loads((src / "metrics.json").read_text())
+    (run / "folds" / "casme2" / "sub01_copy" / "metrics.json").write_text(json.dumps({**meta, "fold": "copy"}))
+    with pytest.raises(MerError, match="predicted in more than one fold"):
+        load_run(run)
+
+
+def test_compare_two_runs(tmp_path: Path) -> None:
+    a = make_run(tmp_path / "a", seed=1, name="paper")
+    b = make_run(tmp_path / "b", seed=2, name="resnet18", notes={"leaky": True})
+    md_path = compare_runs([a, b], tmp_path / "cmp")
+    md = md_path.read_text()
+    assert md_path.name == "compare.md" and (tmp_path / "cmp" / "compare.html").is_file()
+    table = pd.read_csv(tmp_path / "cmp" / "compare.csv")
+    assert table["run"].tolist() == ["paper", "resnet18"]
+    assert table["status"].tolist() == ["complete", "LEAKY"]
+    for col in ("SVM acc", "SVM UAR", "SVM UF1", "softmax acc", "softmax UAR", "softmax UF1", "casme2 UF1", "smic UF1"):
+        assert col in table.columns
+    expected = pooled_scores(load_run(b).predictions, "svm_pred")
+    assert table.loc[1, "SVM UF1"] == pytest.approx(expected["composite"]["uf1"])
+    assert table.loc[1, "samm UF1"] == pytest.approx(expected["samm"]["uf1"])
+    assert "LEAKY: run 'resnet18'" in md and "| paper |" in md
+    # same config name twice: rows told apart by folder
+    names = pd.read_csv(Path(compare_runs([a, a], tmp_path / "cmp2")).with_suffix(".csv"))["run"].tolist()
+    assert len(set(names)) == 2
+
+
+def test_cli_report_and_compare(run_dir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["report", str(run_dir), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r" / "report.md").is_file()
+    result = runner.invoke(
+        app, ["report", "--compare", str(run_dir), "--compare", str(run_dir), "--out", str(tmp_path / "c")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "c" / "compare.md").is_file()
