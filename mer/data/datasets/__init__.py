@@ -1,0 +1,163 @@
+"""Dataset readers: one per dataset, each `read(root, **options) -> (manifest rows, skipped rows)`.
+
+`build_manifest` runs the readers named in `roots` (name → dataset folder), optionally keeps only the samples
+of the official MEGC2019 list, and returns the manifest table (`mer.data.manifest.make_frame`) and the
+report of every skipped sample with its reason (`make_report`), which `mer prepare` writes as
+manifest.csv and prepare_report.csv.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mer.data.datasets import casme2, ckplus, folder, jaffe, mug, oulu, samm, smic
+from mer.data.datasets._common import skip
+from mer.data.manifest import make_frame, make_report
+from mer.errors import ConfigError, DataError
+
+Rows = list[dict[str, Any]]
+Reader = Callable[..., tuple[Rows, Rows]]
+
+READERS: dict[str, Reader] = {
+    "casme2": casme2.read,
+    "samm": samm.read,
+    "smic": smic.read,
+    "ckplus": ckplus.read,
+    "oulu": oulu.read,
+    "jaffe": jaffe.read,
+    "mug": mug.read,
+    "folder": folder.read,
+    "folder_macro": folder.read_macro,
+}
+DATASETS: tuple[str, ...] = tuple(READERS)
+KIND: dict[str, str] = {
+    "casme2": "micro",
+    "samm": "micro",
+    "smic": "micro",
+    "ckplus": "macro",
+    "oulu": "macro",
+    "jaffe": "macro",
+    "mug": "macro",
+    "folder": "micro",
+    "folder_macro": "macro",
+}
+MICRO: tuple[str, ...] = tuple(n for n in DATASETS if KIND[n] == "micro")
+MACRO: tuple[str, ...] = tuple(n for n in DATASETS if KIND[n] == "macro")
+# Other spellings users type for the same datasets (`--data ck+=...`).
+ALIASES: dict[str, str] = {
+    "casmeii": "casme2",
+    "casme_ii": "casme2",
+    "casme-ii": "casme2",
+    "smic-hs": "smic",
+    "smic_hs": "smic",
+    "smichs": "smic",
+    "ck+": "ckplus",
+    "ck": "ckplus",
+    "oulu-casia": "oulu",
+    "oulu_casia": "oulu",
+    "oulucasia": "oulu",
+    "folder-macro": "folder_macro",
+}
+
+
+def canonical(name: str) -> str:
+    """The reader name for a dataset name or alias (case-insensitive); DataError listing the known names."""
+    key = str(name).strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in READERS:
+        raise DataError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
+    return key
+
+
+def read_dataset(name: str, root: str | Path, **options: Any) -> tuple[Rows, Rows]:
+    """Run one reader by (alias-tolerant) name: manifest rows and skipped rows."""
+    return READERS[canonical(name)](root, **options)
+
+
+def _drop_duplicates(rows: Rows, skipped: Rows) -> Rows:
+    """Keep the first row of each (dataset, sample_id); report the others (two roots of one dataset, say)."""
+    seen: set[tuple[str, str]] = set()
+    kept: Rows = []
+    for r in rows:
+        key = (r["dataset"], r["sample_id"])
+        if key in seen:
+            path = r["frames"][0] if r["frames"] else ""
+            skipped.append(skip(r["dataset"], r["subject"], r["sample_id"], path, "duplicate sample_id in the dataset"))
+            continue
+        seen.add(key)
+        kept.append(r)
+    return kept
+
+
+def reader_options(name: str) -> list[str]:
+    """The keyword options a reader takes besides the root (e.g. mug: frames; casme2: coding, frames_dir)."""
+    params = list(inspect.signature(READERS[canonical(name)]).parameters.values())[1:]
+    return [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+
+
+def build_manifest(
+    roots: Mapping[str, str | Path],
+    megc_list: str | Path | None = None,
+    smic_apex: str = "middle",
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read every dataset in `roots` (name → folder) into (manifest, report).
+
+    `megc_list` (the official `combined_3class_gt.csv`) keeps exactly the listed CASME II / SAMM / SMIC samples
+    and reports the rest; `smic_apex` is "middle" or "spot" (apex left for the face pipeline's spotter);
+    `options` passes reader options per dataset, e.g. {"mug": {"frames": 6}, "casme2": {"frames_dir": "Cropped"}}.
+    """
+    if not roots:
+        raise DataError(
+            "no datasets given: pass --data NAME=ROOT (names: " + ", ".join(DATASETS) + ") or set data.roots"
+        )
+    if smic_apex not in smic.APEX_CHOICES:
+        raise ConfigError(f"data.smic_apex: {smic_apex!r} unknown; use one of: {', '.join(smic.APEX_CHOICES)}")
+    names = {}
+    for given in roots:
+        name = canonical(given)
+        if name in names:
+            raise DataError(f"dataset '{name}' given twice ({names[name]!r} and {given!r}); give one root per dataset")
+        names[name] = given
+    per_dataset: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for given, opts in (options or {}).items():
+        name = canonical(given)
+        unknown = sorted(set(opts) - set(reader_options(name)))
+        if unknown:
+            allowed = ", ".join(reader_options(name)) or "none"
+            raise ConfigError(f"unknown option(s) {', '.join(unknown)} for the {name} reader (options: {allowed})")
+        per_dataset.setdefault(name, {}).update(opts)
+    per_dataset.setdefault("smic", {}).setdefault("apex", smic_apex)
+    rows: Rows = []
+    skipped: Rows = []
+    for name, given in names.items():
+        got, missed = READERS[name](roots[given], **per_dataset[name])
+        rows += got
+        skipped += missed
+    rows = _drop_duplicates(rows, skipped)
+    manifest = make_frame(rows)
+    if megc_list is not None:
+        from mer.data.megc import select_megc
+
+        manifest, listed = select_megc(manifest, megc_list, datasets=list(names))
+        skipped += listed.to_dict("records")
+    return manifest, make_report(skipped)
+
+
+__all__ = [
+    "ALIASES",
+    "DATASETS",
+    "KIND",
+    "MACRO",
+    "MICRO",
+    "READERS",
+    "build_manifest",
+    "canonical",
+    "read_dataset",
+    "reader_options",
+]

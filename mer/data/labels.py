@@ -1,0 +1,152 @@
+"""The MEGC2019 3-class label mapping: each dataset's original emotion label → negative | positive | surprise.
+
+One table per dataset, as data. A label maps to a class, to ``None`` (known, but dropped by the protocol:
+CASME II fear/sadness/others, SAMM other, macro neutral), or is absent from the table (unknown: a typo or a
+label this version of the coding file should not hold). Readers turn the last two into skipped rows with
+:func:`resolve`'s reason, so the report tells "dropped by the protocol" from "unknown label".
+Lookups ignore case, spaces, underscores and hyphens; numeric codes such as CK+'s ``3.0000000e+00`` match ``3``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from mer.config import CLASSES
+from mer.errors import DataError
+
+NEG, POS, SUR = CLASSES
+
+# Macro-expression sets (CK+, Oulu-CASIA, JAFFE, MUG): six basic emotions + contempt, neutral dropped.
+MACRO: dict[str, str | None] = {
+    "anger": NEG,
+    "contempt": NEG,
+    "disgust": NEG,
+    "fear": NEG,
+    "sadness": NEG,
+    "happiness": POS,
+    "surprise": SUR,
+    "neutral": None,
+}
+
+# Original codes of the macro sets, decoded to the emotion names of MACRO.
+CKPLUS_CODES: dict[str, str] = {
+    "0": "neutral",
+    "1": "anger",
+    "2": "contempt",
+    "3": "disgust",
+    "4": "fear",
+    "5": "happiness",
+    "6": "sadness",
+    "7": "surprise",
+}
+JAFFE_CODES: dict[str, str] = {
+    "an": "anger",
+    "di": "disgust",
+    "fe": "fear",
+    "ha": "happiness",
+    "ne": "neutral",
+    "sa": "sadness",
+    "su": "surprise",
+}
+# Spellings found in the macro sets' folder names and papers ("happy" in CK+'s docs, "sad", "angry").
+MACRO_SYNONYMS: dict[str, str] = {"happy": "happiness", "sad": "sadness", "angry": "anger", "surprised": "surprise"}
+
+TABLES: dict[str, dict[str, str | None]] = {
+    "casme2": {
+        "disgust": NEG,
+        "repression": NEG,
+        "happiness": POS,
+        "surprise": SUR,
+        "fear": None,
+        "sadness": None,
+        "others": None,
+    },
+    "samm": {
+        "anger": NEG,
+        "contempt": NEG,
+        "disgust": NEG,
+        "fear": NEG,
+        "sadness": NEG,
+        "happiness": POS,
+        "surprise": SUR,
+        "other": None,
+    },
+    "smic": {"negative": NEG, "positive": POS, "surprise": SUR, "ne": NEG, "po": POS, "sur": SUR},
+    "ckplus": {**MACRO, **{code: MACRO[name] for code, name in CKPLUS_CODES.items()}},
+    "oulu": dict(MACRO),
+    "jaffe": {**MACRO, **{code: MACRO[name] for code, name in JAFFE_CODES.items()}},
+    "mug": dict(MACRO),
+    "folder": {NEG: NEG, POS: POS, SUR: SUR},
+}
+for _name in ("ckplus", "oulu", "jaffe", "mug"):
+    TABLES[_name].update({syn: MACRO[name] for syn, name in MACRO_SYNONYMS.items()})
+TABLES["folder_macro"] = TABLES["folder"]
+
+_SPACES = re.compile(r"[\s_\-]+")
+
+
+class LabelResult(NamedTuple):
+    """A lookup: `label` (a class or None), `status` (mapped | dropped | unknown), `reason` (when not mapped)."""
+
+    label: str | None
+    status: str
+    reason: str | None
+
+    @property
+    def ok(self) -> bool:
+        """True when the emotion maps to one of the three classes."""
+        return self.status == "mapped"
+
+
+def normalize(emotion: object) -> str:
+    """Lookup key of a label: lower case, no spaces, underscores or hyphens; integral numbers as ints (3.0e+00 → 3)."""
+    text = _SPACES.sub("", str(emotion).strip().lower())
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else text
+
+
+def table(dataset: str) -> dict[str, str | None]:
+    """The mapping table of a dataset (keys normalized); DataError for a dataset without one."""
+    try:
+        return TABLES[dataset]
+    except KeyError:
+        raise DataError(f"no label table for dataset '{dataset}' (known: {', '.join(sorted(TABLES))})") from None
+
+
+def resolve(dataset: str, emotion: object) -> LabelResult:
+    """Map one original label, telling a class, a protocol drop and an unknown label apart (with a reason)."""
+    mapping = table(dataset)
+    key = normalize(emotion)
+    if key not in mapping:
+        known = ", ".join(k for k in mapping if not k.isdigit())
+        return LabelResult(None, "unknown", f"unknown emotion label '{emotion}' ({dataset} labels: {known})")
+    label = mapping[key]
+    if label is None:
+        return LabelResult(None, "dropped", f"emotion '{emotion}' is not in the MEGC2019 3-class protocol")
+    return LabelResult(label, "mapped", None)
+
+
+def map_label(dataset: str, emotion: object) -> str | None:
+    """negative | positive | surprise for a dataset's original label, or None (dropped or unknown; see `resolve`)."""
+    return resolve(dataset, emotion).label
+
+
+def is_dropped(dataset: str, emotion: object) -> bool:
+    """True when the label is known but left out by the MEGC2019 protocol (e.g. CASME II fear, macro neutral)."""
+    return resolve(dataset, emotion).status == "dropped"
+
+
+def is_known(dataset: str, emotion: object) -> bool:
+    """True when the dataset's table holds the label (mapped or dropped)."""
+    return resolve(dataset, emotion).status != "unknown"
+
+
+def decode(dataset: str, code: object) -> str:
+    """Emotion name of a CK+ numeric code or a JAFFE two-letter code (other labels come back unchanged, stripped)."""
+    key = normalize(code)
+    codes = {"ckplus": CKPLUS_CODES, "jaffe": JAFFE_CODES}.get(dataset, {})
+    return codes.get(key, str(code).strip())

@@ -1,0 +1,239 @@
+"""Tiny fixture trees in the real datasets' layouts (8×8 images, openpyxl coding sheets), for the reader tests.
+
+Every builder writes under `root` and returns it; samples are plain dicts or tuples so a test states exactly
+which quirk it exercises (apex "/", SAMM's preamble and apex -1, CK+ sequences without an emotion file, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from openpyxl import Workbook
+
+
+@cache
+def _encoded(ext: str, value: int) -> bytes:
+    image = np.full((8, 8), value, dtype=np.uint8)
+    image[2:6, 2:6] = 255 - value
+    ok, buf = cv2.imencode(ext, image)
+    assert ok, ext
+    return buf.tobytes()
+
+
+def write_image(path: Path, value: int = 96) -> Path:
+    """An 8×8 grayscale image in the format of the path's extension."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_encoded(path.suffix.lower(), value))
+    return path
+
+
+def write_frames(folder: Path, names: Iterable[str]) -> list[Path]:
+    """One tiny image per file name in `folder`."""
+    return [write_image(folder / name) for name in names]
+
+
+def write_xlsx(path: Path, rows: Sequence[Sequence[Any]]) -> Path:
+    """A one-sheet workbook holding `rows` from A1."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book = Workbook()
+    sheet = book.active
+    for r in rows:
+        sheet.append(list(r))
+    book.save(path)
+    return path
+
+
+CASME2_HEADER = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion"]
+
+
+def casme2_sample(
+    subject: int | str = 1,
+    filename: str = "EP02_01f",
+    onset: int = 46,
+    apex: int | str = 50,
+    offset: int = 55,
+    emotion: str = "happiness",
+    frames: Iterable[int] | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
+    """One CASME II coding row (+ its frames img<onset>..img<offset>.jpg unless `frames`/`write` say otherwise)."""
+    return dict(
+        subject=subject,
+        filename=filename,
+        onset=onset,
+        apex=apex,
+        offset=offset,
+        emotion=emotion,
+        frames=list(frames) if frames is not None else list(range(onset, offset + 1)),
+        write=write,
+    )
+
+
+def make_casme2(
+    root: Path, samples: Sequence[dict[str, Any]] | None = None, coding_name: str = "CASME2-coding-20140508.xlsx"
+) -> Path:
+    """`root/CASME2-coding-*.xlsx` + `root/CASME2_RAW_selected/subNN/<Filename>/img<N>.jpg`."""
+    samples = samples if samples is not None else [casme2_sample()]
+    table = [CASME2_HEADER]
+    (root / "CASME2_RAW_selected").mkdir(parents=True, exist_ok=True)
+    for s in samples:
+        table.append([s["subject"], s["filename"], s["onset"], s["apex"], s["offset"], "12", s["emotion"]])
+        if s["write"]:
+            number = int(str(s["subject"]).lower().removeprefix("sub"))
+            folder = root / "CASME2_RAW_selected" / f"sub{number:02d}" / s["filename"]
+            write_frames(folder, [f"img{n}.jpg" for n in s["frames"]])
+    write_xlsx(root / coding_name, table)
+    return root
+
+
+SAMM_HEADER = [
+    "Subject",
+    "Filename",
+    "Inducement Code",
+    "Onset Frame",
+    "Apex Frame",
+    "Offset Frame",
+    "Duration",
+    "Type",
+    "Action Units",
+    "Notes",
+    "Estimated Emotion",
+]
+
+
+def samm_sample(
+    subject: int | str = 6,
+    filename: str = "006_1_2",
+    onset: int = 5562,
+    apex: int = 5588,
+    offset: int = 5600,
+    emotion: str = "Anger",
+    frames: Iterable[int] | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
+    """One SAMM coding row (+ frames <subject>_<NNNNN>.jpg for onset..offset unless told otherwise)."""
+    return dict(
+        subject=subject,
+        filename=filename,
+        onset=onset,
+        apex=apex,
+        offset=offset,
+        emotion=emotion,
+        frames=list(frames) if frames is not None else list(range(onset, offset + 1)),
+        write=write,
+    )
+
+
+def make_samm(
+    root: Path, samples: Sequence[dict[str, Any]] | None = None, coding_name: str = "SAMM_Micro_FACS_Codes_v2.xlsx"
+) -> Path:
+    """`root/SAMM_Micro_FACS_Codes_v2.xlsx` (13 preamble rows, header on row 14) + `root/SAMM/006/006_1_2/*.jpg`."""
+    samples = samples if samples is not None else [samm_sample()]
+    preamble: list[list[Any]] = [["SAMM Micro-Movement FACS Codes"], ["Version 2"]]
+    preamble += [[f"note line {i}"] if i % 3 else [] for i in range(11)]
+    assert len(preamble) == 13
+    table = [*preamble, SAMM_HEADER]
+    (root / "SAMM").mkdir(parents=True, exist_ok=True)
+    for s in samples:
+        table.append(
+            [
+                s["subject"],
+                s["filename"],
+                "1_2",
+                s["onset"],
+                s["apex"],
+                s["offset"],
+                40,
+                "Micro",
+                "AU4",
+                "",
+                s["emotion"],
+            ]
+        )
+        if s["write"]:
+            sub = f"{int(s['subject']):03d}"
+            write_frames(root / "SAMM" / sub / s["filename"], [f"{sub}_{n:05d}.jpg" for n in s["frames"]])
+    write_xlsx(root / coding_name, table)
+    return root
+
+
+def make_smic(root: Path, clips: Sequence[tuple[str, str, str, int]] | None = None) -> Path:
+    """`root/HS/<subject>/micro/<class>/<clip>/image<N>.jpg`; clips are (subject, class, clip, n_frames)."""
+    clips = clips if clips is not None else [("s1", "negative", "s1_ne_01", 5)]
+    for subject, cls, clip, n in clips:
+        folder = root / "HS" / subject / "micro" / cls / clip
+        write_frames(folder, [f"image{90823 + i:06d}.jpg" for i in range(n)])
+    return root
+
+
+def make_ckplus(root: Path, sequences: Sequence[dict[str, Any]] | None = None) -> Path:
+    """`root/cohn-kanade-images/S005/001/S005_001_000000NN.png` + `root/Emotion/S005/001/..._emotion.txt`.
+
+    Each sequence: subject, seq, n (frames), code (a number, a raw text such as "garbage", or None: no emotion file).
+    """
+    sequences = sequences if sequences is not None else [dict(subject="S005", seq="001", n=11, code=3)]
+    (root / "Emotion").mkdir(parents=True, exist_ok=True)
+    for s in sequences:
+        stem = f"{s['subject']}_{s['seq']}"
+        names = [f"{stem}_{i:08d}.png" for i in range(1, s["n"] + 1)]
+        write_frames(root / "cohn-kanade-images" / s["subject"] / s["seq"], names)
+        if s.get("code") is not None:
+            text = s["code"] if isinstance(s["code"], str) else f"   {float(s['code']):.7e}\n"
+            label = root / "Emotion" / s["subject"] / s["seq"] / f"{stem}_{s['n']:08d}_emotion.txt"
+            label.parent.mkdir(parents=True, exist_ok=True)
+            label.write_text(text)
+    return root
+
+
+def make_oulu(root: Path, sequences: Sequence[tuple[str, str, int]] | None = None) -> Path:
+    """`root/OriginalImg/VL/Strong/<P001>/<Emotion>/000.jpeg`; sequences are (subject, emotion folder, n_frames)."""
+    sequences = sequences if sequences is not None else [("P001", "Happiness", 6)]
+    for subject, emotion, n in sequences:
+        folder = root / "OriginalImg" / "VL" / "Strong" / subject / emotion
+        write_frames(folder, [f"{i:03d}.jpeg" for i in range(n)])
+    return root
+
+
+def make_jaffe(root: Path, names: Sequence[str] | None = None) -> Path:
+    """A flat JAFFE folder of `KA.AN1.39.tiff`-style files (names given without or with an extension)."""
+    names = names if names is not None else ["KA.AN1.39", "KA.HA2.30", "KA.NE1.26", "YM.SU3.60"]
+    for name in names:
+        write_image(root / (name if Path(name).suffix in (".tiff", ".tif", ".png") else f"{name}.tiff"))
+    return root
+
+
+def make_mug(root: Path, takes: Sequence[dict[str, Any]] | None = None) -> Path:
+    """`root/subjects3/<001>/[<session>/]<emotion>/<take000>/img_NNNN.jpg`; takes: subject emotion take n session."""
+    takes = takes if takes is not None else [dict(subject="001", emotion="happiness", take="take000", n=20)]
+    for t in takes:
+        folder = root / "subjects3" / t["subject"]
+        if t.get("session"):
+            folder = folder / t["session"]
+        folder = folder / t["emotion"] / t["take"]
+        write_frames(folder, [f"img_{i:04d}.jpg" for i in range(1, t["n"] + 1)])
+    return root
+
+
+def make_folder(root: Path, samples: Sequence[tuple[str, str, str, int, Any]] | None = None) -> Path:
+    """`root/<label>/<subject>/<sample>/frame<N>.png`; samples are (label, subject, sample, n_frames, apex.txt text)."""
+    samples = samples if samples is not None else [("positive", "alice", "clip1", 5, None)]
+    for label, subject, sample, n, apex in samples:
+        folder = root / label / subject / sample
+        write_frames(folder, [f"frame{i}.png" for i in range(1, n + 1)])
+        if apex is not None:
+            (folder / "apex.txt").write_text(f"{apex}\n")
+    return root
+
+
+def write_megc_list(path: Path, entries: Sequence[tuple[str, str, str, int]], header: bool = False) -> Path:
+    """A `combined_3class_gt.csv`: rows dataset,subject,filename,label (0 neg / 1 pos / 2 sur)."""
+    lines = ["dataset,subject,filename,label"] if header else []
+    lines += [",".join(str(v) for v in e) for e in entries]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
