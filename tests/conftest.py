@@ -79,3 +79,14 @@ def prepared(tmp_path: Path) -> pd.DataFrame:
     subjects = {f"ckplus/S{i:03d}": "macro" for i in range(4)}
     subjects.update({f"{d}/s{i}": "micro" for d in ("casme2", "samm", "smic") for i in range(2)})
     return make_prepared(tmp_path, subjects)
+
+
+def write_prepared_dir(root: Path, df: pd.DataFrame) -> Path:
+    """Save a table from `make_prepared` as a `mer prepare` folder (prepared.csv with crops relative to it)."""
+    from mer.data.manifest import save_manifest
+
+    out = df.copy()
+    out["crop"] = [str(Path(c).resolve().relative_to(root.resolve())) for c in out["crop"]]
+    out["face_note"] = ""
+    save_manifest(out, root / "prepared.csv")
+    return root

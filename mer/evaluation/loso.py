@@ -183,16 +183,25 @@ def run_loso(
     out = Path(out)
     prepared_dir = Path(prepared_dir or cfg.data.prepared)
     prepared = load_prepared(prepared_dir)
-    only = [f for f in (folds.split(",") if isinstance(folds, str) else folds or []) if f] or list(cfg.loso.folds)
-    plan = plan_folds(prepared, cfg.loso.group_size, only)
+    # The run's plan (config `loso.folds` or every subject) decides when the report is due; --folds and
+    # --fold-index only choose which of its folds this call runs.
+    everything = plan_folds(prepared, cfg.loso.group_size, cfg.loso.folds)
+    chosen = [f for f in (folds.split(",") if isinstance(folds, str) else folds or []) if f]
+    plan = everything
+    if chosen:
+        names = {f.name for f in everything}
+        unknown = [c for c in chosen if c not in names]
+        if unknown:
+            raise MerError(f"unknown fold(s) {', '.join(unknown)}; folds are: {', '.join(sorted(names)[:10])}, ...")
+        plan = [f for f in everything if f.name in set(chosen)]
     if fold_index is not None:
-        if not 0 <= fold_index < len(plan):
-            raise MerError(f"--fold-index {fold_index} is out of range: this run has folds 0..{len(plan) - 1}")
-        plan = [plan[fold_index]]
+        if not 0 <= fold_index < len(everything):
+            raise MerError(f"--fold-index {fold_index} is out of range: this run has folds 0..{len(everything) - 1}")
+        plan = [everything[fold_index]]
     check_inputs(cfg, prepared, pretrained)
     _check_same_config(cfg, out)
     write_run_info(cfg, out)
-    planned = [f.name for f in plan_folds(prepared, cfg.loso.group_size, only)]
+    planned = [f.name for f in everything]
     notes = {"pretrained": str(pretrained) if pretrained else None, "prepared": str(prepared_dir),
              "objective": "loso", "leaky": False, "planned_folds": planned}  # fmt: skip
     _atomic_write(out / "loso.json", json.dumps(notes, indent=2))
@@ -210,7 +219,6 @@ def run_loso(
     else:
         _run_parallel(cfg, prepared_dir, todo, out, pretrained, n_workers, bar)
     bar.close()
-    everything = plan_folds(prepared, cfg.loso.group_size, only)
     missing = [f.name for f in everything if not fold_complete(f.dir(out))]
     if missing:
         print(f"{len(everything) - len(missing)} of {len(everything)} folds complete; run again (or the other array "
@@ -267,3 +275,35 @@ def _check_same_config(cfg: Config, out: Path) -> None:
             f"{out} holds folds from another config (first difference: {' | '.join(diff[:2])}); "
             "use a new --out folder or the same config to resume"
         )
+
+
+def run_final(
+    cfg: Config, out: str | Path, pretrained: str | Path | None = None, prepared_dir: str | Path | None = None
+) -> Path:
+    """`mer loso --final`: fine-tune on every micro subject, fit the SVM on all of them, save a bundle for `mer predict`.
+
+    Not an evaluation (nothing is held out): run LOSO first to know how well this recipe does on unseen subjects.
+    """
+    from mer.evaluation.svm import fit_svm
+    from mer.inference.bundle import save_bundle
+    from mer.prepare import load_prepared
+    from mer.train import embed_split, finish_wandb, train_stage
+
+    out = Path(out)
+    prepared_dir = Path(prepared_dir or cfg.data.prepared)
+    prepared = load_prepared(prepared_dir)
+    check_inputs(cfg, prepared, pretrained)
+    write_run_info(cfg, out)
+    res = train_stage(cfg, prepared, "finetune", out / "train" / "final", init_weights=pretrained,
+                      run_name=f"{cfg.name}-final", group=cfg.name, job_type="final", keep_checkpoint=False)  # fmt: skip
+    finish_wandb()
+    dm = res.datamodule
+    side = pd.concat([dm.train_df, dm.val_df], ignore_index=True)
+    emb = np.concatenate([embed_split(res.module, dm, s)["embeddings"] for s in ("train", "val")])
+    svm, svm_info = fit_svm(emb, side["label"].to_numpy(), side["subject"].to_numpy(), cfg.svm, cfg.seed)
+    info = {"trained_on": sorted(side["subject"].unique().tolist()), "n_train": len(side), "svm": svm_info,
+            "pretrained": str(pretrained) if pretrained else None, "prepared": str(prepared_dir)}  # fmt: skip
+    bundle = save_bundle(out / "bundle", res.module.net, cfg, svm, info)
+    print(f"final model on {len(side)} samples of {side['subject'].nunique()} subjects → {bundle} "
+          f"(use: mer predict VIDEO --model {bundle})")  # fmt: skip
+    return bundle

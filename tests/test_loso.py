@@ -1,0 +1,138 @@
+"""LOSO runner: fold plan, no leakage, resume, array index and workers agree, input checks before training."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from mer.errors import DataError, MerError
+from mer.evaluation.loso import fold_complete, plan_folds, run_loso
+from mer.models.backbones import MERNet, save_weights
+from tests.conftest import make_prepared, tiny_config, write_prepared_dir
+
+SUBJECTS = {f"{d}/s{i}": "micro" for d in ("casme2", "samm") for i in range(2)}
+
+
+@pytest.fixture(scope="module")
+def prepared_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("prepared")
+    return write_prepared_dir(root, make_prepared(root, SUBJECTS, per_class=3))
+
+
+def cfg(*extra):
+    return tiny_config("train.finetune.val_subjects=0.3", "train.threads=1", *extra)
+
+
+def all_predictions(out):
+    files = sorted((out / "folds").rglob("predictions.csv"))
+    return pd.concat([pd.read_csv(f) for f in files]).sort_values("sample_id").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def full_run(prepared_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    run_loso(cfg(), out, None, prepared_dir)
+    return out
+
+
+def test_plan_one_fold_per_subject(prepared_dir):
+    from mer.prepare import load_prepared
+
+    df = load_prepared(prepared_dir)
+    plan = plan_folds(df)
+    assert [f.name for f in plan] == sorted(SUBJECTS)
+    assert all(f.held_out == (f.name,) for f in plan)
+    grouped = plan_folds(df, group_size=2)
+    assert [f.held_out for f in grouped] == [("casme2/s0", "casme2/s1"), ("samm/s0", "samm/s1")]
+    with pytest.raises(MerError, match="unknown fold"):
+        plan_folds(df, only=["casme2/s9"])
+
+
+def test_full_run_outputs_and_no_leakage(full_run):
+    total = len(SUBJECTS) * 9
+    for subject in SUBJECTS:
+        d = full_run / "folds" / subject
+        assert fold_complete(d)
+        preds = pd.read_csv(d / "predictions.csv")
+        m = json.loads((d / "metrics.json").read_text())
+        assert set(preds.subject) == {subject}  # only the held-out subject is predicted
+        assert subject not in m["val_subjects"]
+        assert m["n_train"] + m["n_val"] + m["n_test"] == total
+        inner = {g for split in m["svm_params"]["inner_val_groups"] for g in split}
+        assert subject not in inner  # the SVM's parameter search never saw the held-out subject
+        assert set(preds.svm_pred) <= {"negative", "positive", "surprise"}
+        assert preds[["prob_negative", "prob_positive", "prob_surprise"]].sum(axis=1).round(4).eq(1).all()
+    for name in ("report.md", "report.html", "confusion_matrix.png", "config.yaml", "run_info.json", "loso.json"):
+        assert (full_run / name).is_file(), name
+    assert json.loads((full_run / "loso.json").read_text())["planned_folds"] == sorted(SUBJECTS)
+
+
+def test_resume_after_kill_gives_identical_predictions(full_run, prepared_dir, tmp_path):
+    out = tmp_path / "resumed"
+    run_loso(cfg(), out, None, prepared_dir, folds="casme2/s0,samm/s1")  # "killed" after two folds
+    assert not (out / "report.md").exists()
+    # a fold killed mid-write: predictions without metrics is incomplete and is redone
+    half = out / "folds" / "casme2" / "s1"
+    half.mkdir(parents=True)
+    (half / "predictions.csv").write_text("garbage")
+    before = (out / "folds/casme2/s0/metrics.json").stat().st_mtime_ns
+    run_loso(cfg(), out, None, prepared_dir)
+    assert (out / "folds/casme2/s0/metrics.json").stat().st_mtime_ns == before  # complete fold skipped
+    pd.testing.assert_frame_equal(all_predictions(out), all_predictions(full_run))
+    assert (out / "report.md").is_file()
+
+
+def test_resume_with_another_config_is_refused(full_run, prepared_dir, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(full_run, out)
+    with pytest.raises(MerError, match="another config"):
+        run_loso(cfg("train.finetune.lr=0.5"), out, None, prepared_dir)
+
+
+def test_fold_index_matches_sequential(full_run, prepared_dir, tmp_path):
+    out = tmp_path / "array"
+    for i in range(len(SUBJECTS)):
+        run_loso(cfg(), out, None, prepared_dir, fold_index=i)
+    pd.testing.assert_frame_equal(all_predictions(out), all_predictions(full_run))
+    with pytest.raises(MerError, match="out of range"):
+        run_loso(cfg(), out, None, prepared_dir, fold_index=len(SUBJECTS))
+
+
+@pytest.mark.slow
+def test_two_workers_match_sequential(full_run, prepared_dir, tmp_path):
+    out = tmp_path / "workers"
+    run_loso(cfg(), out, None, prepared_dir, workers=2)
+    pd.testing.assert_frame_equal(all_predictions(out), all_predictions(full_run))
+
+
+def test_checks_fail_before_training(prepared_dir, tmp_path):
+    out = tmp_path / "bad"
+    with pytest.raises(MerError, match="not found"):
+        run_loso(cfg(), out, tmp_path / "missing.ckpt", prepared_dir)
+    other = save_weights(MERNet("resnet18", image_size=64), tmp_path / "resnet.pt")
+    with pytest.raises(MerError, match="resnet18"):
+        run_loso(cfg(), out, other, prepared_dir)
+    with pytest.raises(MerError, match="unknown fold"):
+        run_loso(cfg(), out, None, prepared_dir, folds="smic/s7")
+    assert not (out / "folds").exists()  # nothing trained
+
+
+def test_one_class_manifest_is_refused(tmp_path):
+    df = make_prepared(tmp_path, SUBJECTS, per_class=1)
+    write_prepared_dir(tmp_path, df[df.label == "positive"])
+    with pytest.raises(DataError, match="only class"):
+        run_loso(cfg(), tmp_path / "out", None, tmp_path)
+
+
+def test_final_bundle(prepared_dir, tmp_path):
+    from mer.evaluation.loso import run_final
+    from mer.inference.bundle import load_bundle
+
+    bundle = run_final(cfg(), tmp_path / "final", None, prepared_dir)
+    b = load_bundle(bundle)
+    assert b.svm is not None
+    info = json.loads((bundle / "bundle.json").read_text())["info"]
+    assert info["trained_on"] == sorted(SUBJECTS)
