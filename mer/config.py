@@ -69,8 +69,9 @@ class FaceConfig:
     """Face pipeline: MTCNN detection, rotation by the eye line, crop, resize and eye mask."""
 
     size: int = 256
-    margin: float = 0.25  # extra border around the MTCNN box, as a fraction of its size
+    margin: float = 0.25  # extra border around the landmark-based face square (≈ the MTCNN box), fraction of its side
     rotate: bool = True
+    refine_roll: bool = True  # refine the eye-line roll by left-right facial symmetry (MTCNN's eyes are 1–2° off)
     eye_mask: str = "rectangle"
     eye_mask_width: float = 0.5  # half-width of each eye's mask, as a fraction of the inter-eye distance
     eye_mask_height: float = 0.25  # half-height, as a fraction of the inter-eye distance

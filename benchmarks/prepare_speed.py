@@ -1,0 +1,129 @@
+"""Face pipeline speed: images/s for MTCNN detection + alignment (cold cache) at batch 1 and batched, and warm cache.
+
+Usage: python benchmarks/prepare_speed.py [--n 32] [--batch 16] [--device cpu] [--size 256] [--image 512] [--threads N]
+
+The images are distinct variants (rotation, scale, shift, noise) of the two public-domain photos that skimage and
+matplotlib ship, all of one size (MTCNN batches images of one shape), written as PNG files to a temporary folder;
+each configuration starts from an empty cache folder. Prints a Markdown table.
+
+On a CPU shared with other busy processes, `--threads 1` is several times faster than two OpenMP threads
+(spin-waiting threads lose their core); compare figures only at the same thread count and load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import cv2  # noqa: E402
+import matplotlib.cbook as cbook  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from skimage import data as skdata  # noqa: E402
+
+from mer.config import FaceConfig  # noqa: E402
+from mer.face.align import align  # noqa: E402
+from mer.face.cache import CropCache  # noqa: E402
+from mer.face.detect import FaceDetector  # noqa: E402
+
+
+def make_images(n: int, side: int, seed: int = 0) -> list[np.ndarray]:
+    """n distinct side² RGB images: the two photos under random similarity transforms, brightness and noise."""
+    with cbook.get_sample_data("grace_hopper.jpg") as fh:
+        grace = np.asarray(Image.open(fh).convert("RGB"))
+    bases = [cv2.resize(skdata.astronaut(), (side, side)), cv2.resize(grace[44:556], (side, side))]
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        base = bases[i % 2]
+        m = cv2.getRotationMatrix2D(
+            (side / 2 + rng.uniform(-20, 20), side / 2 + rng.uniform(-20, 20)),
+            rng.uniform(-15, 15),
+            rng.uniform(0.8, 1.1),
+        )
+        img = cv2.warpAffine(base, m, (side, side), borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+        img = img * rng.uniform(0.8, 1.2) + rng.normal(0, 3, img.shape)
+        out.append(np.clip(img, 0, 255).astype(np.uint8))
+    return out
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Seconds one call takes."""
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    """Run every configuration and print the table."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=32, help="images per configuration")
+    ap.add_argument("--batch", type=int, default=16, help="MTCNN batch size of the batched run")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    ap.add_argument("--size", type=int, default=256, help="crop side")
+    ap.add_argument("--image", type=int, default=512, help="source image side")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+
+    images = make_images(args.n, args.image)
+    cfg = FaceConfig(size=args.size, device=args.device)
+    detector = FaceDetector(args.device, cfg.min_face_size, 1)
+    detector.detect(images[:2])  # load MTCNN and warm up kernels outside the timings
+    rows: list[tuple[str, float, str]] = []
+
+    # the two stages alone, on in-memory arrays
+    for bs in (1, args.batch):
+        detector.batch_size = bs
+        t = timed(lambda: detector.detect(images))
+        rows.append((f"MTCNN detection only, batch {bs}", args.n / t, ""))
+    faces = [f[0] for f in detector.detect(images)]
+    t = timed(lambda: [align(im, f.landmarks, cfg, f.box) for im, f in zip(images, faces, strict=True)])
+    rows.append(("alignment only (roll refinement + warp + eye mask)", args.n / t, f"{1e3 * t / args.n:.2f} ms/img"))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        paths = []
+        for i, im in enumerate(images):
+            p = root / "src" / f"img{i:04d}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(p), cv2.cvtColor(im, cv2.COLOR_RGB2BGR))
+            paths.append(p)
+        cold = {}
+        for bs in (1, args.batch):
+            detector.batch_size = bs
+            cache = CropCache(root / f"cache_b{bs}", replace(cfg, batch_size=bs), detector=detector, progress=False)
+            t = timed(lambda c=cache: c.get_or_make(paths))
+            assert cache.stats["detected"] == args.n, cache.stats
+            cold[bs] = t
+            rows.append((f"cold cache (read + hash + detect + align + write), batch {bs}", args.n / t, ""))
+        warm = CropCache(root / f"cache_b{args.batch}", replace(cfg, batch_size=args.batch), progress=False)
+        t = timed(lambda: warm.get_or_make(paths))
+        assert warm.stats["hits"] == args.n and warm._detector is None, warm.stats
+        rows.append(
+            ("warm cache (hash + lookup), no detection", args.n / t, f"{cold[args.batch] / t:.0f}× the cold run")
+        )
+
+    print(
+        f"\nface pipeline, {args.n} images {args.image}², crops {args.size}², device {detector.device}, "
+        f"torch threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs\n"
+    )
+    print("| configuration | images/s | note |")
+    print("|---|---:|---|")
+    for name, rate, note in rows:
+        print(f"| {name} | {rate:.1f} | {note} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,363 @@
+"""`mer prepare`: dataset folders → manifest.csv → one aligned face crop per sample → prepared.csv.
+
+Writes into the output folder (default `data.prepared`):
+
+* ``manifest.csv``        every usable sample the readers found (`mer.data.manifest` contract);
+* ``prepare_report.csv``  every skipped sample or frame with its reason (readers' skips, then face problems, which
+                          start with ``face:``; a crop kept despite a remark, e.g. several faces, starts with
+                          ``face (kept):``);
+* ``crops/``              the content-addressed crop cache (`mer.face.cache`); re-runs cost no detection;
+* ``prepared.csv``        the manifest rows that got a face, plus ``crop`` (path relative to the folder),
+                          ``crop_index`` (which frame was cropped) and ``face_note``;
+* ``config.yaml``, ``run_info.json``, and with ``--preview`` ``preview.png`` (aligned crops per dataset and class).
+
+Which frame is cropped: the apex frame when the row has one (micro-expressions; macro rows hold a single frame);
+a clip without an apex (SMIC with ``data.smic_apex=spot``) is aligned on its onset frame's face and the apex is
+spotted (`mer.face.spot.spot_apex`); the spotted index is written to ``apex`` and noted in ``face_note``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from mer.config import Config, write_run_info
+from mer.data.manifest import counts, load_manifest, make_report, save_manifest
+from mer.errors import DataError, MerError
+from mer.face.align import align, region_mask, warp_face
+from mer.face.cache import CropCache, file_hash, load_crop, read_image
+from mer.face.detect import FaceDetector
+from mer.face.spot import spot_apex
+
+SPOT_VERSION = 1  # bump when apex spotting changes (invalidates the stored spotted apexes)
+
+
+def parse_data_args(items: Sequence[str]) -> dict[str, str]:
+    """`["casme2=/data/CASME2", ...]` → {"casme2": "/data/CASME2"}; MerError on anything not NAME=ROOT."""
+    roots: dict[str, str] = {}
+    for item in items:
+        name, sep, root = str(item).partition("=")
+        name, root = name.strip(), root.strip()
+        if not sep or not name or not root:
+            raise MerError(f"--data '{item}' is not of the form NAME=ROOT (e.g. --data casme2=/data/CASME2)")
+        if name in roots:
+            raise MerError(f"--data {name} given twice ({roots[name]!r} and {root!r}); give one root per dataset")
+        roots[name] = root
+    return roots
+
+
+def _canonical(name: str) -> str:
+    """Reader name of a dataset name or alias (the readers' table when present, else the lower-cased name)."""
+    try:
+        from mer.data.datasets import canonical
+    except ImportError:  # pragma: no cover - readers not installed yet
+        return name.strip().lower()
+    return canonical(name)
+
+
+def merged_roots(cfg: Config, data: Sequence[str]) -> dict[str, str]:
+    """`data.roots` from the config, with `--data NAME=ROOT` items replacing roots of the same dataset."""
+    roots = {_canonical(k): str(v) for k, v in (cfg.data.roots or {}).items()}
+    for name, root in parse_data_args(data).items():
+        roots[_canonical(name)] = root
+    return roots
+
+
+def run_prepare(
+    cfg: Config,
+    data: list[str],
+    out: Path | None,
+    megc_list: Path | None,
+    manifest_only: bool = False,
+    preview: bool = False,
+) -> Path:
+    """The `mer prepare` command: read the datasets, write the manifest and report, then crop faces; returns `out`."""
+    from mer.data import datasets
+    from mer.train import configure_torch
+
+    configure_torch(cfg)  # train.threads also caps MTCNN's threads (oversubscribed cores slow it down many times)
+    roots = merged_roots(cfg, data)
+    if not roots:
+        raise MerError("no datasets given: pass --data NAME=ROOT (e.g. --data casme2=/data/CASME2) or set data.roots")
+    out_dir = Path(out if out is not None else cfg.data.prepared)
+    megc = megc_list if megc_list is not None else cfg.data.megc_list
+    manifest, report = datasets.build_manifest(roots, megc_list=megc, smic_apex=cfg.data.smic_apex)
+    return prepare_from_manifest(cfg, manifest, report, out_dir, manifest_only=manifest_only, preview=preview)
+
+
+def prepare_from_manifest(
+    cfg: Config,
+    manifest: pd.DataFrame,
+    report: pd.DataFrame | None,
+    out: Path,
+    manifest_only: bool = False,
+    preview: bool = False,
+    detector: FaceDetector | None = None,
+    progress: bool = True,
+) -> Path:
+    """Everything `mer prepare` does after the readers: write manifest/report/run info, crop faces, preview."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_run_info(cfg, out)
+    save_manifest(manifest, out / "manifest.csv")
+    report = report if report is not None else make_report([])
+    report.to_csv(out / "prepare_report.csv", index=False)
+    _print_counts("manifest", manifest, len(report))
+    if manifest_only or manifest.empty:
+        stale = [p for p in (out / "prepared.csv", out / "preview.png") if p.is_file()]
+        for p in stale:  # they described an earlier manifest (the crop cache stays; re-running is cheap)
+            p.unlink()
+        gone = f"; removed the earlier {', '.join(p.name for p in stale)}" if stale else ""
+        _echo(f"wrote {out / 'manifest.csv'} and {out / 'prepare_report.csv'}{gone}")
+        return out
+    prepared, face_report, cache = prepare_faces(cfg, manifest, out, detector=detector, progress=progress)
+    report = pd.concat([report, face_report], ignore_index=True) if len(face_report) else report
+    report.to_csv(out / "prepare_report.csv", index=False)
+    save_manifest(prepared, out / "prepared.csv")
+    _print_counts("prepared (with a face)", prepared, len(report))
+    s = cache.stats
+    _echo(
+        f"faces: {len(prepared)}/{len(manifest)} samples; cache: {s['hits']} hits, {s['detected']} detected, "
+        f"{s['aligned']} aligned, {s['failed']} without a face"
+    )
+    if preview:
+        png = write_preview(_absolute_crops(prepared, out), out / "preview.png")
+        _echo(f"wrote {png}")
+    _echo(f"wrote {out / 'prepared.csv'} and {out / 'prepare_report.csv'}")
+    return out
+
+
+def _report_row(row: dict[str, Any], path: str, reason: str) -> dict[str, Any]:
+    return {
+        "dataset": row["dataset"],
+        "subject": row["subject"],
+        "sample_id": row["sample_id"],
+        "path": path,
+        "reason": reason,
+    }
+
+
+def _valid_index(value: Any, n: int) -> int | None:
+    if value is None or pd.isna(value):
+        return None
+    i = int(value)
+    return i if 0 <= i < n else None
+
+
+def prepare_faces(
+    cfg: Config,
+    manifest: pd.DataFrame,
+    out: Path,
+    detector: FaceDetector | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame, CropCache]:
+    """Crop one face per manifest row through the cache at `out/crops`: (prepared rows, face report rows, cache)."""
+    out = Path(out)
+    cache = CropCache(out / "crops", cfg.face, detector=detector, progress=progress)
+    rows = manifest.to_dict("records")
+    skipped: list[dict[str, Any]] = []
+    chosen: dict[int, int] = {}  # row position → frame index to crop
+    notes: dict[int, str] = {}
+    to_spot: list[int] = []
+    for i, row in enumerate(rows):
+        frames = list(row["frames"])
+        if not frames:
+            skipped.append(_report_row(row, "", "face: sample has no frames"))
+            continue
+        apex = row["apex"]
+        if apex is not None and not pd.isna(apex):
+            idx = _valid_index(apex, len(frames))
+            if idx is None:
+                skipped.append(_report_row(row, frames[0], f"face: apex index {apex} outside 0..{len(frames) - 1}"))
+                continue
+            chosen[i] = idx
+        elif len(frames) == 1:
+            chosen[i] = 0
+        else:
+            to_spot.append(i)
+    if to_spot:
+        _spot_clips(cache, cfg, rows, to_spot, chosen, notes, skipped, progress)
+    order = sorted(chosen)
+    results = cache.get_or_make([rows[i]["frames"][chosen[i]] for i in order], desc="faces")
+    kept: list[dict[str, Any]] = []
+    for i, res in zip(order, results, strict=True):
+        row = rows[i]
+        if not res.ok:
+            skipped.append(_report_row(row, res.source, f"face: {res.reason}"))
+            continue
+        note = "; ".join(n for n in (notes.get(i, ""), res.note) if n)
+        if res.note:
+            skipped.append(_report_row(row, res.source, f"face (kept): {res.note}"))
+        kept.append(
+            {
+                **row,
+                "crop": res.crop.relative_to(out).as_posix() if res.crop else "",
+                "crop_index": chosen[i],
+                "face_note": note,
+            }
+        )
+    prepared = _frame_with_extras(kept, manifest)
+    return prepared, make_report(skipped), cache
+
+
+def _frame_with_extras(kept: list[dict[str, Any]], manifest: pd.DataFrame) -> pd.DataFrame:
+    """Prepared rows in manifest column order + crop, crop_index, face_note, with the manifest's dtypes."""
+    columns = [*manifest.columns, "crop", "crop_index", "face_note"]
+    df = pd.DataFrame(kept, columns=columns)
+    for col in ("onset", "apex", "offset"):
+        if col in df:
+            df[col] = pd.array(df[col].tolist(), dtype="Int64")
+    return df.reset_index(drop=True)
+
+
+def _spot_clips(
+    cache: CropCache,
+    cfg: Config,
+    rows: list[dict[str, Any]],
+    to_spot: list[int],
+    chosen: dict[int, int],
+    notes: dict[int, str],
+    skipped: list[dict[str, Any]],
+    progress: bool,
+) -> None:
+    """Apex for clips without one: align every frame with the onset frame's face, take the frame of peak motion."""
+    spans: dict[int, tuple[int, int]] = {}
+    for i in to_spot:
+        n = len(rows[i]["frames"])
+        onset = _valid_index(rows[i]["onset"], n) or 0
+        offset = _valid_index(rows[i]["offset"], n)
+        spans[i] = (onset, offset if offset is not None and offset > onset else n - 1)
+    onsets = cache.get_or_make([rows[i]["frames"][spans[i][0]] for i in to_spot], desc="onset faces")
+    mask = region_mask(cfg.face)
+    for i, res in tqdm(
+        list(zip(to_spot, onsets, strict=True)),
+        desc="spotting apex",
+        unit="clip",
+        disable=not progress or len(to_spot) < 2,
+        leave=False,
+    ):
+        row = rows[i]
+        onset, offset = spans[i]
+        if not res.ok or res.landmarks is None:
+            skipped.append(
+                _report_row(
+                    row, res.source, f"face: onset frame has no usable face ({res.reason}); cannot spot the apex"
+                )
+            )
+            continue
+        span = row["frames"][onset : offset + 1]
+        try:
+            key = hashlib.sha256(f"spot{SPOT_VERSION}:{'|'.join(file_hash(f) for f in span)}".encode()).hexdigest()
+            memo = cache.memo_get("spots", key)
+            if memo is None:
+                ref = align(read_image(res.source), res.landmarks, cfg.face, res.box)
+                clip = [warp_face(read_image(f), ref.matrix, cfg.face, ref.landmarks[:2]) for f in span]
+                k, scores = spot_apex(clip, mask)
+                cache.memo_put("spots", key, {"apex": k, "scores": np.round(scores, 5).tolist()})
+            else:
+                k = int(memo["apex"])
+        except (DataError, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            skipped.append(_report_row(row, res.source, f"face: cannot spot the apex ({reason})"))
+            continue
+        chosen[i] = onset + k
+        row["apex"] = onset + k
+        notes[i] = f"apex spotted at frame {onset + k}"
+
+
+def _absolute_crops(prepared: pd.DataFrame, out: Path) -> pd.DataFrame:
+    df = prepared.copy()
+    df["crop"] = [str((out / c).resolve()) for c in df["crop"]]
+    return df
+
+
+def load_prepared(prepared_dir: str | Path) -> pd.DataFrame:
+    """Read `prepared.csv` from a `mer prepare` folder with `crop` as absolute paths; DataError when not prepared."""
+    folder = Path(prepared_dir)
+    path = folder / "prepared.csv"
+    if not path.is_file():
+        hint = " (only manifest.csv: it was run with --manifest-only)" if (folder / "manifest.csv").is_file() else ""
+        raise DataError(f"{path} not found{hint}: run `mer prepare --out {folder}` first (it writes the aligned crops)")
+    df = load_manifest(path)
+    if "crop" not in df.columns:
+        raise DataError(f"{path}: no 'crop' column; it is not a prepared.csv written by `mer prepare`")
+    df = _absolute_crops(df, folder)
+    df["face_note"] = df["face_note"].fillna("").astype(str) if "face_note" in df else ""
+    missing = [c for c in df["crop"] if not os.path.isfile(c)]
+    if missing:
+        raise DataError(
+            f"{path}: {len(missing)} crop file(s) missing (first: {missing[0]}); re-run `mer prepare` to rebuild them"
+        )
+    return df
+
+
+def write_preview(prepared: pd.DataFrame, path: str | Path, per_group: int = 8, thumb: int = 96) -> Path:
+    """Contact sheet PNG: one row per (dataset, label) with up to `per_group` aligned crops from different subjects.
+
+    `prepared` must have absolute `crop` paths (as `load_prepared` returns).
+    """
+    path = Path(path)
+    label_w = 150
+    groups = list(prepared.groupby(["dataset", "label"], sort=True)) if len(prepared) else []
+    if not groups:
+        raise DataError("nothing to preview: no sample got a face crop (see prepare_report.csv)")
+    sheet = np.full((len(groups) * (thumb + 4) + 4, label_w + per_group * (thumb + 4) + 4), 255, dtype=np.uint8)
+    for r, ((dataset, label), df) in enumerate(groups):
+        y = 4 + r * (thumb + 4)
+        picks = _spread(df, per_group)
+        text = [f"{dataset}", f"{label}", f"n={len(df)}"]
+        for j, t in enumerate(text):
+            cv2.putText(sheet, t, (8, y + 24 + 26 * j), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 0, 1, cv2.LINE_AA)
+        for c, crop_path in enumerate(picks):
+            img = cv2.resize(load_crop(crop_path), (thumb, thumb), interpolation=cv2.INTER_AREA)
+            x = label_w + 4 + c * (thumb + 4)
+            sheet[y : y + thumb, x : x + thumb] = img
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), sheet):
+        raise DataError(f"{path}: cannot write the preview PNG")
+    return path
+
+
+def _spread(df: pd.DataFrame, k: int) -> list[str]:
+    """Up to k crops, one per subject first (round robin over subjects), in a stable order."""
+    by_subject = [list(g["crop"]) for _, g in df.sort_values(["subject", "sample_id"]).groupby("subject", sort=True)]
+    picks: list[str] = []
+    depth = 0
+    while len(picks) < k and any(depth < len(s) for s in by_subject):
+        picks += [s[depth] for s in by_subject if depth < len(s)][: k - len(picks)]
+        depth += 1
+    return picks
+
+
+def _echo(text: str) -> None:
+    from rich.console import Console
+
+    Console(highlight=False).print(text)
+
+
+def _print_counts(title: str, df: pd.DataFrame, n_skipped: int) -> None:
+    """Per-dataset × class sample counts as a table (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table_df = counts(df)
+    if table_df.empty:
+        console.print(f"{title}: no samples ({n_skipped} skipped rows in prepare_report.csv)")
+        return
+    console.print(f"{title}: {len(df)} samples; {n_skipped} rows in prepare_report.csv")
+    table = Table()
+    table.add_column("dataset")
+    for col in table_df.columns:
+        table.add_column(str(col), justify="right")
+    for name, values in table_df.iterrows():
+        table.add_row(str(name), *(str(int(v)) for v in values))
+    console.print(table)
