@@ -30,8 +30,13 @@ app = typer.Typer(
 )
 
 ConfigOpt = Annotated[
-    Optional[str],
-    typer.Option("--config", "-c", help="YAML config file, or a shipped name: default, paper, demo, ablation/<name>."),
+    Optional[list[str]],
+    typer.Option(
+        "--config",
+        "-c",
+        help="YAML config file or shipped name (default, paper, demo, ablation/<name>); repeat to stack: "
+        "--config paper --config ablation/resnet18.",
+    ),
 ]
 Overrides = Annotated[
     Optional[list[str]],
@@ -39,10 +44,10 @@ Overrides = Annotated[
 ]
 
 
-def _cfg(config: str | None, overrides: list[str] | None):  # noqa: ANN202 - returns mer.config.Config
+def _cfg(config: list[str] | None, overrides: list[str] | None):  # noqa: ANN202 - returns mer.config.Config
     from mer.config import load_config
 
-    return load_config(config or "default", overrides or [])
+    return load_config(config or ["default"], overrides or [])
 
 
 @app.command()
@@ -169,15 +174,59 @@ def report(
 @app.command()
 def sweep(
     spec: Annotated[Path, typer.Argument(help="Sweep file, e.g. sweeps/paper_grid.yaml.")],
-    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: SQLite in the sweep folder).")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
-    n_trials: Annotated[Optional[int], typer.Option(help="Trials for this process (default: the sweep file's).")] = None,
-    best: Annotated[bool, typer.Option("--best", help="Print the best parameters as override line and exit.")] = False,
+    storage: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Optuna storage: sqlite:///x.db, journal:<file> (many processes, one node), postgresql://... "
+            "(cluster). Default: OUT/study.db, or OUT/study.journal with --workers > 1."
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine sharing the study.")] = 1,
+    n_trials: Annotated[
+        Optional[int], typer.Option(help="At most N trials from this command (the study's budget is the file's).")
+    ] = None,
+    best: Annotated[
+        bool, typer.Option("--best", help="Print the best parameters as an override line (and its value) and exit.")
+    ] = False,
+    prepared: Annotated[Optional[Path], typer.Option(help="Folder written by `mer prepare`.")] = None,
+    pretrained: Annotated[
+        Optional[Path], typer.Option(help="Checkpoint from `mer pretrain` each trial fine-tunes from.")
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Sweep folder (default: the file's `out`).")] = None,
+    holdout: Annotated[
+        Optional[str],
+        typer.Option(help="Comma-separated micro subjects no trial may see (an outer test set), e.g. casme2/sub01."),
+    ] = None,
+    live: Annotated[
+        Optional[bool], typer.Option("--live/--no-live", help="Live trial table (default: when in a terminal).")
+    ] = None,
     config: ConfigOpt = None,
     overrides: Overrides = None,
 ) -> None:
-    """Optuna study (grid or TPE) over batch size, learning rate, weight decay or any config key."""
-    raise NotImplementedYet("mer sweep is not implemented yet (issue: Optuna sweeps)")
+    """Optuna study (grid or TPE) over batch size, learning rate, weight decay or any config key.
+
+    Each trial is scored on grouped inner folds of the training subjects (never a LOSO test fold, unless the
+    file asks for the leaky objective). Re-running the same command resumes the study; grid points are never
+    evaluated twice, also with several processes on one storage. Trials write OUT/trials/<number>/.
+    """
+    from mer.sweep import run_sweep, show_best
+
+    if best:
+        show_best(spec, storage, out)
+        return
+    run_sweep(
+        spec,
+        prepared=prepared,
+        storage=storage,
+        workers=workers,
+        n_trials=n_trials,
+        pretrained=pretrained,
+        out=out,
+        holdout=[s for s in (holdout or "").split(",") if s],
+        cli_overrides=overrides or [],
+        config=config,
+        live=live,
+    )
 
 
 @app.command()
@@ -214,7 +263,7 @@ def predict(
         raise MerError("give the model with --model: a bundle folder (mer loso --final), a .ckpt/.pt or an .onnx file")
     bundle = load_bundle(model, _cfg(config, []) if config else None)
     result = predict_path(path, bundle, window=window, max_frames=max_frames, detect_max_side=detect_max_side)
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     console.print(result_table([result]))
     if result["face_note"]:
         console.print(f"note: {result['face_note']}")
@@ -323,7 +372,7 @@ def bench(
         video,
         compile_timeout,
     )
-    console = Console()
+    console = Console(width=max(Console().width, 160))
     console.print(bench_table(result))
     for line in summary(result):
         console.print(line)

@@ -12,6 +12,7 @@ import json
 import platform
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -121,7 +122,7 @@ class StageConfig:
     scheduler: str = "none"
     val_subjects: float = 0.2  # fraction of training-side subjects held out for checkpoint selection
     patience: int = 0  # early-stopping patience in epochs; 0 = off
-    unfreeze: dict[int, str] = field(default_factory=dict)  # epoch -> "head" | "stage<N>" | "all"
+    unfreeze: dict[int, str] = field(default_factory=dict)  # epoch -> "head" | "stage<N>" | "top<N>" | "all"
     unfreeze_lr_factor: float = 1.0
     limit_batches: float = 1.0  # fraction of batches per epoch (smoke runs)
 
@@ -133,7 +134,7 @@ class TrainConfig:
     pretrain: StageConfig = field(default_factory=StageConfig)
     finetune: StageConfig = field(
         default_factory=lambda: StageConfig(
-            epochs=20, batch_size=64, optimizer="adam", lr=0.007, l2=0.01, unfreeze={0: "head", 3: "stage4", 6: "all"}
+            epochs=20, batch_size=64, optimizer="adam", lr=0.007, l2=0.01, unfreeze={0: "head", 3: "top2", 6: "all"}
         )
     )
     accelerator: str = "auto"
@@ -164,6 +165,7 @@ class LosoConfig:
     workers: int = 1
     group_size: int = 1  # subjects per held-out fold (1 = LOSO)
     folds: list[str] = field(default_factory=list)  # restrict to these held-out subjects; empty = all
+    transfer: bool = True  # start every fold from the pre-trained checkpoint; false = from scratch (ablation)
 
 
 @dataclass
@@ -265,9 +267,11 @@ def _check_choices(cfg: Config) -> None:
             raise ConfigError(f"{key}: '{value}' is not allowed; choose one of: {', '.join(allowed)}")
     for stage in ("pretrain", "finetune"):
         for epoch, what in getattr(cfg.train, stage).unfreeze.items():
-            if what not in ("head", "all") and not (what.startswith("stage") and what[5:].isdigit()):
+            ok = what in ("head", "all") or any(what.startswith(p) and what[len(p):].isdigit() for p in ("stage", "top"))
+            if not ok:
                 raise ConfigError(
-                    f"train.{stage}.unfreeze.{epoch}: '{what}' is not allowed; use head, stage<N> (e.g. stage4) or all"
+                    f"train.{stage}.unfreeze.{epoch}: '{what}' is not allowed; use head, stage<N> (e.g. stage4), "
+                    "top<N> (the last N stages) or all"
                 )
     unknown = [c for c in cfg.data.classes if c not in CLASSES]
     if unknown:
@@ -275,13 +279,19 @@ def _check_choices(cfg: Config) -> None:
 
 
 def load_config(
-    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), text: str | None = None
+    path: str | Path | Sequence[str | Path] | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    text: str | None = None,
 ) -> Config:
-    """Defaults ← YAML file (with its `extends` chain) or YAML `text` ← `key=value` overrides, type-checked."""
+    """Defaults ← YAML file(s) in order (each with its `extends` chain) or YAML `text` ← `key=value` overrides.
+
+    Several files stack: `["paper", "ablation/resnet18"]` is the paper's config with the ablation's changes on top.
+    """
     merged = OmegaConf.structured(Config)
+    paths = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)
     try:
-        if path is not None:
-            merged = _merge(merged, _read_yaml(resolve_config_path(path)))
+        for item in paths:
+            merged = _merge(merged, _read_yaml(resolve_config_path(item)))
         if text is not None:
             merged = _merge(merged, OmegaConf.create(yaml.safe_load(text) or {}))
         for item in overrides:

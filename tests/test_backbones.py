@@ -73,3 +73,15 @@ def test_checkpoint_errors(tmp_path):
     path = save_weights(MERNet("mobilevit_xs", image_size=64), tmp_path / "xs.pt")
     with pytest.raises(MerError, match="mobilevit_xs"):
         load_weights(net, path)
+
+
+@pytest.mark.parametrize("ablation", ["no_transfer", "softmax_only", "mobilenetv2", "mobilenetv3", "resnet18", "deit_tiny"])
+def test_ablation_overlays_build_and_schedules_fit(ablation):
+    from mer.config import load_config
+    from mer.models.unfreeze import stages_for
+
+    cfg = load_config(["paper", f"ablation/{ablation}"])
+    assert cfg.name == ablation and cfg.train.finetune.lr == 0.007  # the paper's values underneath
+    net = MERNet(cfg.model.backbone, image_size=64)
+    for depth in cfg.train.finetune.unfreeze.values():
+        assert stages_for(net, depth)

@@ -136,3 +136,15 @@ def test_final_bundle(prepared_dir, tmp_path):
     assert b.svm is not None
     info = json.loads((bundle / "bundle.json").read_text())["info"]
     assert info["trained_on"] == sorted(SUBJECTS)
+
+
+def test_softmax_only_and_no_transfer_ablations(prepared_dir, tmp_path):
+    from mer.config import load_config, to_yaml
+
+    pre = save_weights(MERNet("mobilevit_xxs", image_size=64), tmp_path / "pre.pt")
+    c = load_config(text=to_yaml(cfg()), overrides=["loso.classifier=softmax", "loso.transfer=false"])
+    out = tmp_path / "ablation"
+    run_loso(c, out, pre, prepared_dir, folds="casme2/s0")
+    preds = pd.read_csv(out / "folds/casme2/s0/predictions.csv", keep_default_na=False)
+    assert (preds.svm_pred == "").all() and preds.softmax_pred.isin(["negative", "positive", "surprise"]).all()
+    assert json.loads((out / "folds/casme2/s0/metrics.json").read_text())["svm_params"] is None

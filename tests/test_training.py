@@ -74,6 +74,8 @@ def test_stage_depths_are_cumulative_top_down():
     net = MERNet("mobilevit_xxs", image_size=64)
     assert stages_for(net, "head") == ["head"]
     assert stages_for(net, "stage4") == ["stage4", "stage5", "head"]
+    assert stages_for(net, "top2") == ["stage4", "stage5", "head"]
+    assert stages_for(MERNet("resnet18", image_size=64), "top1") == ["stage4", "head"]
     assert stages_for(net, "all")[0] == "stem"
     with pytest.raises(ValueError):
         stages_for(net, "stage9")

@@ -116,10 +116,15 @@ def run_fold(cfg: Config, prepared: pd.DataFrame, fold: Fold, out: Path, pretrai
     emb_train = np.concatenate([embed_split(res.module, dm, s)["embeddings"] for s in ("train", "val")])
     test = embed_split(res.module, dm, "test")
     emb_te = test["embeddings"]
-    svm, svm_info = fit_svm(emb_train, train_side["label"].to_numpy(), train_side["subject"].to_numpy(), cfg.svm, seed)
     classes = list(cfg.data.classes)
     preds = dm.test_df[["sample_id", "dataset", "subject", "label"]].copy()
-    preds["svm_pred"] = svm.predict(emb_te) if len(emb_te) else []
+    if cfg.loso.classifier == "svm":
+        y, groups = train_side["label"].to_numpy(), train_side["subject"].to_numpy()
+        svm, svm_info = fit_svm(emb_train, y, groups, cfg.svm, seed)
+        preds["svm_pred"] = svm.predict(emb_te) if len(emb_te) else []
+    else:  # softmax-only ablation: no SVM is fitted, its column stays empty
+        svm_info = None
+        preds["svm_pred"] = ""
     preds["softmax_pred"] = [classes[i] for i in test["probs"].argmax(1)] if len(emb_te) else []
     for i, c in enumerate(CLASSES):
         preds[f"prob_{c}"] = test["probs"][:, i] if c in classes and len(emb_te) else 0.0
@@ -133,7 +138,7 @@ def run_fold(cfg: Config, prepared: pd.DataFrame, fold: Fold, out: Path, pretrai
         "n_val": len(dm.val_df),
         "n_test": len(preds),
         "val_subjects": sorted(dm.val_df["subject"].unique().tolist()),
-        "svm_accuracy": float((preds["svm_pred"] == preds["label"]).mean()) if len(preds) else None,
+        "svm_accuracy": float((preds["svm_pred"] == preds["label"]).mean()) if len(preds) and svm_info else None,
         "softmax_accuracy": float((preds["softmax_pred"] == preds["label"]).mean()) if len(preds) else None,
         "svm_params": svm_info,
         "best_epoch": res.best_epoch,
@@ -198,6 +203,9 @@ def run_loso(
         if not 0 <= fold_index < len(everything):
             raise MerError(f"--fold-index {fold_index} is out of range: this run has folds 0..{len(everything) - 1}")
         plan = [everything[fold_index]]
+    if pretrained is not None and not cfg.loso.transfer:
+        print(f"loso.transfer=false (no-transfer ablation): ignoring --pretrained {pretrained}; folds start from scratch")
+        pretrained = None
     check_inputs(cfg, prepared, pretrained)
     _check_same_config(cfg, out)
     write_run_info(cfg, out)
@@ -256,8 +264,8 @@ def _run_parallel(cfg: Config, prepared_dir: Path, todo: list[Fold], out: Path, 
 
 
 def _fold_line(m: dict[str, Any]) -> str:
-    return (f"fold {m['fold']}: n={m['n_test']} svm acc={m['svm_accuracy']:.2f} softmax acc={m['softmax_accuracy']:.2f}"
-            f" ({m['seconds']:.0f} s)")  # fmt: skip
+    svm = f"svm acc={m['svm_accuracy']:.2f} " if m["svm_accuracy"] is not None else ""
+    return f"fold {m['fold']}: n={m['n_test']} {svm}softmax acc={m['softmax_accuracy']:.2f} ({m['seconds']:.0f} s)"
 
 
 def _check_same_config(cfg: Config, out: Path) -> None:

@@ -1,7 +1,7 @@
 """GradualUnfreeze: start fine-tuning with the backbone frozen, then unfreeze stages from the head down on a schedule.
 
 Schedule entries map an epoch to how deep the trainable part reaches: `head` (classifier only), `stageN` (stage N
-and everything above it), `all` (stem included). Newly trainable parameters join the running optimizer as a new
+and everything above it), `topN` (the last N stages, whatever the backbone), `all` (stem included). Newly trainable parameters join the running optimizer as a new
 parameter group at the current learning rate × `lr_factor`; epoch-based schedulers learn about the new group.
 """
 
@@ -18,14 +18,20 @@ from mer.models.backbones import MERNet
 
 
 def stages_for(net: MERNet, depth: str) -> list[str]:
-    """Stage names trainable at `depth` ('head', 'stageN' → stage N..last + head, 'all')."""
+    """Stage names trainable at `depth`: 'head'; 'stageN' → stage N..last + head; 'topN' → the last N stages + head
+    (the same schedule then fits every backbone); 'all' (stem included)."""
     order = list(net.stage_groups())  # stem, stage1..stageK, head
+    k = len(order) - 2
     if depth == "all":
         return order
     if depth == "head":
         return ["head"]
+    if depth.startswith("top"):
+        n = int(depth.removeprefix("top"))
+        if not 1 <= n <= k:
+            raise ValueError(f"unfreeze schedule names {depth}, but {net.backbone_name} has {k} stages")
+        return order[-(n + 1) :]
     n = int(depth.removeprefix("stage"))
-    k = len(order) - 2
     if not 1 <= n <= k:
         raise ValueError(f"unfreeze schedule names {depth}, but {net.backbone_name} has stage1..stage{k}")
     return order[n:]

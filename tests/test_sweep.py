@@ -1,0 +1,423 @@
+"""Sweeps: grid/TPE studies on synthetic prepared data with tiny trials (1 epoch, 32² crops, k=2 inner folds).
+
+Covers: exact grid coverage, resume after a stop and after a kill, two worker processes on one journal file,
+TPE reproducibility, pruning, the no-leakage rule, the leaky flag, bad input as one-line errors, the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+import mer.sweep.objective as objective_module
+from mer.config import load_config
+from mer.data.manifest import save_manifest
+from mer.errors import MerError
+from mer.sweep import (
+    best_overrides,
+    load_sweep,
+    open_storage,
+    run_sweep,
+    show_best,
+    sweep_from_dict,
+)
+from tests.conftest import make_prepared
+
+ROOT = Path(__file__).resolve().parent.parent
+MICRO = {f"{d}/s{i}": "micro" for d in ("casme2", "samm") for i in range(3)}
+TINY = {
+    "model.backbone": "mobilevit_xxs",
+    "data.image_size": 32,
+    "face.size": 32,
+    "augment.max_shift": 2,
+    "train.threads": 2,
+    "train.finetune.epochs": 1,
+    "train.finetune.batch_size": 16,
+    "train.finetune.val_subjects": 0.0,
+    "train.finetune.unfreeze": {0: "all"},
+    "logging.progress_bar": False,
+    "svm.C": [1.0],
+    "svm.kernel": ["linear"],
+    "svm.inner_folds": 2,
+}
+GRID = {"train.finetune.lr": [0.001, 0.003], "train.finetune.l2": [1.0e-4, 1.0e-2]}
+
+
+def spec_dict(out: Path, **changes) -> dict:
+    """A tiny grid sweep (4 points, 2 inner folds) writing to `out`."""
+    raw = {
+        "study": "t",
+        "base": "default",
+        "overrides": dict(TINY),
+        "sampler": {"type": "grid", "seed": 0},
+        "inner_folds": 2,
+        "search": dict(GRID),
+        "out": str(out),
+    }
+    raw.update(changes)
+    return raw
+
+
+def write_spec(path: Path, raw: dict) -> Path:
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def trials(out: Path, name: str = "t", url: str | None = None) -> list[optuna.trial.FrozenTrial]:
+    storage = open_storage(url or f"sqlite:///{out / 'study.db'}", create=False)
+    return optuna.load_study(study_name=name, storage=storage).get_trials()
+
+
+def point(t: optuna.trial.FrozenTrial) -> tuple:
+    return tuple(sorted(t.params.items()))
+
+
+def complete(ts: list) -> list:
+    return [t for t in ts if t.state == TrialState.COMPLETE]
+
+
+def grid_points() -> set[tuple]:
+    return {tuple(sorted({"train.finetune.lr": a, "train.finetune.l2": b}.items())) for a in GRID["train.finetune.lr"]
+            for b in GRID["train.finetune.l2"]}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> pd.DataFrame:
+    """Six micro subjects over two datasets, 2 samples per class each, 32² crops."""
+    return make_prepared(tmp_path_factory.mktemp("prepared"), MICRO, per_class=2, size=32)
+
+
+@pytest.fixture(scope="module")
+def grid_run(tmp_path_factory, data):
+    """A finished 4-point grid study (shared by the tests that only read it)."""
+    out = tmp_path_factory.mktemp("grid")
+    path = write_spec(out / "sweep.yaml", spec_dict(out / "sweep"))
+    summary = run_sweep(path, prepared=data, live=False)
+    return path, out / "sweep", summary
+
+
+# ---------------------------------------------------------------- grid coverage and resuming
+
+
+def test_grid_of_four_points_completes_exactly_four_trials(grid_run, data, capsys):
+    path, out, summary = grid_run
+    ts = trials(out)
+    assert len(ts) == 4 and all(t.state == TrialState.COMPLETE for t in ts)
+    assert {point(t) for t in ts} == grid_points()
+    assert summary.n_complete == 4 and summary.best_number is not None
+    best = max(ts, key=lambda t: t.value)
+    assert summary.best_value == best.value
+    for t in ts:  # every trial wrote its files; the objective is the pooled metric of its predictions
+        folder = out / "trials" / str(t.number)
+        record = json.loads((folder / "trial.json").read_text())
+        assert record["state"] == "COMPLETE" and record["value"] == pytest.approx(t.value)
+        preds = pd.read_csv(folder / "predictions.csv")
+        assert len(preds) == len(data) and set(preds["fold"]) == {"inner0", "inner1"}
+        assert (folder / "config.yaml").is_file()
+    # running again adds nothing: the grid is complete
+    again = run_sweep(path, prepared=data, live=False)
+    assert len(trials(out)) == 4 and again.best_number == summary.best_number
+    # the best parameters come back as overrides that load into a config
+    overrides = best_overrides(f"sqlite:///{out / 'study.db'}::t")
+    assert overrides == [f"{k}={v}" for k, v in sorted(best.params.items())]
+    cfg = load_config("default", overrides)
+    assert cfg.train.finetune.lr == best.params["train.finetune.lr"]
+    assert best_overrides(str(path)) == overrides  # a sweep file names its own storage and study
+
+
+def test_stopped_grid_resumes_with_the_missing_points(tmp_path, data):
+    raw = spec_dict(tmp_path / "sw")
+    first = run_sweep(sweep_from_dict(raw), prepared=data, n_trials=2, live=False)
+    assert first.n_complete == 2
+    before = {t.number: (point(t), t.value) for t in trials(tmp_path / "sw")}
+    run_sweep(sweep_from_dict(raw), prepared=data, live=False)
+    ts = trials(tmp_path / "sw")
+    assert len(ts) == 4 and len(complete(ts)) == 4
+    assert {point(t) for t in ts} == grid_points()  # each point exactly once
+    for t in ts:  # the first two were not re-run
+        if t.number in before:
+            assert (point(t), t.value) == before[t.number]
+
+
+@pytest.mark.slow
+def test_killed_grid_resumes_without_repeating(tmp_path, data):
+    raw = spec_dict(tmp_path / "sw", overrides={**TINY, "train.finetune.epochs": 2})
+    path = write_spec(tmp_path / "spec.yaml", raw)
+    data.to_pickle(tmp_path / "data.pkl")
+    script = (
+        "import pandas as pd\n"
+        "from mer.sweep import run_sweep\n"
+        f"run_sweep({str(path)!r}, prepared=pd.read_pickle({str(tmp_path / 'data.pkl')!r}), live=False)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    log = open(tmp_path / "sweep.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=log, stderr=subprocess.STDOUT)
+    victim = None
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            if not (tmp_path / "sw" / "study.db").is_file():
+                continue
+            try:
+                ts = trials(tmp_path / "sw")
+            except Exception:  # noqa: BLE001 - the study is being created
+                continue
+            running = [t for t in ts if t.state == TrialState.RUNNING and t.user_attrs.get("progress") == "fold 1/2"]
+            if complete(ts) and running:
+                victim = running[0].number
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
+    assert victim is not None, (tmp_path / "sweep.log").read_text()[-2000:]
+    done_before = {t.number: (point(t), t.value) for t in complete(trials(tmp_path / "sw"))}
+    run_sweep(sweep_from_dict(raw), prepared=data, live=False)
+    ts = trials(tmp_path / "sw")
+    killed = next(t for t in ts if t.number == victim)
+    assert killed.state == TrialState.FAIL and killed.user_attrs["failed_because"] == "its worker process died"
+    finished = complete(ts)
+    assert len(finished) == 4 and {point(t) for t in finished} == grid_points()
+    for t in finished:
+        if t.number in done_before:
+            assert (point(t), t.value) == done_before[t.number]
+    redone = [t for t in finished if point(t) == point(killed)]
+    assert len(redone) == 1 and redone[0].number > victim
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_journal_file_without_duplicates(tmp_path, data):
+    summary = run_sweep(sweep_from_dict(spec_dict(tmp_path / "sw")), prepared=data, workers=2, live=False)
+    journal = tmp_path / "sw" / "study.journal"
+    assert journal.is_file() and not (tmp_path / "sw" / "study.db").exists()  # workers > 1 → journal file
+    ts = trials(tmp_path / "sw", url=f"journal:{journal}")
+    evaluated = [t for t in ts if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(evaluated) == 4 and {point(t) for t in evaluated} == grid_points()
+    assert all(t.state != TrialState.FAIL or "duplicate_of" in t.user_attrs for t in ts)
+    assert summary.n_complete == 4
+    assert {p.name for p in (tmp_path / "sw" / "workers").iterdir()} == {"worker0.log", "worker1.log"}
+
+
+# ---------------------------------------------------------------- samplers, pruning
+
+
+def test_tpe_with_a_fixed_seed_is_reproducible(tmp_path, data):
+    search = {"train.finetune.lr": {"low": 1.0e-4, "high": 1.0e-2, "log": True}, "train.finetune.batch_size": [8, 16]}
+    sequences = []
+    for run in ("a", "b"):
+        raw = spec_dict(tmp_path / run, sampler={"type": "tpe", "seed": 3, "n_startup_trials": 1}, n_trials=2,
+                        search=search)  # fmt: skip
+        run_sweep(sweep_from_dict(raw), prepared=data, live=False)
+        ts = trials(tmp_path / run)
+        assert len(complete(ts)) == 2
+        sequences.append([(t.params, t.value) for t in ts])
+    assert sequences[0] == sequences[1]  # trial 1 comes from TPE's model of trial 0: same values, same suggestion
+    assert sequences[0][0][0] != sequences[0][1][0]
+
+
+def test_pruned_trial_is_recorded_as_pruned(tmp_path, data):
+    raw = spec_dict(tmp_path / "sw", search={"train.finetune.lr": [0.001]},
+                    pruner={"type": "threshold", "lower": 1.5, "n_warmup_steps": 0})  # fmt: skip
+    summary = run_sweep(sweep_from_dict(raw), prepared=data, live=False)
+    (t,) = trials(tmp_path / "sw")
+    assert t.state == TrialState.PRUNED and list(t.intermediate_values) == [0]
+    assert summary.n_pruned == 1 and summary.best_number is None
+    folder = tmp_path / "sw" / "trials" / "0"
+    assert (folder / "folds" / "inner0" / "predictions.csv").is_file()
+    assert not (folder / "folds" / "inner1").exists()  # stopped after the first inner fold
+    assert json.loads((folder / "trial.json").read_text())["state"] == "PRUNED"
+
+
+def test_lightning_pruning_callback_works_with_our_trainer(tmp_path):
+    """optuna_integration's PyTorchLightningPruningCallback (lightning.pytorch 2.x) stops train_stage mid-fit."""
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    from mer.train import train_stage
+
+    df = make_prepared(tmp_path, {f"casme2/s{i}": "micro" for i in range(5)}, per_class=2, size=32)
+    cfg = load_config("default", [f"{k}={v}" for k, v in TINY.items() if k != "train.finetune.val_subjects"]
+                      + ["train.finetune.val_subjects=0.4", "train.finetune.epochs=3"])  # fmt: skip
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.5))
+    trial = study.ask()
+    callback = PyTorchLightningPruningCallback(trial, monitor="val/uf1")
+    with pytest.raises(optuna.TrialPruned):
+        train_stage(cfg, df, "finetune", tmp_path / "run", held_out=("casme2/s0",), callbacks=[callback],
+                    enable_progress=False)  # fmt: skip
+    assert list(trial.storage.get_trial(trial._trial_id).intermediate_values) == [0]
+
+
+# ---------------------------------------------------------------- leakage
+
+
+def test_trials_never_touch_subjects_outside_the_training_set(tmp_path, data, monkeypatch):
+    holdout = ["casme2/s0", "samm/s2"]
+    training = set(MICRO) - set(holdout)
+    calls = []
+    real = objective_module.run_fold
+
+    def spy(cfg, prepared, fold, out, pretrained, **kw):
+        calls.append((set(prepared["subject"]), fold.held_out))
+        return real(cfg, prepared, fold, out, pretrained, **kw)
+
+    monkeypatch.setattr(objective_module, "run_fold", spy)
+    raw = spec_dict(tmp_path / "sw", search={"train.finetune.lr": [0.001]})
+    run_sweep(sweep_from_dict(raw), prepared=data, holdout=holdout, live=False)
+    assert len(calls) == 2
+    for subjects, held in calls:
+        assert subjects == training  # the data handed to training never contains the holdout
+        assert set(held) <= training
+    assert set().union(*(set(h) for _, h in calls)) == training  # every training subject scored once
+    preds = pd.read_csv(tmp_path / "sw" / "trials" / "0" / "predictions.csv")
+    assert set(preds["subject"]) == training
+    for fold in ("inner0", "inner1"):
+        fold_preds = pd.read_csv(tmp_path / "sw" / "trials" / "0" / "folds" / fold / "predictions.csv")
+        assert not set(fold_preds["subject"]) & set(holdout)
+
+
+def test_leaky_objective_is_flagged_everywhere(tmp_path, data, capsys):
+    raw = spec_dict(tmp_path / "sw", objective="leaky_loso", search={"train.finetune.lr": [0.001]},
+                    overrides={**TINY, "loso.group_size": 3})  # fmt: skip
+    summary = run_sweep(sweep_from_dict(raw), prepared=data, live=False)
+    printed = capsys.readouterr().out
+    assert summary.leaky and "LEAKY" in printed
+    (t,) = trials(tmp_path / "sw")
+    assert optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 'sw' / 'study.db'}").user_attrs["leaky"]
+    record = json.loads((tmp_path / "sw" / "trials" / "0" / "trial.json").read_text())
+    assert record["leaky"] is True and [f["name"] for f in record["folds"]] == ["group00", "group01"]
+    best_overrides(f"sqlite:///{tmp_path / 'sw' / 'study.db'}::t")
+    assert "LEAKY" in capsys.readouterr().err
+    show_best(sweep_from_dict(raw))
+    assert "LEAKY" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- bad input: one clear line each
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    text = str(exc.value)
+    assert "\n" not in text and text
+    return text
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"search": {"train.finetune.lrr": [0.1]}}, "unknown config key 'train.finetune.lrr'"),
+        ({"search": {"train.finetune.lr": []}}, "no values (empty grid)"),
+        ({"search": {}}, "'search' is empty"),
+        ({"search": {"train.finetune.batch_size": [0.5]}}, "train.finetune.batch_size"),
+        ({"search": {"train.finetune.lr": {"low": 0.1, "high": 1.0}}}, "needs explicit values"),
+        ({"search": {"train.pretrain.lr": [0.1]}}, "no effect with 'stage: finetune'"),
+        ({"metric": "f1"}, "metric 'f1' is not allowed"),
+        ({"samplr": "grid"}, "unknown field(s) ['samplr']"),
+        ({"inner_folds": 1}, "inner_folds must be an integer >= 2"),
+    ],
+)
+def test_bad_sweep_files_are_one_line_errors(tmp_path, data, changes, expected):
+    raw = spec_dict(tmp_path / "sw", **changes)
+    with pytest.raises(MerError) as exc:
+        run_sweep(sweep_from_dict(raw, source="bad.yaml"), prepared=data, live=False)
+    assert expected in one_line(exc)
+
+
+def test_unreachable_storage_is_one_line(tmp_path, data):
+    with pytest.raises(MerError) as exc:
+        run_sweep(sweep_from_dict(spec_dict(tmp_path / "sw")), prepared=data, storage="postgresql://127.0.0.1:1/x")
+    text = one_line(exc)
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        assert "is not installed; pip install mer-lightning[postgres]" in text
+    else:
+        assert text.startswith("cannot open storage postgresql://127.0.0.1:1/x")
+    with pytest.raises(MerError) as exc:
+        open_storage("not a url")
+    assert "not understood" in one_line(exc)
+    with pytest.raises(MerError) as exc:
+        best_overrides(f"sqlite:///{tmp_path / 'none.db'}::t")
+    assert "no SQLite storage" in one_line(exc)
+
+
+def test_more_bad_input(tmp_path, data):
+    with pytest.raises(MerError) as exc:
+        run_sweep(sweep_from_dict(spec_dict(tmp_path / "sw")), prepared=data, holdout=["casme2/nobody"])
+    assert "casme2/nobody" in one_line(exc)
+    with pytest.raises(MerError) as exc:
+        run_sweep(sweep_from_dict(spec_dict(tmp_path / "sw", inner_folds=7)), prepared=data)
+    assert "inner_folds=7" in one_line(exc)
+    with pytest.raises(MerError) as exc:
+        load_sweep(tmp_path / "missing.yaml")
+    assert "sweep file not found" in one_line(exc)
+
+
+def test_resuming_with_another_search_space_is_refused(grid_run, data):
+    path, out, _ = grid_run
+    raw = yaml.safe_load(path.read_text())
+    raw["search"] = {"train.finetune.lr": [0.001, 0.003, 0.01]}
+    with pytest.raises(MerError) as exc:
+        run_sweep(sweep_from_dict(raw), prepared=data, live=False)
+    assert "was made with other settings (search differ)" in one_line(exc)
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_best_prints_an_override_line(grid_run):
+    from mer.cli import app
+
+    path, out, summary = grid_run
+    result = CliRunner().invoke(app, ["sweep", str(path), "--best"])
+    assert result.exit_code == 0, result.output
+    first, second = result.output.strip().splitlines()[:2]
+    assert first == summary.override_line() and first.startswith("train.finetune.l2=")
+    assert f"trial {summary.best_number}" in second and f"{summary.best_value:.4f}" in second
+
+
+def test_cli_runs_a_sweep_from_a_prepared_folder(tmp_path):
+    from mer.cli import app
+
+    prepared = tmp_path / "prepared"
+    df = make_prepared(prepared, {f"casme2/s{i}": "micro" for i in range(4)}, per_class=2, size=32)
+    df["crop"] = [str(Path(c).relative_to(prepared)) for c in df["crop"]]
+    save_manifest(df, prepared / "prepared.csv")
+    path = write_spec(tmp_path / "s.yaml", spec_dict(tmp_path / "sw", search={"train.finetune.lr": [0.001]}))
+    result = CliRunner().invoke(app, ["sweep", str(path), "--prepared", str(prepared), "--no-live",
+                                      "train.finetune.l2=0.001"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "1 complete" in result.output and "override: train.finetune.lr=0.001" in result.output
+    cfg = load_config(tmp_path / "sw" / "trials" / "0" / "config.yaml")
+    assert cfg.train.finetune.l2 == 0.001 and cfg.train.finetune.lr == 0.001
+
+
+def test_cli_bad_sweep_is_one_line_exit_2(tmp_path):
+    path = write_spec(tmp_path / "bad.yaml", spec_dict(tmp_path / "sw", search={"train.finetune.nope": [1]}))
+    proc = subprocess.run([sys.executable, "-m", "mer.cli", "sweep", str(path)], capture_output=True, text=True,
+                          cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+    assert "train.finetune.nope" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_shipped_sweep_files_are_valid():
+    from mer.sweep import check_space
+
+    sizes = {}
+    for name in ("paper_grid", "tpe", "demo_grid"):
+        spec = load_sweep(ROOT / "sweeps" / f"{name}.yaml")
+        check_space(spec)
+        sizes[name] = spec.budget()
+    assert sizes == {"paper_grid": 36, "tpe": 40, "demo_grid": 4}
