@@ -92,12 +92,12 @@ class DemoSpec:
     micro_per_class: int = 3  # clips per class per micro subject
     micro_frames: int = 9  # frames per micro clip (odd: SMIC's reader takes the middle frame as apex)
     micro_size: int = 200  # micro frame side in pixels
-    ckplus_subjects: int = 6
-    ckplus_per_class: int = 3  # labelled sequences per class per CK+ subject
+    ckplus_subjects: int = 8
+    ckplus_per_class: int = 10  # labelled sequences per class per CK+ subject
     ckplus_unlabelled: int = 1  # sequences per CK+ subject without an emotion file (the reader skips them)
     ckplus_frames: tuple[int, int] = (6, 9)  # min, max frames per CK+ sequence (neutral → apex)
     jaffe_subjects: int = 4
-    jaffe_per_class: int = 4  # labelled images per class per JAFFE subject
+    jaffe_per_class: int = 6  # labelled images per class per JAFFE subject
     jaffe_neutral: int = 2  # NE images per JAFFE subject (dropped by the protocol)
     macro_size: int = 200  # CK+ and JAFFE image side in pixels
     face_span: float = 3.8  # image side in face units (≈ eye distance): room for MTCNN's box plus the crop margin
