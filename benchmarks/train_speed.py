@@ -43,7 +43,11 @@ def bench(backbone: str, size: int, batch: int, steps: int, device: str, amp: bo
         if i:
             times.append(time.perf_counter() - t)
     times.sort()
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if device == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
     return {"images_per_s": batch / times[len(times) // 2], "peak_mib": peak}
 
 

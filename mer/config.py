@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional  # noqa: UP035 - OmegaConf needs typing.Optional
+from typing import Any  # noqa: UP035 - OmegaConf needs typing.Optional
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -62,7 +62,7 @@ class ModelConfig:
     in_chans: int = 1
     num_classes: int = 3
     drop_rate: float = 0.5
-    weights: Optional[str] = None  # local checkpoint to start from; never a hub download
+    weights: str | None = None  # local checkpoint to start from; never a hub download
 
 
 @dataclass
@@ -87,7 +87,7 @@ class DataConfig:
     """Where datasets live and how samples are chosen; roots map dataset name to folder."""
 
     roots: dict[str, str] = field(default_factory=dict)
-    megc_list: Optional[str] = None  # combined_3class_gt.csv to select the MEGC2019 benchmark samples
+    megc_list: str | None = None  # combined_3class_gt.csv to select the MEGC2019 benchmark samples
     classes: list[str] = field(default_factory=lambda: list(CLASSES))
     smic_apex: str = "middle"
     prepared: str = "runs/prepared"  # folder written by `mer prepare` (manifest, crops, reports)
@@ -154,7 +154,7 @@ class SVMConfig:
     kernel: list[str] = field(default_factory=lambda: ["linear", "rbf"])
     gamma: list[str] = field(default_factory=lambda: ["scale"])
     inner_folds: int = 4
-    class_weight: Optional[str] = "balanced"
+    class_weight: str | None = "balanced"
 
 
 @dataclass
@@ -175,7 +175,7 @@ class LoggingConfig:
     tensorboard: bool = False
     wandb: bool = False
     wandb_project: str = "mer"
-    wandb_entity: Optional[str] = None
+    wandb_entity: str | None = None
     wandb_mode: str = "auto"
     progress_bar: bool = True
 
@@ -267,7 +267,9 @@ def _check_choices(cfg: Config) -> None:
             raise ConfigError(f"{key}: '{value}' is not allowed; choose one of: {', '.join(allowed)}")
     for stage in ("pretrain", "finetune"):
         for epoch, what in getattr(cfg.train, stage).unfreeze.items():
-            ok = what in ("head", "all") or any(what.startswith(p) and what[len(p):].isdigit() for p in ("stage", "top"))
+            ok = what in ("head", "all") or any(
+                what.startswith(p) and what[len(p) :].isdigit() for p in ("stage", "top")
+            )
             if not ok:
                 raise ConfigError(
                     f"train.{stage}.unfreeze.{epoch}: '{what}' is not allowed; use head, stage<N> (e.g. stage4), "
@@ -316,7 +318,7 @@ def _suggest(merged: DictConfig, key: str) -> str:
     parent, _, _ = key.rpartition(".")
     node = OmegaConf.select(merged, parent) if parent else merged
     if isinstance(node, DictConfig):
-        return f" (keys under '{parent or '<top>'}': {', '.join(str(k) for k in node.keys())})"
+        return f" (keys under '{parent or '<top>'}': {', '.join(str(k) for k in node)})"
     return ""
 
 

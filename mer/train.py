@@ -70,7 +70,9 @@ def wandb_mode(cfg: Config) -> str:
         return "offline"
 
 
-def build_loggers(cfg: Config, out_dir: Path, name: str, group: str | None = None, job_type: str | None = None) -> list[Logger]:
+def build_loggers(
+    cfg: Config, out_dir: Path, name: str, group: str | None = None, job_type: str | None = None
+) -> list[Logger]:
     """CSV always; TensorBoard and W&B when the config turns them on (W&B offline unless logged in)."""
     loggers: list[Logger] = [CSVLogger(str(out_dir), name="logs", version="")]
     if cfg.logging.tensorboard:
@@ -260,7 +262,9 @@ def check_pretrained(cfg: Config, path: str | Path | None) -> None:
     except MerError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise MerError(f"{path}: cannot be loaded into {cfg.model.backbone} ({exc.__class__.__name__}: {exc})") from None
+        raise MerError(
+            f"{path}: cannot be loaded into {cfg.model.backbone} ({exc.__class__.__name__}: {exc})"
+        ) from None
 
 
 def describe(result: StageResult) -> dict[str, Any]:

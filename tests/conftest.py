@@ -45,8 +45,18 @@ def make_prepared(
                 path.parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(path), img)
                 rows.append(
-                    {"dataset": dataset, "subject": subject, "sample_id": sample_id, "kind": kind, "emotion": label,
-                     "label": label, "frames": [str(path)], "onset": 0, "apex": 0, "offset": 0}  # fmt: skip
+                    {
+                        "dataset": dataset,
+                        "subject": subject,
+                        "sample_id": sample_id,
+                        "kind": kind,
+                        "emotion": label,
+                        "label": label,
+                        "frames": [str(path)],
+                        "onset": 0,
+                        "apex": 0,
+                        "offset": 0,
+                    }  # fmt: skip
                 )
                 crops.append(str(path))
     df = make_frame(rows)

@@ -75,7 +75,9 @@ def test_checkpoint_errors(tmp_path):
         load_weights(net, path)
 
 
-@pytest.mark.parametrize("ablation", ["no_transfer", "softmax_only", "mobilenetv2", "mobilenetv3", "resnet18", "deit_tiny"])
+@pytest.mark.parametrize(
+    "ablation", ["no_transfer", "softmax_only", "mobilenetv2", "mobilenetv3", "resnet18", "deit_tiny"]
+)
 def test_ablation_overlays_build_and_schedules_fit(ablation):
     from mer.config import load_config
     from mer.models.unfreeze import stages_for

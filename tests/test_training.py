@@ -15,7 +15,7 @@ from mer.data.datamodule import BalancedSampler, MERDataModule
 from mer.data.transforms import normalize, train_transform
 from mer.models.backbones import MERNet, load_weights
 from mer.models.module import MERModule, l2_penalty
-from mer.models.unfreeze import GradualUnfreeze, stages_for
+from mer.models.unfreeze import stages_for
 from mer.train import train_stage
 from tests.conftest import make_prepared, tiny_config
 

@@ -30,7 +30,9 @@ def load_crops(paths: Sequence[str]) -> np.ndarray:
     for p in paths:
         img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
         if img is None:
-            raise DataError(f"cannot read aligned crop {p} (re-run `mer prepare`; the crop cache may have been deleted)")
+            raise DataError(
+                f"cannot read aligned crop {p} (re-run `mer prepare`; the crop cache may have been deleted)"
+            )
         out.append(img)
     if len({im.shape for im in out}) > 1:
         raise DataError("aligned crops have different sizes; re-run `mer prepare` with one face.size")
@@ -101,7 +103,7 @@ def split_validation(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.D
 
 
 class MERDataModule(pl.LightningDataModule):
-    """Samples of one stage (`pretrain`: macro rows, `finetune`: micro rows) with `held_out` subjects as the test set."""
+    """Samples of one stage (`pretrain`: macro rows, `finetune`: micro rows); `held_out` subjects are the test set."""
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mer.config import CLASSES, Config, load_config, to_yaml, write_run_info
+from mer.config import CLASSES, Config, flatten, load_config, to_dict, to_yaml, write_run_info
 from mer.errors import DataError, MerError
 
 PRED_COLUMNS = ["sample_id", "dataset", "subject", "label", "svm_pred", "softmax_pred"] + [f"prob_{c}" for c in CLASSES]
@@ -87,7 +87,9 @@ def check_inputs(cfg: Config, prepared: pd.DataFrame, pretrained: str | Path | N
     check_pretrained(cfg, pretrained)
 
 
-def run_fold(cfg: Config, prepared: pd.DataFrame, fold: Fold, out: Path, pretrained: str | Path | None) -> dict[str, Any]:
+def run_fold(
+    cfg: Config, prepared: pd.DataFrame, fold: Fold, out: Path, pretrained: str | Path | None
+) -> dict[str, Any]:
     """Fine-tune on the other subjects, embed, fit the SVM on training subjects only, predict the held-out ones."""
     from mer.evaluation.svm import fit_svm
     from mer.train import embed_split, finish_wandb, train_stage
@@ -204,7 +206,9 @@ def run_loso(
             raise MerError(f"--fold-index {fold_index} is out of range: this run has folds 0..{len(everything) - 1}")
         plan = [everything[fold_index]]
     if pretrained is not None and not cfg.loso.transfer:
-        print(f"loso.transfer=false (no-transfer ablation): ignoring --pretrained {pretrained}; folds start from scratch")
+        print(
+            f"loso.transfer=false (no-transfer ablation): ignoring --pretrained {pretrained}; folds start from scratch"
+        )
         pretrained = None
     check_inputs(cfg, prepared, pretrained)
     _check_same_config(cfg, out)
@@ -239,7 +243,9 @@ def run_loso(
     return out
 
 
-def _run_parallel(cfg: Config, prepared_dir: Path, todo: list[Fold], out: Path, pretrained: Any, n: int, bar: tqdm) -> None:
+def _run_parallel(
+    cfg: Config, prepared_dir: Path, todo: list[Fold], out: Path, pretrained: Any, n: int, bar: tqdm
+) -> None:
     import multiprocessing as mp
 
     import torch
@@ -254,8 +260,14 @@ def _run_parallel(cfg: Config, prepared_dir: Path, todo: list[Fold], out: Path, 
     threads = cfg.train.threads if cfg.train.threads > 0 else max(1, (os.cpu_count() or 1) // n)
     with ProcessPoolExecutor(n, mp_context=ctx, initializer=_worker_init, initargs=(threads, queue)) as pool:
         futures = [
-            pool.submit(_run_fold_in_worker, to_yaml(cfg), str(prepared_dir), f, str(out),
-                        str(pretrained) if pretrained else None)  # fmt: skip
+            pool.submit(
+                _run_fold_in_worker,
+                to_yaml(cfg),
+                str(prepared_dir),
+                f,
+                str(out),
+                str(pretrained) if pretrained else None,
+            )  # fmt: skip
             for f in todo
         ]
         for fut in as_completed(futures):
@@ -273,14 +285,11 @@ def _check_same_config(cfg: Config, out: Path) -> None:
     previous = out / "config.yaml"
     if not previous.is_file() or not any((out / "folds").rglob("metrics.json")):
         return
-    old = load_config(previous)
-    if to_yaml(old) != to_yaml(cfg):
-        import difflib
-
-        diff = [ln for ln in difflib.unified_diff(to_yaml(old).splitlines(), to_yaml(cfg).splitlines(), lineterm="", n=0)
-                if ln.startswith(("+ ", "- ", "+\t", "-\t")) or (ln[:1] in "+-" and not ln.startswith(("+++", "---")))]  # fmt: skip
+    old, new = flatten(to_dict(load_config(previous))), flatten(to_dict(cfg))
+    changed = [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if changed:
         raise MerError(
-            f"{out} holds folds from another config (first difference: {' | '.join(diff[:2])}); "
+            f"{out} holds folds from another config ({'; '.join(changed[:3])}); "
             "use a new --out folder or the same config to resume"
         )
 
@@ -288,7 +297,7 @@ def _check_same_config(cfg: Config, out: Path) -> None:
 def run_final(
     cfg: Config, out: str | Path, pretrained: str | Path | None = None, prepared_dir: str | Path | None = None
 ) -> Path:
-    """`mer loso --final`: fine-tune on every micro subject, fit the SVM on all of them, save a bundle for `mer predict`.
+    """`mer loso --final`: fine-tune on every micro subject, fit the SVM on all of them, save a bundle for predict.
 
     Not an evaluation (nothing is held out): run LOSO first to know how well this recipe does on unseen subjects.
     """
@@ -302,8 +311,17 @@ def run_final(
     prepared = load_prepared(prepared_dir)
     check_inputs(cfg, prepared, pretrained)
     write_run_info(cfg, out)
-    res = train_stage(cfg, prepared, "finetune", out / "train" / "final", init_weights=pretrained,
-                      run_name=f"{cfg.name}-final", group=cfg.name, job_type="final", keep_checkpoint=False)  # fmt: skip
+    res = train_stage(
+        cfg,
+        prepared,
+        "finetune",
+        out / "train" / "final",
+        init_weights=pretrained,
+        run_name=f"{cfg.name}-final",
+        group=cfg.name,
+        job_type="final",
+        keep_checkpoint=False,
+    )
     finish_wandb()
     dm = res.datamodule
     side = pd.concat([dm.train_df, dm.val_df], ignore_index=True)

@@ -22,7 +22,7 @@ _NEEDS_IMG_SIZE = ("deit_", "vit_")
 
 
 class MERNet(nn.Module):
-    """A timm classifier with `embed()` for the SVM and named parameter groups (stem, stage1..N, head) for unfreezing."""
+    """A timm classifier with `embed()` for the SVM and named parameter groups (stem, stage1..N, head) to unfreeze."""
 
     def __init__(
         self,

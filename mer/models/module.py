@@ -44,7 +44,9 @@ def _metrics(num_classes: int, prefix: str) -> MetricCollection:
 class MERModule(pl.LightningModule):
     """Trains a MERNet on one stage's config; `embed()`/`predict_step` give the features the SVM uses."""
 
-    def __init__(self, model: dict[str, Any], stage: dict[str, Any], image_size: int = 256, channels_last: bool = False):
+    def __init__(
+        self, model: dict[str, Any], stage: dict[str, Any], image_size: int = 256, channels_last: bool = False
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.model_cfg = ModelConfig(**model)
@@ -63,7 +65,9 @@ class MERModule(pl.LightningModule):
         self.val_metrics = _metrics(n, "val/")
 
     @classmethod
-    def from_config(cls, model: ModelConfig, stage: StageConfig, image_size: int, channels_last: bool = False) -> MERModule:
+    def from_config(
+        cls, model: ModelConfig, stage: StageConfig, image_size: int, channels_last: bool = False
+    ) -> MERModule:
         """Build from the typed config (hyper-parameters are stored as plain dicts in checkpoints)."""
         return cls(asdict(model), asdict(stage), image_size, channels_last)
 

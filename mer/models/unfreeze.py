@@ -1,8 +1,9 @@
 """GradualUnfreeze: start fine-tuning with the backbone frozen, then unfreeze stages from the head down on a schedule.
 
 Schedule entries map an epoch to how deep the trainable part reaches: `head` (classifier only), `stageN` (stage N
-and everything above it), `topN` (the last N stages, whatever the backbone), `all` (stem included). Newly trainable parameters join the running optimizer as a new
-parameter group at the current learning rate × `lr_factor`; epoch-based schedulers learn about the new group.
+and everything above it), `topN` (the last N stages, whatever the backbone), `all` (stem included). Newly trainable
+parameters join the running optimizer as a new parameter group at the current learning rate × `lr_factor`;
+epoch-based schedulers learn about the new group.
 """
 
 from __future__ import annotations
