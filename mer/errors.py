@@ -13,7 +13,3 @@ class ConfigError(MerError):
 
 class DataError(MerError):
     """A dataset root, layout, label file or image that cannot be read as expected."""
-
-
-class NotImplementedYet(MerError):
-    """A subcommand whose issue is not finished; it exits non-zero instead of pretending."""

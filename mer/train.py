@@ -108,7 +108,7 @@ def finish_wandb() -> None:
         import wandb
 
         if wandb.run is not None:
-            wandb.finish(quiet=True)
+            wandb.finish()
 
 
 def configure_torch(cfg: Config) -> None:

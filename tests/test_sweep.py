@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +34,8 @@ from mer.sweep import (
     show_best,
     sweep_from_dict,
 )
+from mer.sweep.objective import find_duplicate, suggest, worker_tag
+from mer.sweep.runner import fail_dead_trials, open_study, work
 from tests.conftest import make_prepared
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +45,7 @@ TINY = {
     "data.image_size": 32,
     "face.size": 32,
     "augment.max_shift": 2,
-    "train.threads": 2,
+    "train.threads": 1,  # 2 threads on 2 shared cores: OpenMP spin-waits make trials 10-20x slower
     "train.finetune.epochs": 1,
     "train.finetune.batch_size": 16,
     "train.finetune.val_subjects": 0.0,
@@ -212,6 +215,51 @@ def test_two_workers_share_a_journal_file_without_duplicates(tmp_path, data):
     assert {p.name for p in (tmp_path / "sw" / "workers").iterdir()} == {"worker0.log", "worker1.log"}
 
 
+def cheap_study(tmp_path: Path, lrs: list[float]):
+    """A grid study over train.finetune.lr only, for scheduling tests whose objective needs no training."""
+    spec = sweep_from_dict(spec_dict(tmp_path / "sw", search={"train.finetune.lr": lrs}))
+    return spec, open_study(spec, f"sqlite:///{tmp_path / 'cheap.db'}", spec.identity())
+
+
+def test_a_failed_grid_point_is_queued_again_then_given_up(tmp_path):
+    spec, study = cheap_study(tmp_path, [0.001, 0.003, 0.01])
+    calls = []
+
+    def objective(trial):
+        lr = suggest(trial, spec)["train.finetune.lr"]
+        calls.append(lr)
+        if lr == 0.001 or (lr == 0.003 and calls.count(0.003) == 1):
+            raise RuntimeError("boom")  # 0.001 always fails, 0.003 fails once
+        return lr
+
+    work(study, spec, objective)
+    ts = study.get_trials()
+    assert sorted(calls) == [0.001, 0.001, 0.003, 0.003, 0.01]  # each failure retried once, no point run after success
+    done = {t.params["train.finetune.lr"] for t in ts if t.state == TrialState.COMPLETE}
+    assert done == {0.003, 0.01}
+    retries = [t for t in ts if "retry_of" in t.user_attrs]
+    assert len(retries) == 2 and all(t.system_attrs.get("grid_id") is not None for t in retries)
+
+
+def test_a_point_running_elsewhere_is_not_started_again(tmp_path):
+    spec, study = cheap_study(tmp_path, [0.001, 0.003])
+    held = study.ask()  # another live worker holds grid point 0 (this very process, so it is alive)
+    held.set_user_attr("worker", worker_tag())
+    held_lr = suggest(held, spec)["train.finetune.lr"]
+    calls = []
+    work(study, spec, lambda t: calls.append(suggest(t, spec)["train.finetune.lr"]) or 0.5)
+    assert calls == [x for x in (0.001, 0.003) if x != held_lr]  # only the free point ran, then the worker stopped
+    # a trial that lands on a held point (a race between processes) is recognised as a duplicate
+    study.enqueue_trial({"train.finetune.lr": held_lr})
+    late = study.ask()
+    assert find_duplicate(study, late, suggest(late, spec)) == held.number
+    # the holder died: its trial is failed and its point queued again on the next run
+    held.set_user_attr("worker", "elsewhere:1:1")
+    assert fail_dead_trials(study) == []  # another host: left to the storage heartbeat
+    held.set_user_attr("worker", f"{socket.gethostname()}:{2**22 + 12345}:")
+    assert fail_dead_trials(study) == [held.number]
+
+
 # ---------------------------------------------------------------- samplers, pruning
 
 
@@ -258,6 +306,58 @@ def test_lightning_pruning_callback_works_with_our_trainer(tmp_path):
         train_stage(cfg, df, "finetune", tmp_path / "run", held_out=("casme2/s0",), callbacks=[callback],
                     enable_progress=False)  # fmt: skip
     assert list(trial.storage.get_trial(trial._trial_id).intermediate_values) == [0]
+
+
+@pytest.mark.slow
+def test_pretrain_stage_pretrains_per_trial_then_scores_inner_folds(tmp_path):
+    subjects = {**{f"ckplus/S{i}": "macro" for i in range(4)}, **{f"casme2/s{i}": "micro" for i in range(4)}}
+    df = make_prepared(tmp_path / "prep", subjects, per_class=2, size=32)
+    overrides = {**TINY, "train.pretrain.epochs": 1, "train.pretrain.batch_size": 16}
+    raw = spec_dict(tmp_path / "sw", stage="pretrain", overrides=overrides, search={"train.pretrain.lr": [0.01]})
+    summary = run_sweep(sweep_from_dict(raw), prepared=df, live=False)
+    assert summary.n_complete == 1
+    folder = tmp_path / "sw" / "trials" / "0"
+    assert (folder / "pretrained.pt").is_file()
+    preds = pd.read_csv(folder / "predictions.csv")
+    assert set(preds["subject"]) == {f"casme2/s{i}" for i in range(4)}  # scored on micro subjects only
+    with pytest.raises(MerError) as exc:
+        run_sweep(sweep_from_dict(raw), prepared=df, pretrained=tmp_path / "x.pt")
+    assert "drop --pretrained" in one_line(exc)
+
+
+@pytest.mark.slow
+def test_each_trial_is_one_wandb_run_in_the_study_group(tmp_path, data, monkeypatch):
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    seen = []
+    real_init = wandb.init
+
+    def spy(**kwargs):
+        seen.append(kwargs)
+        return real_init(**kwargs)
+
+    monkeypatch.setattr(wandb, "init", spy)
+    summaries = []
+    real_finish = wandb.sdk.wandb_run.Run.finish
+
+    def finish(self, *args, **kwargs):
+        summaries.append(dict(self.summary))
+        return real_finish(self, *args, **kwargs)
+
+    monkeypatch.setattr(wandb.sdk.wandb_run.Run, "finish", finish)
+    raw = spec_dict(tmp_path / "sw", search={"train.finetune.lr": [0.001, 0.003]},
+                    overrides={**TINY, "logging.wandb": True})  # fmt: skip
+    run_sweep(sweep_from_dict(raw), prepared=data, live=False)
+    assert [k["job_type"] for k in seen] == ["trial", "trial"]  # one run per trial, none per inner fold
+    assert {k["group"] for k in seen} == {"t"} and {k["name"] for k in seen} == {"t-trial0", "t-trial1"}
+    assert {k["config"]["train.finetune.lr"] for k in seen} == {0.001, 0.003}
+    assert wandb.run is None  # finished between and after trials
+    values = {t.number: t.value for t in trials(tmp_path / "sw")}
+    assert [(s["state"], s["objective"]) for s in summaries] == [("COMPLETE", values[0]), ("COMPLETE", values[1])]
+    assert all("inner/uf1" in s for s in summaries)  # the pooled metric after each inner fold, as history
+    for n in (0, 1):
+        assert list((tmp_path / "sw" / "trials" / str(n) / "wandb").glob("offline-run-*/run-*.wandb"))
 
 
 # ---------------------------------------------------------------- leakage
@@ -395,12 +495,13 @@ def test_cli_runs_a_sweep_from_a_prepared_folder(tmp_path):
     df["crop"] = [str(Path(c).relative_to(prepared)) for c in df["crop"]]
     save_manifest(df, prepared / "prepared.csv")
     path = write_spec(tmp_path / "s.yaml", spec_dict(tmp_path / "sw", search={"train.finetune.lr": [0.001]}))
-    result = CliRunner().invoke(app, ["sweep", str(path), "--prepared", str(prepared), "--no-live",
-                                      "train.finetune.l2=0.001"])  # fmt: skip
+    args = ["sweep", str(path), "--prepared", str(prepared), "--no-live", "-c", "default", "-c", "ablation/no_transfer"]
+    result = CliRunner().invoke(app, [*args, "train.finetune.l2=0.001"])
     assert result.exit_code == 0, result.output
     assert "1 complete" in result.output and "override: train.finetune.lr=0.001" in result.output
     cfg = load_config(tmp_path / "sw" / "trials" / "0" / "config.yaml")
-    assert cfg.train.finetune.l2 == 0.001 and cfg.train.finetune.lr == 0.001
+    assert cfg.train.finetune.l2 == 0.001 and cfg.train.finetune.lr == 0.001  # command line and trial parameter
+    assert cfg.loso.transfer is False  # the stacked --config replaced the file's base
 
 
 def test_cli_bad_sweep_is_one_line_exit_2(tmp_path):

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from lightning.pytorch.callbacks import Callback
 from tqdm.auto import tqdm
 
 from mer.config import CLASSES, Config, flatten, load_config, to_dict, to_yaml, write_run_info
@@ -88,9 +89,17 @@ def check_inputs(cfg: Config, prepared: pd.DataFrame, pretrained: str | Path | N
 
 
 def run_fold(
-    cfg: Config, prepared: pd.DataFrame, fold: Fold, out: Path, pretrained: str | Path | None
+    cfg: Config,
+    prepared: pd.DataFrame,
+    fold: Fold,
+    out: Path,
+    pretrained: str | Path | None,
+    callbacks: Sequence[Callback] = (),
 ) -> dict[str, Any]:
-    """Fine-tune on the other subjects, embed, fit the SVM on training subjects only, predict the held-out ones."""
+    """Fine-tune on the other subjects, embed, fit the SVM on training subjects only, predict the held-out ones.
+
+    `callbacks` go to the fold's Lightning Trainer (a sweep's per-epoch pruning callback, for instance).
+    """
     from mer.evaluation.svm import fit_svm
     from mer.train import embed_split, finish_wandb, train_stage
 
@@ -111,6 +120,7 @@ def run_fold(
         job_type="fold",
         keep_checkpoint=False,
         enable_progress=False,
+        callbacks=callbacks,
     )
     finish_wandb()
     dm = res.datamodule

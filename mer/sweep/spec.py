@@ -1,0 +1,386 @@
+"""Sweep files (`sweeps/*.yaml`): what is searched, how, and how each trial is scored.
+
+A sweep file names an Optuna study, a base experiment config (+ overrides), a sampler (`grid` with explicit
+values or `tpe` with ranges), the training stage whose hyper-parameters are swept, a pruner, the objective
+(grouped inner folds over training subjects, or the leaky plain LOSO that papers used) and its metric. Any
+dotted config key can be a search dimension; every key and value is checked against `mer.config.Config`
+before a single trial runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mer.config import Config, load_config, resolve_config_path
+from mer.errors import ConfigError
+
+SAMPLERS = ("grid", "tpe")
+OBJECTIVES = ("inner_loso", "leaky_loso")
+METRICS = ("uf1", "uar", "accuracy")
+DIRECTIONS = ("maximize", "minimize")
+CLASSIFIERS = ("svm", "softmax")
+STAGES = ("finetune", "pretrain")
+PRUNERS = ("none", "median", "hyperband", "threshold")
+
+Scalar = str | int | float | bool | None
+# Overrides that change speed or logging, not results: a study may be resumed with other values of these.
+NO_EFFECT = ("train.threads", "logging.", "data.num_workers", "data.pin_memory", "data.persistent_workers")
+
+
+@dataclass
+class ParamSpace:
+    """One search dimension: explicit `values` (grid points or TPE choices) or a numeric range for TPE."""
+
+    key: str
+    values: list[Scalar] | None = None
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+
+    @property
+    def kind(self) -> str:
+        """'choices' (explicit values), 'int' (integer range) or 'float' (real range)."""
+        if self.values is not None:
+            return "choices"
+        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (self.low, self.high))
+        return "int" if ints and (self.step is None or isinstance(self.step, int)) else "float"
+
+    def describe(self) -> str:
+        """Short human form: `[16, 32, 64]` or `1e-4..0.05 log`."""
+        if self.values is not None:
+            return "[" + ", ".join(format_value(v) for v in self.values) + "]"
+        extra = " log" if self.log else (f" step {self.step}" if self.step is not None else "")
+        return f"{format_value(self.low)}..{format_value(self.high)}{extra}"
+
+
+@dataclass
+class PrunerConfig:
+    """Optuna pruner settings. Steps are inner folds (pooled metric so far), see `docs/sweeps.md`."""
+
+    type: str = "none"
+    n_startup_trials: int = 5  # median: trials that are never pruned, to gather statistics
+    n_warmup_steps: int = 0  # median/threshold: no pruning before this step
+    interval_steps: int = 1
+    min_resource: int = 1  # hyperband
+    max_resource: int | str = "auto"
+    reduction_factor: int = 3
+    lower: float | None = None  # threshold: prune when the reported value is below (maximize) ...
+    upper: float | None = None  # ... or above this
+    epochs: bool = False  # also report val/uf1 per epoch of inner fold 0 (PyTorchLightningPruningCallback)
+
+
+@dataclass
+class SweepConfig:
+    """A parsed sweep file (see `sweeps/paper_grid.yaml` for every field with comments)."""
+
+    study: str
+    search: dict[str, ParamSpace]
+    base: str | list[str] = "default"  # a config name/path, or several stacked (paper + ablation/resnet18)
+    overrides: list[str] = field(default_factory=list)
+    sampler: str = "grid"
+    seed: int = 0
+    n_startup_trials: int = 10  # TPE: random trials before the model is used
+    n_trials: int | None = None  # study budget (COMPLETE + PRUNED); grid: default = grid size
+    stage: str = "finetune"
+    pruner: PrunerConfig = field(default_factory=PrunerConfig)
+    objective: str = "inner_loso"
+    metric: str = "uf1"
+    direction: str = "maximize"
+    classifier: str = "svm"
+    inner_folds: int = 4
+    exclude_subjects: list[str] = field(default_factory=list)
+    out: str | None = None
+    prepared: str | None = None
+    pretrained: str | None = None
+    source: str = "<sweep>"  # where it was read from, for error messages
+
+    @property
+    def leaky(self) -> bool:
+        """True when trials are scored on the LOSO test folds themselves (papers' practice; biased)."""
+        return self.objective == "leaky_loso"
+
+    @property
+    def out_dir(self) -> Path:
+        """Folder for the default storage and the trials' files."""
+        return Path(self.out or f"runs/sweeps/{self.study}")
+
+    def grid(self) -> list[dict[str, Scalar]]:
+        """Every grid point (sorted keys, values in file order); empty for TPE."""
+        if self.sampler != "grid":
+            return []
+        keys = sorted(self.search)
+        combos = itertools.product(*(self.search[k].values or [] for k in keys))
+        return [dict(zip(keys, c, strict=True)) for c in combos]
+
+    def budget(self) -> int | None:
+        """Trials the study needs in total: n_trials, capped by (or defaulting to) the grid size."""
+        if self.sampler == "grid":
+            size = len(self.grid())
+            return min(size, self.n_trials) if self.n_trials else size
+        return self.n_trials
+
+    def base_overrides(self, cli_overrides: list[str] | tuple[str, ...] = ()) -> list[str]:
+        """The overrides every trial starts from: the sweep file's, then the command line's."""
+        return [*self.overrides, *cli_overrides]
+
+    def identity(self, cli_overrides: list[str] | tuple[str, ...] = (), extra: dict[str, Any] | None = None) -> str:
+        """JSON of everything that makes trials comparable; a resumed study must have the same."""
+        overrides = [o for o in self.base_overrides(cli_overrides) if not o.split("=", 1)[0].startswith(NO_EFFECT)]
+        ident = {
+            "base": self.base,
+            "overrides": overrides,
+            "search": {k: asdict(v) for k, v in sorted(self.search.items())},
+            "sampler": self.sampler,
+            "seed": self.seed if self.sampler == "grid" else None,
+            "stage": self.stage,
+            "objective": self.objective,
+            "metric": self.metric,
+            "direction": self.direction,
+            "classifier": self.classifier,
+            "inner_folds": self.inner_folds if self.objective == "inner_loso" else None,
+            "exclude_subjects": sorted(self.exclude_subjects),
+            **(extra or {}),
+        }
+        return json.dumps(ident, sort_keys=True, default=str)
+
+
+def format_value(value: Any) -> str:
+    """A value as `load_config` reads it back from `key=value` (floats always with a dot: 1.0e-05, not 1e-05)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        text = repr(value)
+        if "e" in text and "." not in text.split("e")[0]:
+            mantissa, exp = text.split("e")
+            text = f"{mantissa}.0e{exp}"
+        return text
+    return str(value)
+
+
+def _flow(value: Any) -> str:
+    """An override's value as text: scalars via `format_value`, lists and mappings as YAML flow ({0: head})."""
+    if isinstance(value, (list, dict)):
+        return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return format_value(value)
+
+
+def _number(value: Any, where: str) -> Any:
+    """YAML 1.1 reads `1e-4` as a string: turn numeric strings into floats, leave other values alone."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {value} is not a finite number")
+    return value
+
+
+def _scalar(value: Any, where: str) -> Scalar:
+    value = _number(value, where)
+    if value is not None and not isinstance(value, (str, int, float, bool)):
+        raise ConfigError(f"{where}: {value!r} is not a single value (search values must be numbers, strings or bools)")
+    return value
+
+
+def _parse_space(key: str, raw: Any, sampler: str, where: str) -> ParamSpace:
+    here = f"{where}: search.{key}"
+    if isinstance(raw, (list, tuple)):
+        raw = {"choices": list(raw)}
+    if not isinstance(raw, dict):
+        raw = {"choices": [raw]}
+    allowed = {"choices", "values", "low", "high", "log", "step"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"{here}: unknown field(s) {unknown}; use a list of values or low/high/log/step")
+    values = raw.get("choices", raw.get("values"))
+    if values is not None:
+        if not isinstance(values, (list, tuple)) or len(values) == 0:
+            raise ConfigError(f"{here}: has no values (empty grid); give at least one value, e.g. [0.001, 0.01]")
+        vals = [_scalar(v, here) for v in values]
+        if len({json.dumps(v) for v in vals}) != len(vals):
+            raise ConfigError(f"{here}: repeats a value in {vals}")
+        return ParamSpace(key, values=vals)
+    if sampler == "grid":
+        raise ConfigError(f"{here}: the grid sampler needs explicit values (a list); ranges are for 'sampler: tpe'")
+    if "low" not in raw or "high" not in raw:
+        raise ConfigError(f"{here}: a range needs both 'low' and 'high' (or give a list of choices)")
+    low, high, step = (_number(raw.get(k), here) for k in ("low", "high", "step"))
+    log = bool(raw.get("log", False))
+    for name, v in (("low", low), ("high", high), ("step", step)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ConfigError(f"{here}: {name} must be a number, got {v!r}")
+    if not low < high:
+        raise ConfigError(f"{here}: low ({low}) must be smaller than high ({high})")
+    if log and low <= 0:
+        raise ConfigError(f"{here}: a log range needs low > 0 (got {low})")
+    if log and step is not None:
+        raise ConfigError(f"{here}: use either log or step, not both")
+    return ParamSpace(key, low=low, high=high, log=log, step=step)
+
+
+def _pick(raw: dict[str, Any], cls: type, where: str, name: str) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown {name} field(s) {unknown}; allowed: {', '.join(sorted(names))}")
+    return raw
+
+
+def _choice(value: Any, allowed: tuple[str, ...], key: str, where: str) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{where}: {key} '{value}' is not allowed; choose one of: {', '.join(allowed)}")
+    return str(value)
+
+
+def _int(value: Any, key: str, where: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where}: {key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def sweep_from_dict(raw: dict[str, Any], source: str = "<sweep>", base_dir: Path | None = None) -> SweepConfig:
+    """Build and check a `SweepConfig` from a parsed YAML mapping (unknown fields and bad values: one-line errors)."""
+    where = source
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping (study, base, sampler, search, ...) at the top level")
+    top = {f.name for f in fields(SweepConfig)} - {"search", "source", "pruner", "sampler"}
+    known = top | {"search", "pruner", "sampler"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {', '.join(sorted(known))}")
+    if not raw.get("study"):
+        raise ConfigError(f"{where}: 'study' (the Optuna study name) is missing")
+    kwargs: dict[str, Any] = {k: raw[k] for k in top if k in raw and raw[k] is not None}
+    kwargs["study"] = str(raw["study"])
+
+    sampler_raw = raw.get("sampler", "grid")
+    if isinstance(sampler_raw, dict):
+        sampler_raw = dict(sampler_raw)
+        extra = sorted(set(sampler_raw) - {"type", "seed", "n_startup_trials"})
+        if extra:
+            raise ConfigError(f"{where}: unknown sampler field(s) {extra}; allowed: type, seed, n_startup_trials")
+        for k in ("seed", "n_startup_trials"):
+            if k in sampler_raw:
+                kwargs[k] = sampler_raw[k]
+        sampler_raw = sampler_raw.get("type", "grid")
+    kwargs["sampler"] = _choice(sampler_raw, SAMPLERS, "sampler", where)
+
+    pruner_raw = raw.get("pruner") or "none"
+    if isinstance(pruner_raw, str):
+        pruner_raw = {"type": pruner_raw}
+    if not isinstance(pruner_raw, dict):
+        raise ConfigError(f"{where}: pruner must be a name (none, median, hyperband, threshold) or a mapping")
+    pruner = PrunerConfig(**_pick(pruner_raw, PrunerConfig, where, "pruner"))
+    pruner.type = _choice(pruner.type, PRUNERS, "pruner.type", where)
+    pruner.lower = _number(pruner.lower, where)
+    pruner.upper = _number(pruner.upper, where)
+    if pruner.type == "threshold" and pruner.lower is None and pruner.upper is None:
+        raise ConfigError(f"{where}: the threshold pruner needs 'lower' or 'upper'")
+    kwargs["pruner"] = pruner
+
+    search_raw = raw.get("search")
+    if not isinstance(search_raw, dict) or not search_raw:
+        raise ConfigError(
+            f"{where}: 'search' is empty; map config keys to values, e.g. train.finetune.lr: [0.001, 0.01]"
+        )
+    kwargs["search"] = {str(k): _parse_space(str(k), v, kwargs["sampler"], where) for k, v in search_raw.items()}
+
+    if isinstance(kwargs.get("overrides"), dict):
+        kwargs["overrides"] = [f"{k}={_flow(v)}" for k, v in kwargs["overrides"].items()]
+    for key in ("overrides", "exclude_subjects"):
+        value = kwargs.get(key, [])
+        if isinstance(value, str):
+            value = value.replace(",", " ").split() if key == "exclude_subjects" else [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {key} must be a list")
+        kwargs[key] = [str(v) for v in value]
+    for key, allowed in (("stage", STAGES), ("objective", OBJECTIVES), ("metric", METRICS),
+                         ("direction", DIRECTIONS), ("classifier", CLASSIFIERS)):  # fmt: skip
+        if key in kwargs:
+            kwargs[key] = _choice(kwargs[key], allowed, key, where)
+    for key, minimum in (("seed", 0), ("n_startup_trials", 0), ("inner_folds", 2)):
+        if key in kwargs:
+            kwargs[key] = _int(kwargs[key], key, where, minimum)
+    if "n_trials" in kwargs:
+        kwargs["n_trials"] = _int(kwargs["n_trials"], "n_trials", where, 1)
+    bases = kwargs.get("base", "default")
+    bases = [str(b) for b in bases] if isinstance(bases, list) else [str(bases)]
+    if not bases:
+        raise ConfigError(f"{where}: base is an empty list; give a config name or path (e.g. paper)")
+    bases = [str(base_dir / b) if base_dir is not None and (base_dir / b).is_file() else b for b in bases]
+    kwargs["base"] = bases[0] if len(bases) == 1 else bases
+    for key in ("out", "prepared", "pretrained"):
+        if key in kwargs:
+            kwargs[key] = str(kwargs[key])
+    spec = SweepConfig(source=source, **kwargs)
+    if spec.sampler == "tpe" and not spec.n_trials:
+        raise ConfigError(f"{where}: the tpe sampler needs n_trials (the study's budget)")
+    return spec
+
+
+def load_sweep(path: str | Path) -> SweepConfig:
+    """Read a sweep YAML file; `base` is looked up next to the file first, then as a shipped config name."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep file not found: {path} (e.g. sweeps/demo_grid.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from None
+    return sweep_from_dict(raw, source=str(path), base_dir=path.parent)
+
+
+def base_config(spec: SweepConfig, cli_overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """The config every trial starts from (base file ← sweep overrides ← command-line overrides)."""
+    try:
+        for item in [spec.base] if isinstance(spec.base, str) else spec.base:
+            resolve_config_path(item)
+        return load_config(spec.base, spec.base_overrides(cli_overrides))
+    except ConfigError as exc:
+        raise ConfigError(f"{spec.source}: base config: {exc}") from None
+
+
+def trial_overrides(params: dict[str, Any]) -> list[str]:
+    """A trial's parameters as dotted `key=value` overrides (sorted by key)."""
+    return [f"{k}={format_value(v)}" for k, v in sorted(params.items())]
+
+
+def check_space(spec: SweepConfig, cli_overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Check every search key and boundary value against the config; returns the base config.
+
+    An unknown key, a value of the wrong type, a choice the config does not allow, or a key of the stage that is
+    not swept (train.pretrain.* with `stage: finetune`) is a one-line `ConfigError` naming the sweep file.
+    """
+    cfg = base_config(spec, cli_overrides)
+    overrides = spec.base_overrides(cli_overrides)
+    for key, space in spec.search.items():
+        if spec.stage == "finetune" and key.startswith("train.pretrain."):
+            raise ConfigError(
+                f"{spec.source}: search key '{key}' has no effect with 'stage: finetune' (use stage: pretrain)"
+            )
+        probes = space.values if space.values is not None else [space.low, space.high]
+        for value in probes:
+            try:
+                load_config(spec.base, [*overrides, f"{key}={format_value(value)}"])
+            except ConfigError as exc:
+                raise ConfigError(f"{spec.source}: search key '{key}': {exc}") from None
+    return cfg
+
+
+def data_fingerprint(rows: Any) -> str:
+    """Short hash of the sample ids, subjects and labels a study is scored on (resuming on other data is refused)."""
+    cols = [c for c in ("sample_id", "subject", "label", "kind") if c in rows.columns]
+    text = rows[cols].astype(str).sort_values(cols).to_csv(index=False)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]

@@ -1,0 +1,181 @@
+"""Where Optuna studies live: SQLite on a laptop, a journal file for many processes on one node, any SQLAlchemy URL
+(PostgreSQL, MySQL) for a cluster; plus reading a study's best trial back as config overrides.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from mer.errors import MerError
+
+JOURNAL_SUFFIXES = (".log", ".journal")
+HEARTBEAT_S = 60  # RDB storages: a RUNNING trial whose heartbeat is older than GRACE_S is failed (and retried)
+GRACE_S = 300
+
+DRIVERS = {
+    "psycopg2": "pip install mer-lightning[postgres]",
+    "psycopg": (
+        "pip install mer-lightning[postgres] and write the URL as postgresql+psycopg2://..., "
+        "or pip install 'psycopg[binary]'"
+    ),
+    "pymysql": "pip install PyMySQL",
+    "MySQLdb": "pip install mysqlclient",
+}
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, for messages and logs."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a SQLAlchemy URL: nothing to hide
+        return url
+
+
+def journal_path(url: str) -> Path | None:
+    """The file of a `journal:<path>` URL or of a bare `*.log` / `*.journal` path; None for SQLAlchemy URLs."""
+    if url.startswith("journal:"):
+        rest = url[len("journal:") :]
+        return Path(rest[2:] if rest.startswith("//") else rest)
+    if "://" not in url and url.endswith(JOURNAL_SUFFIXES):
+        return Path(url)
+    return None
+
+
+def default_storage(out_dir: Path, workers: int = 1) -> tuple[str, str | None]:
+    """(URL, note) for a sweep folder: an existing study file first, else SQLite, or a journal file for workers > 1."""
+    journal, db = out_dir / "study.journal", out_dir / "study.db"
+    if journal.exists():
+        return f"journal:{journal}", None
+    if db.exists():
+        note = (
+            f"resuming the SQLite study in {db} with {workers} processes; if you see 'database is locked', "
+            "start a new sweep folder (it will use a journal file)"
+            if workers > 1
+            else None
+        )
+        return f"sqlite:///{db}", note
+    if workers > 1:
+        return (
+            f"journal:{journal}",
+            f"{workers} workers: using the journal file {journal} (SQLite is fragile with several processes)",
+        )
+    return f"sqlite:///{db}", None
+
+
+def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
+    """An Optuna storage for `url`; `create=False` refuses to make a new empty SQLite/journal file.
+
+    Unreachable databases and missing drivers are one-line `MerError`s (never a SQLAlchemy traceback).
+    """
+    path = journal_path(url)
+    if path is not None:
+        if not create and not path.is_file():
+            raise MerError(f"no journal storage at {path} (has the sweep run yet?)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        return JournalStorage(JournalFileBackend(str(path)))
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - ArgumentError and friends
+        raise MerError(
+            f"storage '{url}' is not understood: give sqlite:///path.db, postgresql://user@host/db, "
+            "journal:<path> or a *.log / *.journal file"
+        ) from None
+    engine_kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:":
+            if not create and not Path(db).is_file():
+                raise MerError(f"no SQLite storage at {db} (has the sweep run yet?)")
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
+            )
+    except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError as its own ImportError
+        cause = exc.__cause__ if isinstance(exc.__cause__, ImportError) else exc
+        name = cause.name or ("psycopg2" if parsed.get_backend_name() == "postgresql" else "the driver")
+        fix = DRIVERS.get(name, f"pip install {name}")
+        raise MerError(f"storage {mask_url(url)}: the database driver '{name}' is not installed; {fix}") from None
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy OperationalError etc.
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        reason = first[0] if first else exc.__class__.__name__
+        raise MerError(f"cannot open storage {mask_url(url)}: {reason}") from None
+
+
+def split_study_spec(spec: str) -> tuple[str, str | None]:
+    """'STORAGE_URL::STUDY' → (url, study); without '::' the study is None (the storage's only study)."""
+    if "::" in spec:
+        url, _, name = spec.rpartition("::")
+        return url, name or None
+    return spec, None
+
+
+def load_existing_study(url: str, name: str | None) -> optuna.Study:
+    """Load a study that must already exist; with no name, the storage must hold exactly one."""
+    storage = open_storage(url, create=False)
+    names = optuna.get_all_study_names(storage)
+    if name is None:
+        if len(names) != 1:
+            raise MerError(
+                f"storage {mask_url(url)} holds {len(names)} studies ({', '.join(names) or 'none'}); "
+                "name one as STORAGE_URL::STUDY"
+            )
+        name = names[0]
+    if name not in names:
+        raise MerError(f"no study '{name}' in {mask_url(url)} (it holds: {', '.join(names) or 'none'})")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The best COMPLETE trial, or a one-line error when none has finished."""
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not done:
+        raise MerError(f"study '{study.study_name}' has no complete trial yet (run `mer sweep` until one finishes)")
+    return study.best_trial
+
+
+def leaky_warning(study: optuna.Study) -> str | None:
+    """The warning every report of a leaky-objective study carries, or None."""
+    if study.user_attrs.get("leaky"):
+        return (
+            f"warning: study '{study.study_name}' used the LEAKY objective (trials scored on the LOSO test folds, as "
+            "papers did); a LOSO run with its best parameters is optimistically biased"
+        )
+    return None
+
+
+def best_overrides(spec: str) -> list[str]:
+    """Dotted `key=value` overrides of the best trial of `STORAGE_URL::STUDY` (used by `mer loso --from-study`).
+
+    `spec` may also be a sweep YAML file: its default storage and study name are used. Warns on stderr when the
+    study's objective was leaky.
+    """
+    from mer.sweep.spec import load_sweep, trial_overrides
+
+    if spec.endswith((".yaml", ".yml")) and Path(spec).is_file():
+        sweep = load_sweep(spec)
+        url, _ = default_storage(sweep.out_dir)
+        study = load_existing_study(url, sweep.study)
+    else:
+        url, name = split_study_spec(spec)
+        study = load_existing_study(url, name)
+    best = best_trial(study)
+    warning = leaky_warning(study)
+    if warning:
+        print(warning, file=sys.stderr)
+    return trial_overrides(best.params)
