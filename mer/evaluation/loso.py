@@ -55,13 +55,16 @@ def plan_folds(prepared: pd.DataFrame, group_size: int = 1, only: Sequence[str] 
     else:
         chunks = [subjects[i : i + group_size] for i in range(0, len(subjects), group_size)]
         folds = [Fold(i, f"group{i:02d}", tuple(c)) for i, c in enumerate(chunks)]
-    if only:
-        known = {f.name for f in folds}
-        unknown = [s for s in only if s not in known]
-        if unknown:
-            raise MerError(f"unknown fold(s) {', '.join(unknown)}; folds are: {', '.join(sorted(known)[:10])}, ...")
-        folds = [f for f in folds if f.name in set(only)]
-    return folds
+    return select_folds(folds, only) if only else folds
+
+
+def select_folds(folds: Sequence[Fold], names: Sequence[str]) -> list[Fold]:
+    """The folds named in `names`, in plan order; an unknown name is an error listing the known ones."""
+    known = {f.name for f in folds}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise MerError(f"unknown fold(s) {', '.join(unknown)}; folds are: {', '.join(sorted(known)[:10])}, ...")
+    return [f for f in folds if f.name in set(names)]
 
 
 def fold_complete(fold_dir: Path) -> bool:
@@ -204,13 +207,7 @@ def run_loso(
     # --fold-index only choose which of its folds this call runs.
     everything = plan_folds(prepared, cfg.loso.group_size, cfg.loso.folds)
     chosen = [f for f in (folds.split(",") if isinstance(folds, str) else folds or []) if f]
-    plan = everything
-    if chosen:
-        names = {f.name for f in everything}
-        unknown = [c for c in chosen if c not in names]
-        if unknown:
-            raise MerError(f"unknown fold(s) {', '.join(unknown)}; folds are: {', '.join(sorted(names)[:10])}, ...")
-        plan = [f for f in everything if f.name in set(chosen)]
+    plan = select_folds(everything, chosen) if chosen else everything
     if fold_index is not None:
         if not 0 <= fold_index < len(everything):
             raise MerError(f"--fold-index {fold_index} is out of range: this run has folds 0..{len(everything) - 1}")
