@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional  # noqa: UP035 - typer needs typing.Optional on 3.10
+from typing import Annotated  # noqa: UP035 - typer needs typing.Optional on 3.10
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import typer  # noqa: E402
 
-from mer.errors import MerError, NotImplementedYet  # noqa: E402
+from mer.errors import MerError  # noqa: E402
 
 app = typer.Typer(
     name="mer",
@@ -30,7 +30,7 @@ app = typer.Typer(
 )
 
 ConfigOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option(
         "--config",
         "-c",
@@ -39,7 +39,7 @@ ConfigOpt = Annotated[
     ),
 ]
 Overrides = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Argument(help="Dotted config overrides, e.g. train.finetune.lr=0.003 model.backbone=mobilevit_xs."),
 ]
 
@@ -76,15 +76,19 @@ def demo(
 @app.command()
 def prepare(
     data: Annotated[
-        Optional[list[str]],
-        typer.Option("--data", "-d", help="NAME=ROOT, repeatable. Names: casme2 samm smic ckplus oulu jaffe mug folder."),
+        list[str] | None,
+        typer.Option(
+            "--data", "-d", help="NAME=ROOT, repeatable. Names: casme2 samm smic ckplus oulu jaffe mug folder."
+        ),
     ] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: data.prepared from config).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: data.prepared from config).")] = None,
     megc_list: Annotated[
-        Optional[Path], typer.Option(help="MEGC2019 combined_3class_gt.csv: keep exactly those samples.")
+        Path | None, typer.Option(help="MEGC2019 combined_3class_gt.csv: keep exactly those samples.")
     ] = None,
     manifest_only: Annotated[bool, typer.Option("--manifest-only", help="Stop after manifest.csv (no faces).")] = False,
-    preview: Annotated[bool, typer.Option("--preview", help="Write preview.png, a contact sheet of aligned faces.")] = False,
+    preview: Annotated[
+        bool, typer.Option("--preview", help="Write preview.png, a contact sheet of aligned faces.")
+    ] = False,
     config: ConfigOpt = None,
     overrides: Overrides = None,
 ) -> None:
@@ -102,7 +106,7 @@ def prepare(
 @app.command()
 def pretrain(
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints, logs, config, metrics.")] = Path("runs/pretrain"),
-    prepared: Annotated[Optional[Path], typer.Option(help="Folder written by `mer prepare`.")] = None,
+    prepared: Annotated[Path | None, typer.Option(help="Folder written by `mer prepare`.")] = None,
     config: ConfigOpt = None,
     overrides: Overrides = None,
 ) -> None:
@@ -123,14 +127,14 @@ def loso(
         "runs/loso"
     ),
     pretrained: Annotated[
-        Optional[Path], typer.Option(help="Checkpoint from `mer pretrain` (omit for no transfer).")
+        Path | None, typer.Option(help="Checkpoint from `mer pretrain` (omit for no transfer).")
     ] = None,
-    prepared: Annotated[Optional[Path], typer.Option(help="Folder written by `mer prepare`.")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Fold processes (one GPU each when present).")] = None,
-    fold_index: Annotated[Optional[int], typer.Option(help="Run only fold I (SLURM array task).")] = None,
-    folds: Annotated[Optional[str], typer.Option(help="Comma-separated held-out subjects, e.g. casme2/sub01.")] = None,
+    prepared: Annotated[Path | None, typer.Option(help="Folder written by `mer prepare`.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Fold processes (one GPU each when present).")] = None,
+    fold_index: Annotated[int | None, typer.Option(help="Run only fold I (SLURM array task).")] = None,
+    folds: Annotated[str | None, typer.Option(help="Comma-separated held-out subjects, e.g. casme2/sub01.")] = None,
     from_study: Annotated[
-        Optional[str], typer.Option(help="STORAGE_URL::STUDY: start from the best parameters of an Optuna study.")
+        str | None, typer.Option(help="STORAGE_URL::STUDY: start from the best parameters of an Optuna study.")
     ] = None,
     final: Annotated[
         bool, typer.Option("--final", help="Instead of LOSO, train on every subject and save OUT/bundle for predict.")
@@ -154,11 +158,11 @@ def loso(
 
 @app.command()
 def report(
-    run_dir: Annotated[Optional[Path], typer.Argument(help="A `mer loso` run folder.")] = None,
+    run_dir: Annotated[Path | None, typer.Argument(help="A `mer loso` run folder.")] = None,
     compare: Annotated[
-        Optional[list[Path]], typer.Option("--compare", help="Several run folders to put side by side.")
+        list[Path] | None, typer.Option("--compare", help="Several run folders to put side by side.")
     ] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Where to write (default: the run folder).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write (default: the run folder).")] = None,
 ) -> None:
     """Pool a LOSO run's predictions into MEGC metrics: report.md, report.html, confusion matrix, per-fold plot."""
     from mer.evaluation.report import compare_runs, write_report
@@ -175,7 +179,7 @@ def report(
 def sweep(
     spec: Annotated[Path, typer.Argument(help="Sweep file, e.g. sweeps/paper_grid.yaml.")],
     storage: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             help="Optuna storage: sqlite:///x.db, journal:<file> (many processes, one node), postgresql://... "
             "(cluster). Default: OUT/study.db, or OUT/study.journal with --workers > 1."
@@ -183,22 +187,22 @@ def sweep(
     ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes on this machine sharing the study.")] = 1,
     n_trials: Annotated[
-        Optional[int], typer.Option(help="At most N trials from this command (the study's budget is the file's).")
+        int | None, typer.Option(help="At most N trials from this command (the study's budget is the file's).")
     ] = None,
     best: Annotated[
         bool, typer.Option("--best", help="Print the best parameters as an override line (and its value) and exit.")
     ] = False,
-    prepared: Annotated[Optional[Path], typer.Option(help="Folder written by `mer prepare`.")] = None,
+    prepared: Annotated[Path | None, typer.Option(help="Folder written by `mer prepare`.")] = None,
     pretrained: Annotated[
-        Optional[Path], typer.Option(help="Checkpoint from `mer pretrain` each trial fine-tunes from.")
+        Path | None, typer.Option(help="Checkpoint from `mer pretrain` each trial fine-tunes from.")
     ] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Sweep folder (default: the file's `out`).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Sweep folder (default: the file's `out`).")] = None,
     holdout: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="Comma-separated micro subjects no trial may see (an outer test set), e.g. casme2/sub01."),
     ] = None,
     live: Annotated[
-        Optional[bool], typer.Option("--live/--no-live", help="Live trial table (default: when in a terminal).")
+        bool | None, typer.Option("--live/--no-live", help="Live trial table (default: when in a terminal).")
     ] = None,
     config: ConfigOpt = None,
     overrides: Overrides = None,
@@ -233,18 +237,18 @@ def sweep(
 def predict(
     path: Annotated[Path, typer.Argument(help="An image, a folder of frames or a video (mp4/mov/avi).")],
     model: Annotated[
-        Optional[Path], typer.Option(help="Bundle folder (network + SVM), a .ckpt/.pt checkpoint or an .onnx file.")
+        Path | None, typer.Option(help="Bundle folder (network + SVM), a .ckpt/.pt checkpoint or an .onnx file.")
     ] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the result as JSON here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON here.")] = None,
     window: Annotated[
         int, typer.Option(help="Also classify the K strongest motion peaks as candidate apexes (0 = apex only).")
     ] = 0,
-    max_frames: Annotated[Optional[int], typer.Option(help="Read only the first N frames of a long video.")] = None,
+    max_frames: Annotated[int | None, typer.Option(help="Read only the first N frames of a long video.")] = None,
     detect_max_side: Annotated[
         int, typer.Option(help="Frames are scaled down to this longer side for face detection (0 = full size).")
     ] = 640,
     config: Annotated[
-        Optional[str], typer.Option("--config", "-c", help="Training config for a plain checkpoint (face pipeline).")
+        str | None, typer.Option("--config", "-c", help="Training config for a plain checkpoint (face pipeline).")
     ] = None,
 ) -> None:
     """Run a trained model on your own image, frames or video: face → apex → label with probabilities.
@@ -281,20 +285,20 @@ def export(
     checkpoint: Annotated[Path, typer.Argument(help="Bundle folder or .ckpt/.pt checkpoint to export.")],
     out: Annotated[Path, typer.Option(help="Output file.")] = Path("model.onnx"),
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
-    image_size: Annotated[Optional[int], typer.Option(help="Input side (default: the network's).")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Input side (default: the network's).")] = None,
     quantize: Annotated[
-        Optional[str], typer.Option(help="Also write OUT.int8.onnx: 'static' (QDQ, calibrated) or 'dynamic'.")
+        str | None, typer.Option(help="Also write OUT.int8.onnx: 'static' (QDQ, calibrated) or 'dynamic'.")
     ] = None,
     calib: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(help="Face crops to calibrate static int8: image folder or .npy (default: sample photos)."),
     ] = None,
     eval_data: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(help="Labelled crops (class folders or CSV label,crop): int8 accuracy change."),
     ] = None,
     exporter: Annotated[str, typer.Option(help="torchscript (default) or dynamo (torch.export).")] = "torchscript",
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the export report as JSON here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the export report as JSON here.")] = None,
 ) -> None:
     """Export the network (logits + embedding, dynamic batch) to ONNX, checked against PyTorch (max abs difference)."""
     import json
@@ -338,21 +342,22 @@ def bench(
     image_size: Annotated[int, typer.Option(help="Input side in pixels.")] = 256,
     iterations: Annotated[int, typer.Option(help="Timed calls per engine at batch 1 (median reported).")] = 30,
     warmup: Annotated[int, typer.Option(help="Untimed calls first.")] = 5,
-    batch: Annotated[Optional[list[int]], typer.Option(help="Throughput batch size, repeatable (default 32).")] = None,
+    batch: Annotated[list[int] | None, typer.Option(help="Throughput batch size, repeatable (default 32).")] = None,
     engines: Annotated[
         str, typer.Option(help="Comma-separated: eager, compile, ort, ort_int8 (static), ort_int8_dynamic.")
     ] = "eager,compile,ort,ort_int8",
-    threads: Annotated[Optional[int], typer.Option(help="torch and ONNX Runtime threads (default: torch's).")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch and ONNX Runtime threads (default: torch's).")] = None,
     face: Annotated[bool, typer.Option(help="Measure MTCNN detection + alignment.")] = True,
     video: Annotated[bool, typer.Option(help="Measure mer predict end to end on a generated clip.")] = True,
     compile_timeout: Annotated[float, typer.Option(help="Seconds allowed for torch.compile per backbone.")] = 300.0,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write all rows as JSON here.")] = None,
-    markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Write the table as Markdown.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write all rows as JSON here.")] = None,
+    markdown_out: Annotated[Path | None, typer.Option("--markdown", help="Write the table as Markdown.")] = None,
 ) -> None:
     """Latency per sample and throughput: face pipeline, PyTorch eager / compiled, ONNX Runtime fp32 / int8.
 
     Printed beside the paper's 35.4 ms per sample, with the thread count and CPU. Engines of one backbone are timed
-    call by call in turn, so their ratios hold even on a busy machine; absolute numbers need an idle one.
+    call by call in turn; on a busy machine PyTorch eager suffers most, so use an idle one (or --threads 1 and the
+    CPU ms column) for figures to report.
     """
     import json
 

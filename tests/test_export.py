@@ -139,8 +139,8 @@ def test_bench_rows_and_table() -> None:
                     face=False, video=False, progress=False)  # fmt: skip
     got = {(r.engine, r.batch) for r in res.rows}
     assert got == {("eager", 1), ("ort", 1), ("eager", 4), ("ort", 4)}
-    assert all(r.ms_median > 0 and r.per_s > 0 and r.ms_min <= r.ms_median for r in res.rows)
+    assert all(r.ms_median > 0 and r.per_s > 0 and r.ms_min <= r.ms_median and r.cpu_ms > 0 for r in res.rows)
     assert res.meta["torch_threads"] == torch.get_num_threads() and res.meta["cpu"]
     text = markdown(res)
-    assert f"vs paper {PAPER_MS} ms" in text and "| network | mobilevit_xxs | ort | 1 |" in text
+    assert f"'vs paper' = {PAPER_MS} ms / ours" in text and "| network | mobilevit_xxs | ort | 1 |" in text
     assert any("mobilevit_xxs: ort" in line for line in summary(res))

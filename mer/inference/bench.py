@@ -1,0 +1,466 @@
+"""`mer bench`: latency per sample (batch 1) and throughput (batch 32/64) of the face pipeline and the network.
+
+Engines: PyTorch eager, `torch.compile` (inductor; run in a child process with a time limit, since compiling on a
+small CPU can take minutes), ONNX Runtime fp32 and ONNX Runtime int8 (static QDQ, calibrated on aligned crops of the
+public-domain sample photos; `ort_int8_dynamic` on request). Latency is the median of N timed calls after warm-up,
+with the engines of one backbone *interleaved* call by call, so slow changes in other processes' load hit them alike.
+Heavy load is not fair to all engines, though: PyTorch's OpenMP threads lose far more than ONNX Runtime's when the
+cores are oversubscribed (measured: 5-18× slower eager vs 2-4× slower ORT at load 8 on 2 cores). The `CPU ms` column
+(process CPU time per sample) barely moves with other load; at `--threads 1` it estimates an idle core's latency.
+Weights are random: speed does not depend on them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import mer
+from mer.errors import MerError
+
+PAPER_MS = 35.4  # Liu et al. 2022: ms per sample (i9-9980HK + Radeon Pro 5500M)
+GOAL_MS = 20.0  # issue goal: mobilevit_s network, batch 1, 2-core CPU
+FRAME_BUDGET_MS = 1000.0 / 30.0  # real time at 30 fps
+ENGINES = ("eager", "compile", "ort", "ort_int8", "ort_int8_dynamic")
+DEFAULT_ENGINES = ("eager", "compile", "ort", "ort_int8")
+BACKBONES = ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s")
+
+
+@dataclass
+class Row:
+    """One measurement: which part and engine, batch size, ms per sample (median and fastest), samples per second."""
+
+    part: str  # network | face (detect+align) | video (mer predict end to end)
+    backbone: str
+    engine: str
+    batch: int
+    ms_median: float | None
+    ms_min: float | None = None
+    per_s: float | None = None
+    note: str = ""
+    cpu_ms: float | None = None  # median CPU time per sample, all threads of the process (robust to other load)
+
+
+@dataclass
+class BenchResult:
+    """All rows plus the machine they were measured on."""
+
+    rows: list[Row] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {"meta": self.meta, "rows": [asdict(r) for r in self.rows]}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux, else platform)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _load() -> float | None:
+    with contextlib.suppress(OSError, AttributeError):
+        return round(os.getloadavg()[0], 2)
+    return None
+
+
+def _time(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(wall ms, process CPU ms) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return (time.perf_counter() - wall) * 1000.0, (time.process_time() - cpu) * 1000.0
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], iterations: int, warmup: int) -> dict[str, np.ndarray]:
+    """(iterations, 2) arrays of [wall ms, CPU ms] per call of each function, called in turn (a, b, c, a, b, ...)
+    after warm-up. CPU time counts every thread of this process, so other processes' load barely changes it."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
+    for _ in range(iterations):
+        for k, fn in fns.items():
+            times[k].append(_time(fn))
+    return {k: np.asarray(v).reshape(-1, 2) for k, v in times.items()}
+
+
+def _stats(t: np.ndarray, batch: int) -> tuple[float, float, float]:
+    """(median wall, fastest wall, median CPU) ms per sample from `interleaved` output."""
+    return float(np.median(t[:, 0])) / batch, float(t[:, 0].min()) / batch, float(np.median(t[:, 1])) / batch
+
+
+# ---------------------------------------------------------------------------------------------- network engines
+
+
+def _onnx_models(
+    net: Any, size: int, engines: Sequence[str], folder: Path, calib: np.ndarray | None
+) -> dict[str, Path]:
+    from mer.inference.export import _export_graph, quantize_onnx
+
+    out: dict[str, Path] = {}
+    if not any(e.startswith("ort") for e in engines):
+        return out
+    fp32 = folder / f"{net.backbone_name}.onnx"
+    _export_graph(net, fp32, size, 17, "torchscript")
+    out["ort"] = fp32
+    if "ort_int8" in engines:
+        out["ort_int8"] = quantize_onnx(fp32, folder / f"{net.backbone_name}.int8.onnx", "static", calib, size)
+    if "ort_int8_dynamic" in engines:
+        out["ort_int8_dynamic"] = quantize_onnx(fp32, folder / f"{net.backbone_name}.dyn.onnx", "dynamic", None, size)
+    return out
+
+
+def _runners(net: Any, models: dict[str, Path], threads: int) -> dict[str, Callable[[np.ndarray], Any]]:
+    from mer.inference.bundle import onnx_session
+
+    def eager(x: np.ndarray) -> Any:
+        with torch.inference_mode():
+            return net(torch.from_numpy(x))
+
+    runners: dict[str, Callable[[np.ndarray], Any]] = {"eager": eager}
+    for name, path in models.items():
+        session = onnx_session(path, threads)
+        runners[name] = lambda x, s=session: s.run(["logits"], {"input": x})
+    return runners
+
+
+def compile_worker(
+    backbone: str, size: int, iterations: int, warmup: int, batches: Sequence[int], threads: int
+) -> dict:
+    """(Child process) compile the network with torch.compile; time it against eager, interleaved, per batch size."""
+    from mer.models.backbones import MERNet
+
+    torch.set_num_threads(threads)
+    net = MERNet(backbone, 1, 3, 0.0, size).eval()
+    compiled = torch.compile(net)
+    x1 = torch.randn(1, 1, size, size)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        compiled(x1)
+    compile_s = time.perf_counter() - start
+    out: dict[str, Any] = {"compile_s": round(compile_s, 1), "batches": {}}
+    for b in batches:
+        x = torch.randn(b, 1, size, size)
+        n, w = (iterations, warmup) if b == 1 else (max(2, iterations // 10), 1)
+        with torch.inference_mode():
+            t = interleaved({"eager": lambda: net(x), "compile": lambda: compiled(x)}, n, w)  # noqa: B023
+        out["batches"][str(b)] = {k: list(_stats(v, 1)) for k, v in t.items()}
+    return out
+
+
+def _compile_rows(
+    backbone: str, size: int, iterations: int, warmup: int, batches: Sequence[int], threads: int, timeout: float
+) -> list[Row]:
+    args = json.dumps([backbone, size, iterations, warmup, list(batches), threads])
+    cmd = [sys.executable, "-m", "mer.inference.bench", "--compile-worker", args]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return [Row("network", backbone, "compile", 1, None, note=f"skipped: compiling took over {timeout:.0f} s")]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        err = (proc.stderr.strip().splitlines() or ["no output"])[-1][:160]
+        return [Row("network", backbone, "compile", 1, None, note=f"skipped: torch.compile failed ({err})")]
+    res = json.loads(lines[-1])
+    rows = []
+    for b, t in res["batches"].items():
+        bs = int(b)
+        med, fast, cpu = (v / bs for v in t["compile"])
+        ratio = t["eager"][0] / t["compile"][0]
+        note = f"compile {res['compile_s']} s; {ratio:.2f}× eager in its own process"
+        rows.append(Row("network", backbone, "compile", bs, med, fast, 1000.0 / med, note, cpu))
+    return rows
+
+
+def bench_network(
+    backbone: str,
+    size: int,
+    engines: Sequence[str],
+    iterations: int,
+    warmup: int,
+    batches: Sequence[int],
+    threads: int,
+    calib: np.ndarray | None,
+    compile_timeout: float,
+) -> list[Row]:
+    """Rows for one backbone: every engine at batch 1 (interleaved) and at each throughput batch size."""
+    from mer.models.backbones import MERNet
+
+    net = MERNet(backbone, 1, 3, 0.0, size).eval()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        models = _onnx_models(net, size, engines, Path(tmp), calib)
+        runners = {k: v for k, v in _runners(net, models, threads).items() if k in engines}
+        for b in (1, *batches):
+            x = np.random.default_rng(0).standard_normal((b, 1, size, size)).astype(np.float32)
+            n, w = (iterations, warmup) if b == 1 else (max(2, iterations // 10), 1)
+            times = interleaved({k: (lambda r=r, x=x: r(x)) for k, r in runners.items()}, n, w)
+            for k, t in times.items():
+                med, fast, cpu = _stats(t, b)
+                rows.append(Row("network", backbone, k, b, med, fast, 1000.0 / med, cpu_ms=cpu))
+    if "compile" in engines:
+        rows += _compile_rows(backbone, size, iterations, warmup, (1, *batches), threads, compile_timeout)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- face and video
+
+
+def bench_frame(width: int = 640, height: int = 480) -> tuple[np.ndarray, Any]:
+    """A width×height RGB frame holding the astronaut photo's face, and that face (for the face and video benches)."""
+    import cv2
+
+    from mer.face.detect import FaceDetector, pick_face
+    from mer.inference.video import sample_photos
+
+    photo = sample_photos()[0]
+    scale = height / photo.shape[0]
+    photo = cv2.resize(photo, (round(photo.shape[1] * scale), height), interpolation=cv2.INTER_AREA)
+    frame = np.full((height, width, 3), 127, dtype=np.uint8)
+    x0 = (width - photo.shape[1]) // 2
+    frame[:, x0 : x0 + photo.shape[1]] = photo
+    face = pick_face(FaceDetector("cpu").detect_one(frame))[0]
+    if face is None:
+        raise MerError("no face found in the benchmark frame")
+    return frame, face
+
+
+def bench_face(size: int, iterations: int, warmup: int, batches: Sequence[int]) -> list[Row]:
+    """MTCNN detection + alignment of a 640×480 frame: latency at batch 1 and throughput in batches."""
+    from mer.config import FaceConfig
+    from mer.face.align import align_face
+    from mer.face.detect import FaceDetector
+
+    frame, _ = bench_frame()
+    cfg = FaceConfig(size=size)
+    detector = FaceDetector("cpu", cfg.min_face_size, batch_size=max(batches or (16,)))
+
+    def run(frames: list[np.ndarray]) -> None:
+        for img, faces in zip(frames, detector.detect(frames), strict=True):
+            if faces:
+                align_face(img, faces[0].landmarks, cfg, faces[0].box)
+
+    rows = []
+    for b in (1, *batches):
+        frames = [frame] * b
+        n, w = (max(5, iterations // 2), max(1, warmup // 2)) if b == 1 else (2, 1)
+        med, fast, cpu = _stats(interleaved({"mtcnn": lambda f=frames: run(f)}, n, w)["mtcnn"], b)
+        rows.append(Row("face", "mtcnn + align", "torch", b, med, fast, 1000.0 / med, "640×480 frame", cpu))
+    return rows
+
+
+def bench_video(backbone: str, size: int, n_frames: int = 60) -> Row:
+    """`predict_path` end to end on a generated 640×480 clip at 30 fps: frames processed per second of wall time."""
+    from mer.config import load_config
+    from mer.face.detect import FaceDetector
+    from mer.inference.bundle import load_bundle, save_bundle
+    from mer.inference.predict import predict_path
+    from mer.inference.video import expression_clip, write_video
+    from mer.models.backbones import MERNet
+
+    frame, face = bench_frame()
+    frames = expression_clip(frame, face.landmarks, n_frames=n_frames, apex=n_frames // 2, amplitude=0.04)
+    cfg = load_config(None, [f"model.backbone={backbone}", f"face.size={size}", f"data.image_size={size}"])
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = write_video(frames, Path(tmp) / "clip.mp4", fps=30.0)
+        bundle = load_bundle(save_bundle(Path(tmp) / "bundle", MERNet(backbone, 1, 3, 0.0, size), cfg))
+        detector = FaceDetector("cpu", cfg.face.min_face_size, cfg.face.batch_size)
+        predict_path(clip, bundle, detector=detector, progress=False, max_frames=8)  # warm-up (lazy loading)
+        start, cpu = time.perf_counter(), time.process_time()
+        res = predict_path(clip, bundle, detector=detector, progress=False)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    ms = 1000.0 * wall / res["n_frames"]
+    parts = ", ".join(f"{k} {v:.2f} s" for k, v in res["timing_s"].items())
+    note = f"{res['n_frames']} frames in {wall:.2f} s ({parts}); apex {res['apex_frame']} (made at {n_frames // 2})"
+    return Row("video", backbone, "mer predict", 1, ms, None, 1000.0 / ms, note, 1000.0 * cpu / res["n_frames"])
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+
+def run_bench(
+    backbones: Sequence[str] = BACKBONES,
+    image_size: int = 256,
+    iterations: int = 30,
+    warmup: int = 5,
+    batches: Sequence[int] = (32,),
+    engines: Sequence[str] = DEFAULT_ENGINES,
+    threads: int | None = None,
+    face: bool = True,
+    video: bool = True,
+    compile_timeout: float = 300.0,
+    progress: bool = True,
+) -> BenchResult:
+    """Measure every requested part; returns rows plus machine facts (threads, CPU, versions, load average)."""
+    from mer.config import BACKBONES as KNOWN
+
+    bad = [e for e in engines if e not in ENGINES]
+    if bad:
+        raise MerError(f"unknown engine(s) {bad}; choose from: {', '.join(ENGINES)}")
+    unknown = [b for b in backbones if b not in KNOWN]
+    if unknown:
+        raise MerError(f"unknown backbone(s) {unknown}; choose from: {', '.join(KNOWN)}")
+    if image_size % 32:
+        raise MerError(f"image size {image_size} must be a multiple of 32 for MobileViT")
+    if threads:
+        torch.set_num_threads(int(threads))
+    threads = torch.get_num_threads()
+    import onnxruntime
+
+    result = BenchResult(
+        meta={
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "torch_threads": threads,
+            "ort_threads": threads,
+            "image_size": image_size,
+            "iterations": iterations,
+            "warmup": warmup,
+            "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "mer_version": mer.__version__,
+            "load_start": _load(),
+            "paper_ms": PAPER_MS,
+            "goal_ms": GOAL_MS,
+        }
+    )
+    calib = None
+    if "ort_int8" in engines:
+        from mer.config import FaceConfig
+        from mer.inference.export import sample_face_crops
+
+        calib = sample_face_crops(FaceConfig(size=image_size), n=16)
+        result.meta["int8_calibration"] = "16 augmented aligned crops of the public-domain sample photos"
+    steps: list[tuple[str, Callable[[], list[Row]]]] = []
+    if face:
+        steps.append(("face", lambda: bench_face(image_size, iterations, warmup, batches)))
+    for bb in backbones:
+        steps.append(
+            (
+                bb,
+                lambda bb=bb: bench_network(
+                    bb, image_size, engines, iterations, warmup, batches, threads, calib, compile_timeout
+                ),
+            )  # fmt: skip
+        )
+    if video:
+        steps.append(("video", lambda: [bench_video(backbones[-1], image_size)]))
+    for name, step in _progress(steps, progress):
+        start = time.perf_counter()
+        result.rows += step()
+        result.meta[f"seconds_{name}"] = round(time.perf_counter() - start, 1)
+    result.meta["load_end"] = _load()
+    return result
+
+
+def _progress(steps: list[Any], progress: bool) -> Iterator[Any]:
+    from tqdm.auto import tqdm
+
+    with tqdm(steps, desc="bench", disable=not progress, leave=False) as bar:
+        for step in bar:
+            bar.set_postfix_str(step[0])
+            yield step
+
+
+def _fmt(v: float | None, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def summary(result: BenchResult) -> list[str]:
+    """Plain sentences: the goal (mobilevit_s < 20 ms at batch 1), real time at 30 fps, ratios to eager."""
+    lines = []
+    net1 = {(r.backbone, r.engine): r for r in result.rows if r.part == "network" and r.batch == 1 and r.ms_median}
+    for bb in sorted({b for b, _ in net1}):
+        eager = net1.get((bb, "eager"))
+        for eng in ("compile", "ort", "ort_int8", "ort_int8_dynamic"):
+            r = net1.get((bb, eng))
+            if eager and r:
+                lines.append(f"{bb}: {eng} {r.ms_median:.1f} ms vs eager {eager.ms_median:.1f} ms "
+                             f"({eager.ms_median / r.ms_median:.2f}× faster)")  # fmt: skip
+    s_rows = [r for (b, _), r in net1.items() if b == "mobilevit_s"]
+    if s_rows:
+        best = min(s_rows, key=lambda r: r.ms_median or 1e9)
+        verdict = "met" if best.ms_median < GOAL_MS else f"missed by {best.ms_median - GOAL_MS:.1f} ms"
+        lines.append(f"goal (mobilevit_s < {GOAL_MS:.0f} ms at batch 1): {verdict} — best {best.engine} "
+                     f"{best.ms_median:.1f} ms (fastest call {best.ms_min:.1f} ms, CPU time {_fmt(best.cpu_ms)} ms "
+                     f"at {result.meta.get('torch_threads')} thread(s)), paper {PAPER_MS} ms")  # fmt: skip
+    for r in result.rows:
+        if r.part == "video" and r.ms_median:
+            rt = FRAME_BUDGET_MS / r.ms_median
+            lines.append(f"video ({r.backbone}, mer predict end to end): {r.ms_median:.1f} ms per frame = "
+                         f"{r.per_s:.1f} frames/s, {rt:.2f}× real time at 30 fps")  # fmt: skip
+    face1 = [r for r in result.rows if r.part == "face"]
+    if face1 and s_rows:
+        f_best = min(face1, key=lambda r: r.ms_median or 1e9)
+        best = min(s_rows, key=lambda r: r.ms_median or 1e9)
+        per_frame = f_best.ms_median + best.ms_median
+        lines.append(f"every frame through face + mobilevit_s ({best.engine}): {per_frame:.1f} ms per frame, "
+                     f"{FRAME_BUDGET_MS / per_frame:.2f}× real time at 30 fps")  # fmt: skip
+    return lines
+
+
+COLUMNS = ("part", "backbone", "engine", "batch", "ms/sample (median)", "fastest", "CPU ms", "samples/s", "vs paper")
+
+
+def _cells(r: Row) -> list[str]:
+    ratio = f"{PAPER_MS / r.ms_median:.2f}×" if r.ms_median and r.part == "network" else "-"
+    return [r.part, r.backbone, r.engine, str(r.batch), _fmt(r.ms_median), _fmt(r.ms_min), _fmt(r.cpu_ms),
+            _fmt(r.per_s), ratio, r.note]  # fmt: skip
+
+
+def bench_table(result: BenchResult) -> Any:
+    """A rich Table of the rows, with the paper's 35.4 ms divided by ours ("vs paper": > 1 is faster than the paper)."""
+    from rich.table import Table
+
+    m = result.meta
+    title = (f"mer bench — {m['cpu']}, {m['torch_threads']} threads, {m['image_size']}², "
+             f"load {m.get('load_start')}→{m.get('load_end')}")  # fmt: skip
+    table = Table(title=title)
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col in ("part", "backbone", "engine") else "right")
+    table.add_column("note", overflow="fold")
+    for r in result.rows:
+        table.add_row(*_cells(r))
+    return table
+
+
+def markdown(result: BenchResult) -> str:
+    """The same table as Markdown (for benchmarks/RESULTS.md)."""
+    m = result.meta
+    out = [
+        f"CPU: {m['cpu']} ({m['cores']} cores visible), torch threads {m['torch_threads']}, ORT intra-op threads "
+        f"{m['ort_threads']}, image {m['image_size']}², torch {m['torch']}, onnxruntime {m['onnxruntime']}, "
+        f"load average {m.get('load_start')} → {m.get('load_end')}. 'vs paper' = {PAPER_MS} ms / ours; 'CPU ms' = "
+        "CPU time of all the process's threads per sample.",
+        "",
+        "| " + " | ".join((*COLUMNS, "note")) + " |",
+        "|---|---|---|" + "---:|" * (len(COLUMNS) - 3) + "---|",
+    ]
+    out += ["| " + " | ".join(_cells(r)) + " |" for r in result.rows]
+    out += ["", *[f"- {line}" for line in summary(result)]]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":  # the torch.compile child process
+    if len(sys.argv) == 3 and sys.argv[1] == "--compile-worker":
+        import warnings
+
+        warnings.filterwarnings("ignore")
+        print(json.dumps(compile_worker(*json.loads(sys.argv[2]))), flush=True)
