@@ -1,2 +1,3 @@
 """mer: micro-expression recognition experiments with PyTorch Lightning."""
+
 __version__ = "0.1.0"

@@ -356,7 +356,7 @@ def bench(
     """Latency per sample and throughput: face pipeline, PyTorch eager / compiled, ONNX Runtime fp32 / int8.
 
     Printed beside the paper's 35.4 ms per sample, with the thread count and CPU. Engines of one backbone are timed
-    call by call in turn; on a busy machine PyTorch eager suffers most, so use an idle one (or --threads 1 and the
+    in turns of 5 calls; on a busy machine PyTorch eager suffers most, so use an idle one (or --threads 1 and the
     CPU ms column) for figures to report.
     """
     import json

@@ -3,9 +3,9 @@
 Engines: PyTorch eager, `torch.compile` (inductor; run in a child process with a time limit, since compiling on a
 small CPU can take minutes), ONNX Runtime fp32 and ONNX Runtime int8 (static QDQ, calibrated on aligned crops of the
 public-domain sample photos; `ort_int8_dynamic` on request). Latency is the median of N timed calls after warm-up,
-with the engines of one backbone *interleaved* call by call, so slow changes in other processes' load hit them alike.
-Heavy load is not fair to all engines, though: PyTorch's OpenMP threads lose far more than ONNX Runtime's when the
-cores are oversubscribed (measured: 5-18× slower eager vs 2-4× slower ORT at load 8 on 2 cores). The `CPU ms` column
+with the engines of one backbone taking turns in blocks of 5 calls, so slow changes in other processes' load hit them
+alike. Heavy load is not fair to all engines, though: PyTorch's OpenMP threads lose far more than ONNX Runtime's when
+the cores are oversubscribed (measured: 5-18× slower eager vs 2-4× slower ORT at load 8 on 2 cores). The `CPU ms` column
 (process CPU time per sample) barely moves with other load; at `--threads 1` it estimates an idle core's latency.
 Weights are random: speed does not depend on them.
 """
@@ -37,6 +37,7 @@ FRAME_BUDGET_MS = 1000.0 / 30.0  # real time at 30 fps
 ENGINES = ("eager", "compile", "ort", "ort_int8", "ort_int8_dynamic")
 DEFAULT_ENGINES = ("eager", "compile", "ort", "ort_int8")
 BACKBONES = ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s")
+BLOCK = 5  # consecutive timed calls per engine turn
 
 
 @dataclass
@@ -88,16 +89,24 @@ def _time(fn: Callable[[], Any]) -> tuple[float, float]:
     return (time.perf_counter() - wall) * 1000.0, (time.process_time() - cpu) * 1000.0
 
 
-def interleaved(fns: dict[str, Callable[[], Any]], iterations: int, warmup: int) -> dict[str, np.ndarray]:
-    """(iterations, 2) arrays of [wall ms, CPU ms] per call of each function, called in turn (a, b, c, a, b, ...)
-    after warm-up. CPU time counts every thread of this process, so other processes' load barely changes it."""
+def interleaved(
+    fns: dict[str, Callable[[], Any]], iterations: int, warmup: int, block: int = BLOCK
+) -> dict[str, np.ndarray]:
+    """(iterations, 2) arrays of [wall ms, CPU ms] per call of each function, after warm-up.
+
+    The functions take turns in blocks of `block` calls (a a a a a, b b b b b, a a a a a, ...): turns spread slow load
+    changes over all of them, blocks keep one engine's idle spinning threads (OpenMP spins after a parallel region)
+    from eating into the next engine's first call. CPU time counts every thread of this process, so other processes'
+    load barely changes it.
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
-    for _ in range(iterations):
+    while any(len(v) < iterations for v in times.values()):
         for k, fn in fns.items():
-            times[k].append(_time(fn))
+            for _ in range(min(block, iterations - len(times[k]))):
+                times[k].append(_time(fn))
     return {k: np.asarray(v).reshape(-1, 2) for k, v in times.items()}
 
 
