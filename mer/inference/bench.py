@@ -401,8 +401,9 @@ def summary(result: BenchResult) -> list[str]:
         for eng in ("compile", "ort", "ort_int8", "ort_int8_dynamic"):
             r = net1.get((bb, eng))
             if eager and r:
-                lines.append(f"{bb}: {eng} {r.ms_median:.1f} ms vs eager {eager.ms_median:.1f} ms "
-                             f"({eager.ms_median / r.ms_median:.2f}× faster)")  # fmt: skip
+                ratio = eager.ms_median / r.ms_median
+                how = f"{ratio:.2f}× faster" if ratio >= 1 else f"{1 / ratio:.2f}× slower"
+                lines.append(f"{bb}: {eng} {r.ms_median:.1f} ms vs eager {eager.ms_median:.1f} ms ({how})")
     s_rows = [r for (b, _), r in net1.items() if b == "mobilevit_s"]
     if s_rows:
         best = min(s_rows, key=lambda r: r.ms_median or 1e9)
