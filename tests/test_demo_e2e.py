@@ -8,18 +8,7 @@ import pandas as pd
 import pytest
 
 from mer.cli import main
-
-SECTIONS = [
-    "## Scores (pooled over all folds)",
-    "## Per-class scores (composite)",
-    "## Confusion matrices (composite)",
-    "## Comparison with published results",
-    "## Per-fold results",
-    "## Time per fold",
-    "## MEGC log",
-    "## Provenance",
-    "## Resolved config",
-]
+from tests.test_report import SECTIONS
 
 
 @pytest.mark.slow
