@@ -62,13 +62,13 @@ def demo(
     Writes OUT/data/{CASME2,SAMM,SMIC,CK+,JAFFE} (faces from public-domain photos with synthetic expression warps),
     then prepare → pretrain → LOSO → report, and prints where the report is.
     """
-    from mer.data.demo import generate_corpus
+    from mer.demo.corpus import generate_corpus
 
     summary = generate_corpus(out / "data", seed=seed, quick=quick)
     typer.echo(summary.describe())
     if data_only:
         return
-    from mer.pipeline import run_demo
+    from mer.demo.run import run_demo
 
     run_demo(out, summary, quick=quick, seed=seed)
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from mer.config import CLASSES
-from mer.data.demo import MARKER, DemoSpec, DemoSummary, generate_corpus, load_summary
+from mer.demo import MARKER, DemoSpec, DemoSummary, generate_corpus, load_summary
 from mer.errors import ConfigError, DataError
 
 CKPLUS_CLASS = {1: "negative", 2: "negative", 3: "negative", 4: "negative", 5: "positive", 6: "negative", 7: "surprise"}

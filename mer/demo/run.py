@@ -4,35 +4,24 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from mer.config import Config, load_config
-
-# The tests' tiny version: smaller crops, fewer epochs; same code path.
-QUICK = [
-    "face.size=64",
-    "data.image_size=64",
-    "augment.max_shift=2",
-    "train.pretrain.epochs=4",
-    "train.finetune.epochs=3",
-    "train.finetune.unfreeze={0: head, 1: all}",
-    "svm.C=[1.0, 10.0]",
-    "svm.kernel=[linear]",
-]
+from mer.demo.corpus import DemoSummary
+from mer.evaluation.loso import run_loso
+from mer.prepare import run_prepare
+from mer.train import run_pretrain
 
 
 def demo_config(out: Path, quick: bool = False, seed: int = 0, overrides: list[str] | None = None) -> Config:
-    """`conf/demo.yaml` pointed at `out`, plus the quick settings when asked."""
+    """`conf/demo.yaml` pointed at `out`; with `quick`, the `conf/tiny.yaml` overlay on top (the tests' sizes)."""
     items = [f"seed={seed}", f"data.prepared={out / 'prepared'}", f"out={out}"]
-    return load_config("demo", items + (QUICK if quick else []) + list(overrides or []))
+    return load_config(["demo", "tiny"] if quick else "demo", items + list(overrides or []))
 
 
-def run_demo(out: Path, summary: Any, quick: bool = False, seed: int = 0, overrides: list[str] | None = None) -> Path:
+def run_demo(
+    out: Path, summary: DemoSummary, quick: bool = False, seed: int = 0, overrides: list[str] | None = None
+) -> Path:
     """Run every stage on the generated corpus whose readers' roots are in `summary.roots`; returns the report path."""
-    from mer.evaluation.loso import run_loso
-    from mer.prepare import run_prepare
-    from mer.train import run_pretrain
-
     out = Path(out)
     cfg = demo_config(out, quick, seed, overrides)
     timings: dict[str, float] = {}

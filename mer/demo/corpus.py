@@ -1,0 +1,374 @@
+"""`generate_corpus`: the demo corpus written to disk, its summary, the marker that makes re-runs instant, and the
+contact-sheet preview.
+
+The corpus is deterministic from its seed (byte-identical files): three random streams (plan, identities, render)
+come from one `SeedSequence`, and the xlsx sheets carry fixed timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from mer.config import CLASSES
+from mer.demo.faces import make_identity, photo_bases, render
+from mer.demo.layouts import (
+    CASME2_HEADER,
+    CASME2_XLSX,
+    SAMM_HEADER,
+    SAMM_PREAMBLE,
+    SAMM_XLSX,
+    Sample,
+    plan_casme2,
+    plan_ckplus,
+    plan_jaffe,
+    plan_samm,
+    plan_smic,
+    write_xlsx,
+)
+from mer.demo.spec import DATASETS, FOLDERS, GENERATOR_VERSION, MACRO, MICRO, DemoSpec
+from mer.errors import DataError
+
+MARKER = "demo_corpus.json"
+PREVIEW = "demo_preview.png"
+
+
+@dataclass
+class DemoSummary:
+    """What was generated: dataset roots, the per-dataset × class counts a reader keeps, subjects and ground truth.
+
+    `counts` counts manifest rows (micro: clips; CK+: the last 3 frames of each labelled sequence; JAFFE: each
+    labelled image). `samples` lists every generated sample, kept or deliberately unusable (`keep`, `reason`),
+    with onset/apex/offset as indices into its numerically sorted frames; `apex` maps (dataset, sample_id) of each
+    kept micro clip to its true apex index.
+    """
+
+    root: Path
+    roots: dict[str, Path]
+    counts: pd.DataFrame
+    subjects: dict[str, list[str]]
+    skipped_expected: int
+    seed: int
+    quick: bool
+    spec: DemoSpec
+    samples: pd.DataFrame
+    apex: dict[tuple[str, str], int]
+    preview: Path
+    reused: bool = False
+    seconds: float = 0.0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """A short table for the terminal: samples per dataset and class, subjects, skips and the preview path."""
+        how = "reused (same seed and spec)" if self.reused else f"generated in {self.seconds:.1f} s"
+        size = "quick" if self.quick else "default"
+        row = "{:<8} {:<6} {:>8} {:>9} {:>9} {:>9} {:>6} {:>8}"
+        lines = [f"Demo corpus in {self.root} (seed {self.seed}, {size} size, {how})"]
+        lines.append(row.format("dataset", "kind", "subjects", *CLASSES, "total", "skipped"))
+        for dataset, counts in self.counts.iterrows():
+            kind = "micro" if dataset in MICRO else "macro"
+            values = [int(counts[c]) for c in CLASSES]
+            skipped = self.skipped.get(dataset, 0)
+            lines.append(row.format(dataset, kind, len(self.subjects[dataset]), *values, sum(values), skipped))
+        lines += [
+            "micro counts are clips, macro counts are images (CK+: the last 3 frames of each labelled sequence); "
+            f"{self.skipped_expected} samples are unusable on purpose and the readers report them as skipped.",
+            f"preview: {self.preview}",
+        ]
+        return "\n".join(lines)
+
+
+def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator, np.random.Generator]:
+    plan, idents, pixels = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    return plan, idents, pixels
+
+
+def _write_image(path: Path, image: np.ndarray, spec: DemoSpec) -> None:
+    """JPEG (fixed quality), PNG or TIFF by extension; colour arrays are RGB."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    params = [cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality] if path.suffix == ".jpg" else []
+    if not cv2.imwrite(str(path), out, params):
+        raise DataError(f"cannot write {path} (is the folder writable?)")
+
+
+def generate_corpus(out: str | Path, seed: int = 0, quick: bool = False, spec: DemoSpec | None = None) -> DemoSummary:
+    """Write the demo corpus under `out` (CASME2/, SAMM/, SMIC/, CK+/, JAFFE/, demo_preview.png) and summarise it.
+
+    `spec` sets the sizes (default: `DemoSpec()`, or `DemoSpec.quick()` when `quick`). The same seed and spec give
+    byte-identical files; when `out` already holds exactly that corpus (marker file `demo_corpus.json`), nothing is
+    regenerated. A folder holding other data under those names is refused rather than overwritten.
+    """
+    started = time.perf_counter()
+    spec = spec or (DemoSpec.quick() if quick else DemoSpec())
+    spec.validate()
+    out = Path(out)
+    digest = spec.digest(seed)
+    marker = out / MARKER
+    existing = _read_marker(marker)
+    if existing is not None and existing.get("digest") == digest:
+        summary = _summary_from_marker(out, existing)
+        if summary is not None:
+            return summary
+    _clear(out, existing is not None)
+    out.mkdir(parents=True, exist_ok=True)
+    # mark the folder as ours before writing, so an interrupted run is cleared (not refused) by the next one
+    marker.write_text(json.dumps({"digest": digest, "complete": False}))
+
+    plan_rng, ident_rng, render_rng = _streams(seed)
+    bases = photo_bases()
+    n_micro = spec.micro_subjects
+    micro_ids = {d: list(range(i * n_micro, (i + 1) * n_micro)) for i, d in enumerate(MICRO)}
+    first = 3 * n_micro
+    macro_ids = {
+        "ckplus": list(range(first, first + spec.ckplus_subjects)),
+        "jaffe": list(range(first + spec.ckplus_subjects, first + spec.ckplus_subjects + spec.jaffe_subjects)),
+    }
+    sizes = {**dict.fromkeys(MICRO, spec.micro_size), **dict.fromkeys(MACRO, spec.macro_size)}
+    identities = {
+        i: make_identity(bases[i % len(bases)], sizes[dataset], ident_rng, spec)
+        for dataset, ids in {**micro_ids, **macro_ids}.items()
+        for i in ids
+    }
+
+    casme2, casme2_sheet = plan_casme2(spec, plan_rng, micro_ids["casme2"])
+    samm, samm_sheet = plan_samm(spec, plan_rng, micro_ids["samm"])
+    samples = [
+        *casme2,
+        *samm,
+        *plan_smic(spec, plan_rng, micro_ids["smic"]),
+        *plan_ckplus(spec, plan_rng, macro_ids["ckplus"]),
+        *plan_jaffe(spec, plan_rng, macro_ids["jaffe"]),
+    ]
+    roots = {d: out / FOLDERS[d] for d in DATASETS}
+    write_xlsx(roots["casme2"] / CASME2_XLSX, CASME2_HEADER, casme2_sheet)
+    write_xlsx(roots["samm"] / SAMM_XLSX, SAMM_HEADER, samm_sheet, SAMM_PREAMBLE)
+
+    from tqdm.auto import tqdm  # local, as matplotlib below: only generating a corpus shows progress and plots
+
+    preview_frames: dict[int, list[np.ndarray]] = {}
+    wanted = _preview_picks(samples)
+    for k, sample in enumerate(tqdm(samples, desc="demo corpus", unit="sample", leave=False)):
+        rng = np.random.default_rng(render_rng.integers(0, 2**63))
+        frames = render(identities[sample.identity], sample.label, sample.levels, sample.amplitude, spec, rng,
+                         sample.gray)  # fmt: skip
+        root = roots[sample.dataset]
+        for rel, frame in zip(sample.files, frames, strict=True):
+            _write_image(root / rel, frame, spec)
+        if sample.dataset == "ckplus":
+            seq_dir = Path(sample.files[-1]).parent.relative_to("cohn-kanade-images")
+            emo_dir = root / "Emotion" / seq_dir
+            emo_dir.mkdir(parents=True, exist_ok=True)
+            if sample.keep:
+                name = Path(sample.files[-1]).stem + "_emotion.txt"
+                (emo_dir / name).write_text(f"   {float(sample.emotion):.7e}\n")
+        if k in wanted:
+            preview_frames[k] = frames
+
+    table = _samples_table(samples)
+    preview = _write_preview(out / PREVIEW, samples, preview_frames, wanted)
+    record = {
+        "digest": digest,
+        "complete": True,
+        "generator": GENERATOR_VERSION,
+        "seed": seed,
+        "quick": quick,
+        "spec": asdict(spec),
+        "samples": json.loads(table.to_json(orient="records")),
+    }
+    marker.write_text(json.dumps(record, indent=1))
+    return _summary(out, table, spec, seed, quick, preview, reused=False, seconds=time.perf_counter() - started)
+
+
+def load_summary(out: str | Path) -> DemoSummary:
+    """The summary of a corpus generated earlier into `out` (read from its marker file), without regenerating."""
+    out = Path(out)
+    record = _read_marker(out / MARKER)
+    summary = None if record is None else _summary_from_marker(out, record)
+    if summary is None:
+        raise DataError(f"no complete demo corpus in {out} (missing or stale {MARKER}); run `mer demo --data-only`")
+    return summary
+
+
+def _samples_table(samples: list[Sample]) -> pd.DataFrame:
+    rows = []
+    for s in samples:
+        folder = str(Path(s.files[0]).parent) if len(s.files) > 1 else s.files[0]
+        emotion = s.emotion
+        if s.dataset == "ckplus" and emotion:
+            emotion = str(int(float(emotion)))
+        rows.append(
+            {
+                "dataset": s.dataset,
+                "subject": s.subject,
+                "sample_id": s.sample_id,
+                "kind": "micro" if s.dataset in MICRO else "macro",
+                "emotion": emotion,
+                "label": s.label if s.keep else "",
+                "keep": s.keep,
+                "reason": s.reason,
+                "path": f"{FOLDERS[s.dataset]}/{folder}",
+                "n_frames": len(s.files),
+                "onset": s.onset,
+                "apex": s.apex,
+                "offset": s.offset,
+                "rows": s.rows if s.keep else 0,
+            }  # fmt: skip
+        )
+    return pd.DataFrame(rows)
+
+
+def _summary(
+    out: Path, table: pd.DataFrame, spec: DemoSpec, seed: int, quick: bool, preview: Path, reused: bool, seconds: float
+) -> DemoSummary:
+    kept = table[table["keep"]]
+    counts = (
+        kept.pivot_table(index="dataset", columns="label", values="rows", aggfunc="sum", fill_value=0)
+        .reindex(index=list(DATASETS), columns=list(CLASSES), fill_value=0)
+        .astype(int)
+    )
+    counts.index.name, counts.columns.name = "dataset", "label"
+    subjects = {d: sorted(table.loc[table["dataset"] == d, "subject"].unique().tolist()) for d in DATASETS}
+    micro = kept[kept["kind"] == "micro"]
+    apex = {(d, sid): int(a) for d, sid, a in zip(micro["dataset"], micro["sample_id"], micro["apex"], strict=True)}
+    skipped = {d: int(((table["dataset"] == d) & ~table["keep"]).sum()) for d in DATASETS}
+    return DemoSummary(
+        root=out,
+        roots={d: out / FOLDERS[d] for d in DATASETS},
+        counts=counts,
+        subjects=subjects,
+        skipped_expected=sum(skipped.values()),
+        seed=seed,
+        quick=quick,
+        spec=spec,
+        samples=table,
+        apex=apex,
+        preview=preview,
+        reused=reused,
+        seconds=seconds,
+        skipped=skipped,
+    )
+
+
+def _read_marker(marker: Path) -> dict[str, Any] | None:
+    if not marker.is_file():
+        return None
+    try:
+        return json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _summary_from_marker(out: Path, record: dict[str, Any]) -> DemoSummary | None:
+    """The summary stored in the marker, or None when the corpus on disk is incomplete (then it is regenerated)."""
+    if not record.get("complete"):
+        return None
+    try:
+        table = pd.DataFrame(record["samples"])
+        spec_dict = dict(record["spec"])
+        spec_dict["ckplus_frames"] = tuple(spec_dict["ckplus_frames"])
+        spec = DemoSpec(**{f.name: spec_dict[f.name] for f in fields(DemoSpec)})
+    except (KeyError, TypeError, ValueError):
+        return None
+    table["keep"] = table["keep"].astype(bool)
+    if not all((out / p).exists() for p in table["path"]) or not (out / PREVIEW).is_file():
+        return None
+    return _summary(out, table, spec, int(record["seed"]), bool(record["quick"]), out / PREVIEW, True, 0.0)
+
+
+def _clear(out: Path, ours: bool) -> None:
+    """Remove an older demo corpus (one with our marker); refuse to touch dataset folders we did not write."""
+    present = [out / FOLDERS[d] for d in DATASETS if (out / FOLDERS[d]).exists()]
+    if not present:
+        return
+    if not ours:
+        names = ", ".join(p.name for p in present)
+        raise DataError(
+            f"{out} already holds {names} without a {MARKER} marker (not a mer demo corpus); "
+            "choose an empty folder for the demo so real data is never overwritten"
+        )
+    (out / MARKER).unlink(missing_ok=True)
+    for path in present:
+        shutil.rmtree(path)
+    (out / PREVIEW).unlink(missing_ok=True)
+
+
+def _preview_picks(samples: list[Sample]) -> dict[int, str]:
+    """Indices of the samples shown in the preview, with their class: one per class per dataset from different
+    subjects (JAFFE: a neutral image and one per class for each of two subjects)."""
+    picks: dict[int, str] = {}
+    for dataset in DATASETS:
+        mine = [i for i, s in enumerate(samples) if s.dataset == dataset]
+        subjects = list(dict.fromkeys(samples[i].subject for i in mine))
+        if dataset == "jaffe":
+            for subject in subjects[:2]:
+                for label in (None, *CLASSES):
+                    hit = next((i for i in mine if samples[i].subject == subject and samples[i].label == label), None)
+                    if hit is not None:
+                        picks[hit] = label or "neutral"
+            continue
+        for ci, label in enumerate(CLASSES):
+            kept = [i for i in mine if samples[i].keep and samples[i].label == label]
+            wanted = [i for i in kept if samples[i].subject == subjects[(ci + DATASETS.index(dataset)) % len(subjects)]]
+            if kept:
+                picks[(wanted or kept)[0]] = label
+    return picks
+
+
+def _write_preview(
+    path: Path, samples: list[Sample], frames: dict[int, list[np.ndarray]], picks: dict[int, str]
+) -> Path:
+    """Contact sheet, one row per dataset: micro onset / apex / |apex − onset| ×8 per class (CK+: first / last /
+    |last − first| ×2); JAFFE neutral and each class for two subjects."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    rows: dict[str, list[tuple[str, np.ndarray, bool]]] = {d: [] for d in DATASETS}
+    order = {"neutral": -1, **{c: k for k, c in enumerate(CLASSES)}}
+    for i in sorted(
+        picks, key=lambda k: (samples[k].subject if samples[k].dataset == "jaffe" else "", order[picks[k]])
+    ):
+        s, clip, label = samples[i], frames[i], picks[i]
+        short = f"{s.subject.split('/')[1]} {label[:3]}"
+        if s.dataset == "jaffe":
+            rows[s.dataset].append((f"{s.subject.split('/')[1]} {label} ({s.emotion})", clip[0], False))
+            continue
+        first, peak, gain = (s.onset, s.apex, 8) if s.dataset in MICRO else (0, len(clip) - 1, 2)
+        diff = np.abs(clip[peak].astype(np.float32) - clip[first].astype(np.float32))
+        diff = diff.mean(axis=2) if diff.ndim == 3 else diff
+        names = ("onset", f"apex #{s.apex}") if s.dataset in MICRO else ("first", "last")
+        rows[s.dataset] += [
+            (f"{short} {names[0]}", clip[first], False),
+            (f"{short} {names[1]}", clip[peak], False),
+            (f"|Δ|×{gain}", np.clip(diff * gain, 0, 255).astype(np.uint8), True),
+        ]
+    ncols = max(len(r) for r in rows.values())
+    fig, axes = plt.subplots(len(DATASETS), ncols, figsize=(1.5 * ncols, 1.75 * len(DATASETS)), squeeze=False)
+    for r, dataset in enumerate(DATASETS):
+        for c in range(ncols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(rows[dataset]):
+                title, image, is_diff = rows[dataset][c]
+                ax.imshow(image, cmap="magma" if is_diff else "gray", vmin=0, vmax=255)
+                ax.set_title(title, fontsize=6.5, pad=2)
+        axes[r][0].set_ylabel(FOLDERS[dataset], fontsize=9)
+    fig.suptitle("mer demo corpus (generated: public-domain photos + synthetic expression warps)", fontsize=8)
+    fig.tight_layout(pad=0.3, h_pad=0.5, w_pad=0.2, rect=(0, 0, 1, 0.97))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return path

@@ -1,0 +1,345 @@
+"""The corpus plan in the real datasets' layouts: every sample with its files, label and timing, before any pixel is
+drawn, plus the coding sheets (xlsx) that CASME II and SAMM ship.
+
+One planner per dataset writes its real quirks (CASME II's apex "/", SAMM's preamble and apex -1, CK+ sequences
+without an emotion file, JAFFE's neutral images) so the demo runs the real readers.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mer.config import CLASSES
+from mer.demo.faces import macro_levels, micro_levels
+from mer.demo.spec import JAFFE_CODES, NEG, POS, SUR, DemoSpec
+
+CASME2_XLSX = "CASME2-coding-20140508.xlsx"
+SAMM_XLSX = "SAMM_Micro_FACS_Codes_v2.xlsx"
+FIXED_TIME = datetime(2014, 5, 8, 12, 0, 0)  # stamped into the xlsx files so they are byte-identical across runs
+
+# Original emotion labels written for each class (negatives cycle through the dataset's negative emotions).
+EMOTIONS: dict[str, dict[str, list[str]]] = {
+    "casme2": {NEG: ["disgust", "repression"], POS: ["happiness"], SUR: ["surprise"]},
+    "samm": {NEG: ["Anger", "Contempt", "Disgust", "Fear", "Sadness"], POS: ["Happiness"], SUR: ["Surprise"]},
+    "smic": {NEG: ["negative"], POS: ["positive"], SUR: ["surprise"]},
+    "ckplus": {NEG: ["1", "2", "3", "4", "6"], POS: ["5"], SUR: ["7"]},  # CK+ codes: 1 anger ... 7 surprise
+    "jaffe": {NEG: ["AN", "DI", "FE", "SA"], POS: ["HA"], SUR: ["SU"]},
+}
+ACTION_UNITS = {NEG: "4+15", POS: "6+12", SUR: "1+2+26"}
+SMIC_SHORT = {NEG: "ne", POS: "po", SUR: "sur"}
+
+
+@dataclass
+class Sample:
+    """One planned sample: where its files go, its class and emotion code, and its expression timing."""
+
+    dataset: str
+    subject: str  # prefixed, as the readers write it (casme2/sub01)
+    sample_id: str  # as the readers name it (sub01_EP02_01f, 006_1_2, s1_ne_01, S005_001, KA.HA1.39)
+    label: str | None  # class of the warp; None = neutral
+    emotion: str
+    files: list[str]  # paths relative to the corpus root
+    onset: int
+    apex: int
+    offset: int
+    levels: np.ndarray
+    amplitude: float
+    identity: int
+    gray: bool
+    keep: bool = True
+    reason: str = ""
+    rows: int = 1  # manifest rows a reader makes from it when kept
+
+
+def _class_plan(per_class: int, rng: np.random.Generator) -> list[str]:
+    """per_class labels of each class in a shuffled order."""
+    labels = [c for c in CLASSES for _ in range(per_class)]
+    return [labels[i] for i in rng.permutation(len(labels))]
+
+
+def _amp(base: float, spec: DemoSpec, rng: np.random.Generator) -> float:
+    return base * rng.uniform(1 - spec.amplitude_jitter, 1 + spec.amplitude_jitter)
+
+
+def _micro_timing(n: int, onset: int, offset: int, rng: np.random.Generator, middle: bool) -> tuple[int, np.ndarray]:
+    apex = (n - 1) // 2 if middle else int(rng.integers(onset + 1, offset))
+    return apex, micro_levels(n, onset, apex, offset)
+
+
+def plan_casme2(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> tuple[list[Sample], list[list[Any]]]:
+    """CASME II clips (colour, imgN.jpg from a random start) and the coding-sheet rows; two unusable rows."""
+    n = spec.micro_frames
+    numbers = sorted(rng.choice(np.arange(1, 27), spec.micro_subjects, replace=False).tolist())
+    samples, sheet = [], []
+    cycle = 0
+    for number, ident in zip(numbers, ids, strict=True):
+        sub = f"sub{number:02d}"
+        labels = _class_plan(spec.micro_per_class, rng)
+        episodes = rng.choice(np.arange(1, max(20, len(labels) + 3)), len(labels) + 2, replace=False)
+        for k, label in enumerate([*labels, "skip_apex", "skip_fear"] if number == numbers[0] else labels):
+            filename = f"EP{episodes[k]:02d}_{int(rng.integers(1, 10)):02d}{'f' if rng.random() < 0.3 else ''}"
+            start = int(rng.integers(20, 300))
+            apex, levels = _micro_timing(n, 0, n - 1, rng, middle=False)
+            warp, keep, reason = label, True, ""
+            if label == "skip_apex":  # a real CASME II quirk: the apex cell holds "/"
+                warp, emotion, apex_cell = POS, "happiness", "/"
+                keep, reason = False, "apex '/' is not a frame number"
+            elif label == "skip_fear":  # an emotion the MEGC2019 protocol drops
+                warp, emotion, apex_cell = NEG, "fear", start + apex
+                keep, reason = False, "emotion 'fear' is not in the MEGC2019 3-class protocol"
+            else:
+                choices = EMOTIONS["casme2"][label]
+                emotion = choices[cycle % len(choices)]
+                cycle += 1
+                apex_cell = start + apex
+            files = [f"CASME2_RAW_selected/{sub}/{filename}/img{start + i}.jpg" for i in range(n)]
+            samples.append(
+                Sample(
+                    dataset="casme2",
+                    subject=f"casme2/{sub}",
+                    sample_id=f"{sub}_{filename}",
+                    label=warp,
+                    emotion=emotion,
+                    files=files,
+                    onset=0,
+                    apex=apex,
+                    offset=n - 1,
+                    levels=levels,
+                    amplitude=_amp(spec.micro_amplitude, spec, rng),
+                    identity=ident,
+                    gray=False,
+                    keep=keep,
+                    reason=reason,
+                )
+            )
+            sheet.append([number, filename, start, apex_cell, start + n - 1, ACTION_UNITS[warp], emotion])
+    return samples, sheet
+
+
+def plan_samm(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> tuple[list[Sample], list[list[Any]]]:
+    """SAMM clips (gray, a neutral frame either side) and the coding-sheet rows; one row with apex -1."""
+    n = spec.micro_frames
+    numbers = sorted(rng.choice(np.arange(6, 38), spec.micro_subjects, replace=False).tolist())
+    samples, sheet = [], []
+    cycle = 0
+    for number, ident in zip(numbers, ids, strict=True):
+        sub = f"{number:03d}"
+        labels = _class_plan(spec.micro_per_class, rng)
+        if number == numbers[-1]:
+            labels.append("skip_apex")
+        clips = rng.choice(np.arange(10, max(80, len(labels) + 11)), len(labels), replace=False)
+        for k, label in enumerate(labels):
+            filename = f"{sub}_{clips[k] // 10}_{clips[k] % 10 + 1}"
+            start = int(rng.integers(1000, 9000))
+            onset, offset = 1, n - 2  # SAMM folders hold a neutral frame before the onset and after the offset
+            apex, levels = _micro_timing(n, onset, offset, rng, middle=False)
+            warp, keep, reason, apex_cell = label, True, "", start + apex
+            if label == "skip_apex":  # a real SAMM quirk: apex -1 when the coders marked none
+                warp, emotion, apex_cell = SUR, "Surprise", -1
+                keep, reason = False, "apex frame '-1' is not a frame number"
+            else:
+                choices = EMOTIONS["samm"][label]
+                emotion = choices[cycle % len(choices)]
+                cycle += 1
+            files = [f"SAMM/{sub}/{filename}/{sub}_{start + i:05d}.jpg" for i in range(n)]
+            samples.append(
+                Sample(
+                    dataset="samm",
+                    subject=f"samm/{sub}",
+                    sample_id=filename,
+                    label=warp,
+                    emotion=emotion,
+                    files=files,
+                    onset=onset,
+                    apex=apex,
+                    offset=offset,
+                    levels=levels,
+                    amplitude=_amp(spec.micro_amplitude, spec, rng),
+                    identity=ident,
+                    gray=True,
+                    keep=keep,
+                    reason=reason,
+                )
+            )
+            sheet.append([sub, filename, f"{sub}_{k + 1}", start + onset, apex_cell, start + offset, offset - onset + 1,
+                          "Micro - 1/2", ACTION_UNITS[warp], "", emotion])  # fmt: skip
+    return samples, sheet
+
+
+def plan_smic(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> list[Sample]:
+    """SMIC-HS clips in class folders; no coding sheet, so the apex is the middle frame."""
+    n = spec.micro_frames
+    numbers = sorted(rng.choice(np.arange(1, 21), spec.micro_subjects, replace=False).tolist())
+    samples = []
+    for number, ident in zip(numbers, ids, strict=True):
+        sub = f"s{number}"
+        seen = dict.fromkeys(CLASSES, 0)
+        for label in _class_plan(spec.micro_per_class, rng):
+            seen[label] += 1
+            clip = f"{sub}_{SMIC_SHORT[label]}_{seen[label]:02d}"
+            start = int(rng.integers(10000, 900000))
+            apex, levels = _micro_timing(n, 0, n - 1, rng, middle=True)  # SMIC has no apex label: the middle frame
+            files = [f"HS/{sub}/micro/{label}/{clip}/image{start + i:06d}.jpg" for i in range(n)]
+            samples.append(
+                Sample(
+                    dataset="smic",
+                    subject=f"smic/{sub}",
+                    sample_id=clip,
+                    label=label,
+                    emotion=label,
+                    files=files,
+                    onset=0,
+                    apex=apex,
+                    offset=n - 1,
+                    levels=levels,
+                    amplitude=_amp(spec.micro_amplitude, spec, rng),
+                    identity=ident,
+                    gray=False,
+                )
+            )
+    return samples
+
+
+def plan_ckplus(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> list[Sample]:
+    """CK+ neutral → peak sequences (gray PNG), some without an emotion file."""
+    numbers = sorted(rng.choice(np.arange(5, 140), spec.ckplus_subjects, replace=False).tolist())
+    samples = []
+    cycle = 0
+    lo, hi = spec.ckplus_frames
+    for number, ident in zip(numbers, ids, strict=True):
+        sub = f"S{number:03d}"
+        labels: list[str | None] = list(_class_plan(spec.ckplus_per_class, rng))
+        labels += [None] * spec.ckplus_unlabelled
+        labels = [labels[i] for i in rng.permutation(len(labels))]
+        for seq_i, label in enumerate(labels, start=1):
+            seq = f"{seq_i:03d}"
+            n = int(rng.integers(lo, hi + 1))
+            stem = f"{sub}_{seq}"
+            files = [f"cohn-kanade-images/{sub}/{seq}/{stem}_{i:08d}.png" for i in range(1, n + 1)]
+            warp = label if label is not None else CLASSES[int(rng.integers(0, 3))]
+            if label is None:  # CK+ labels only some sequences; the others have an empty Emotion folder
+                emotion, keep, reason = "", False, "no emotion file (sequence not labelled)"
+            else:
+                choices = EMOTIONS["ckplus"][label]
+                emotion = choices[cycle % len(choices)]
+                cycle += 1
+                keep, reason = True, ""
+            samples.append(
+                Sample(
+                    dataset="ckplus",
+                    subject=f"ckplus/{sub}",
+                    sample_id=stem,
+                    label=warp,
+                    emotion=emotion,
+                    files=files,
+                    onset=0,
+                    apex=n - 1,
+                    offset=n - 1,
+                    levels=macro_levels(n),
+                    amplitude=_amp(spec.macro_amplitude, spec, rng),
+                    identity=ident,
+                    gray=True,
+                    keep=keep,
+                    reason=reason,
+                    rows=min(3, n),
+                )
+            )
+    return samples
+
+
+def plan_jaffe(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> list[Sample]:
+    """JAFFE still images (gray TIFF) named code.EMOn.number, with neutral ones the protocol drops."""
+    codes = sorted(rng.choice(np.array(JAFFE_CODES), spec.jaffe_subjects, replace=False).tolist())
+    number = int(rng.integers(1, 30))
+    samples = []
+    for code, ident in zip(codes, ids, strict=True):
+        plan: list[tuple[str | None, str]] = []
+        for label in CLASSES:
+            choices = EMOTIONS["jaffe"][label]
+            plan += [(label, choices[i % len(choices)]) for i in range(spec.jaffe_per_class)]
+        plan += [(None, "NE")] * spec.jaffe_neutral
+        seen: dict[str, int] = {}
+        for label, emo in sorted(plan, key=lambda p: p[1]):  # real JAFFE numbers expressions in alphabetical runs
+            seen[emo] = seen.get(emo, 0) + 1
+            stem = f"{code}.{emo}{seen[emo]}.{number}"
+            number += 1
+            keep = label is not None
+            reason = "" if keep else "emotion 'neutral' is not in the MEGC2019 3-class protocol"
+            levels = np.array([1.0 if keep else 0.0])
+            samples.append(
+                Sample(
+                    dataset="jaffe",
+                    subject=f"jaffe/{code}",
+                    sample_id=stem,
+                    label=label,
+                    emotion=emo,
+                    files=[f"{stem}.tiff"],
+                    onset=0,
+                    apex=0,
+                    offset=0,
+                    levels=levels,
+                    amplitude=_amp(spec.macro_amplitude, spec, rng),
+                    identity=ident,
+                    gray=True,
+                    keep=keep,
+                    reason=reason,
+                )
+            )
+    return samples
+
+
+CASME2_HEADER = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion"]
+SAMM_HEADER = ["Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame", "Duration",
+               "Type", "Action Units", "Notes", "Estimated Emotion"]  # fmt: skip
+SAMM_PREAMBLE: list[list[Any]] = [
+    ["SAMM Micro-Movement Database: FACS codes (mer demo corpus: generated, not real data)"],
+    [],
+    ["Onset, Apex and Offset Frame are frame numbers as in the image file names (006_05562.jpg -> 5562)."],
+    ["Apex Frame -1: no apex was coded for the movement."],
+    ["Estimated Emotion: Anger, Contempt, Disgust, Fear, Happiness, Sadness, Surprise, Other."],
+    [],
+    ["Action Units follow FACS."],
+    ["Inducement Code names the stimulus video."],
+    ["Duration is Offset Frame - Onset Frame + 1."],
+    [],
+    ["The header row is row 14, as in SAMM_Micro_FACS_Codes_v2.xlsx."],
+    [],
+    [],
+]
+
+
+def write_xlsx(path: Path, header: list[str], rows: list[list[Any]], preamble: list[list[Any]] = ()) -> None:
+    """An xlsx coding sheet (openpyxl) with fixed timestamps inside and in the zip, so the bytes are reproducible."""
+    from openpyxl import Workbook  # local: only generating a corpus writes xlsx, a reused one never does
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Sheet1"
+    for line in preamble:
+        ws.append(line)
+    ws.append(header)
+    for line in rows:
+        ws.append(line)
+    wb.properties.creator = "mer demo generator"
+    wb.properties.created = FIXED_TIME
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    stamp = FIXED_TIME.strftime("%Y-%m-%dT%H:%M:%SZ")
+    out = io.BytesIO()
+    with zipfile.ZipFile(buffer) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", lambda m: m.group(1) + stamp.encode(), data)
+            dst.writestr(zipfile.ZipInfo(info.filename, date_time=FIXED_TIME.timetuple()[:6]), data,
+                         compress_type=zipfile.ZIP_DEFLATED)  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(out.getvalue())
