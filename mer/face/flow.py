@@ -135,7 +135,7 @@ class AlignedPair:
     apex_matrix: np.ndarray  # 2×3 source→crop matrix of the apex (mer.face.align)
     onset_matrix: np.ndarray  # 2×3 source→crop matrix used for the onset
     registered: bool  # whether the rigid onset→apex fit was applied (False: disabled, or the fit failed)
-    head_motion: tuple[float, float, float]  # (dx, dy, degrees) the onset crop was moved by, in crop pixels
+    head_motion: tuple[float, float, float]  # rigid fit: (dx, dy) of the crop centre in crop pixels, rotation (°)
 
 
 def _registration_mask(n: int) -> np.ndarray:
@@ -192,7 +192,9 @@ def align_pair(
             m3 = np.vstack([a.matrix, [0.0, 0.0, 1.0]])
             onset_matrix = (np.linalg.inv(w3) @ m3)[:2]
             registered = True
-            motion = (float(warp[0, 2]), float(warp[1, 2]), math.degrees(math.atan2(warp[1, 0], warp[0, 0])))
+            c = (cfg.size - 1) / 2.0
+            dx, dy = warp[:, :2] @ np.array([c, c]) + warp[:, 2] - c  # where the crop centre moved to
+            motion = (float(dx), float(dy), math.degrees(math.atan2(warp[1, 0], warp[0, 0])))
     onset_crop = warp_face(onset, onset_matrix, cfg, a.landmarks[:2])
     return AlignedPair(
         onset=onset_crop,
