@@ -8,9 +8,11 @@ The project's only optical-flow code: the apex spotter (`mer.face.spot`) and the
   opencv-contrib-python-headless: ``pip install 'mer-lightning[flow-tvl1]'``).
 * `optical_strain(flow)`: magnitude of the strain tensor ε = ½(∇w + ∇wᵀ) of the flow field w = (u, v),
   ``|ε| = sqrt(εxx² + εyy² + 2·εxy²)`` with ``εxx = ∂u/∂x``, ``εyy = ∂v/∂y``, ``εxy = εyx = ½(∂u/∂y + ∂v/∂x)``.
-  This is the definition of Shreve et al. used by Bi-WOOF, STSTNet (Liong et al. 2019) and OFF-ApexNet's
-  authors (their code: ``sqrt(u_x² + v_y² + 2·(½(u_y + v_x))²)``); derivatives here are central differences
-  (one-sided at the border), so an affine flow field gives its exact strain everywhere.
+  This is Shreve et al.'s optical strain as Bi-WOOF (Liong et al. 2018) and STSTNet (Liong et al. 2019) feed it
+  (OFF-ApexNet, Gan et al. 2019, takes u and v only); public re-implementations compute
+  ``sqrt(u_x² + v_y² + 2·(½(u_y + v_x))²)``, the same expression.
+  Derivatives here are central differences (one-sided at the border), so an affine flow gives its exact strain
+  everywhere.
 * `align_pair(onset, apex, landmarks, cfg)`: both frames cropped with ONE transform, the apex's alignment (its
   landmarks, roll refinement included), so landmark jitter between frames does not become flow. Rigid head motion
   between the frames (a turn or tilt of the whole head) is then removed by an ECC fit (Euclidean: rotation +
@@ -109,7 +111,7 @@ def optical_flow(onset: np.ndarray, apex: np.ndarray, method: str = "farneback",
 def optical_strain(flow: np.ndarray) -> np.ndarray:
     """Optical-strain magnitude (H, W) float32 of a flow field (H, W, 2): sqrt(εxx² + εyy² + 2·εxy²).
 
-    See the module docstring for the definition (Shreve et al.; STSTNet, OFF-ApexNet, Bi-WOOF).
+    See the module docstring for the definition (Shreve et al., as STSTNet and Bi-WOOF use it).
     """
     w = np.asarray(flow, dtype=np.float64)
     if w.ndim != 3 or w.shape[2] != 2 or min(w.shape[:2]) < 2:

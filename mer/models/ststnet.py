@@ -1,8 +1,8 @@
 """STSTNet (Liong, Gan, See, Khor, Huang, FG 2019): a shallow triple-stream CNN on onset→apex optical flow.
 
 Input (B, 3, 28, 28): horizontal flow u, vertical flow v and optical strain (`mer.face.flow.flow_strain`, resized to
-28×28). Layer sizes as in the authors' released PyTorch code (christy1206/STSTNet, main.py), which matches the
-paper's configuration table:
+28×28). Layer sizes as in the authors' released PyTorch code (christy1206/STSTNet, main.py; the repository's
+configuration figure and MATLAB network file describe the same two-layer design):
 
 * three parallel streams on all 3 input channels, each: 3×3 conv (padding 2) with 3, 5 and 8 filters
   → ReLU → BatchNorm → 3×3 max-pool, stride 3, padding 1 → dropout 0.5  (28² → 30² → 10²);
