@@ -1,6 +1,7 @@
 """Apex spotting for clips with no apex label (SMIC, user videos): the frame that moved most from the onset.
 
-Each frame of an aligned clip is compared with the first (onset) frame by dense Farneback optical flow (OpenCV).
+Each frame of an aligned clip is compared with the first (onset) frame by dense Farneback optical flow
+(`mer.face.flow.optical_flow`, the project's one flow implementation).
 The flow's median over the face is subtracted (small head drift moves everything alike; an expression moves some
 regions), the remaining magnitude is averaged over the brow and mouth regions, and the per-frame scores are smoothed
 over time with a Gaussian, so single noisy frames cannot win. The apex is the frame with the highest raw score within
@@ -21,6 +22,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from mer.face.align import to_gray
+from mer.face.flow import optical_flow
 
 WORK_SIZE = 128  # frames are resized to this side before the flow (the motion of interest is smooth)
 
@@ -47,7 +49,7 @@ def motion_scores(frames: Sequence[np.ndarray], mask: np.ndarray | None = None, 
     ref = work[0]
     scores = np.zeros(len(work), dtype=np.float64)
     for i in range(1, len(work)):
-        flow = cv2.calcOpticalFlowFarneback(ref, work[i], None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        flow = optical_flow(ref, work[i], "farneback")
         vec = flow[m]
         vec = vec - np.median(vec, axis=0)
         scores[i] = float(np.linalg.norm(vec, axis=1).mean())

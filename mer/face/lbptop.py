@@ -1,0 +1,110 @@
+"""LBP-TOP (Zhao & Pietikäinen 2007), the MEGC2019 baseline's feature: local binary patterns on Three Orthogonal
+Planes of an aligned grayscale clip, histogrammed per spatial block and concatenated.
+
+The clip is a volume ``V[t, y, x]`` (T, H, W). Every voxel far enough from the volume's faces (``ceil(r)`` of the
+planes that sample along that axis) is a centre, and gets three codes from scikit-image's `local_binary_pattern`
+(circular neighbourhood of `points` samples at `radius`, bilinear interpolation off the grid):
+
+* **XY** — the frame ``V[t]`` (rows y, columns x): appearance;
+* **XT** — the row ``V[:, y, :]`` (rows t, columns x): horizontal motion over time;
+* **YT** — the column ``V[:, :, x]`` (rows t, columns y): vertical motion over time.
+
+scikit-image's sample p (p = 0..P-1) sits at angle 2πp/P counter-clockwise from "right" (+column) with "up" being
+−row (an earlier frame on the XT/YT planes); bit p of the code is 1 when that sample ≥ the centre. The frame is
+cut into a ``grid = (rows, cols)`` of blocks (edges ``round(linspace(0, H, rows + 1))``); each block gets one
+histogram per plane over its centres, normalised to sum 1. The feature is the blocks in row-major order, each as
+[XY, XT, YT] histograms: length ``rows · cols · Σ_planes n_bins(points_plane, method)``.
+
+`method` is scikit-image's: ``uniform`` (default: rotation-invariant uniform patterns, P + 2 bins), ``nri_uniform``
+(uniform patterns, P(P−1) + 3 bins; 59 for P = 8), ``ror`` or ``default`` (2^P bins).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from skimage.feature import local_binary_pattern
+
+PLANES = ("xy", "xt", "yt")
+METHODS = ("uniform", "nri_uniform", "ror", "default")
+
+
+def n_bins(points: int, method: str = "uniform") -> int:
+    """Number of distinct codes scikit-image's `local_binary_pattern` gives for `points` samples and `method`."""
+    if method == "uniform":
+        return points + 2
+    if method == "nri_uniform":
+        return points * (points - 1) + 3
+    if method in ("ror", "default"):
+        return 2**points
+    raise ValueError(f"LBP-TOP: unknown method '{method}' (choose one of: {', '.join(METHODS)})")
+
+
+def _per_plane(value: float | Sequence[float], name: str) -> tuple[float, float, float]:
+    vals = (value, value, value) if np.isscalar(value) else tuple(value)  # type: ignore[arg-type]
+    if len(vals) != 3:
+        raise ValueError(f"LBP-TOP: {name} takes one value or three (XY, XT, YT), got {value!r}")
+    return float(vals[0]), float(vals[1]), float(vals[2])
+
+
+def feature_length(grid: tuple[int, int] = (4, 4), points: int | Sequence[int] = 8, method: str = "uniform") -> int:
+    """Length of the `lbp_top` vector for a block grid, points per plane and method."""
+    p = [int(v) for v in _per_plane(points, "points")]
+    return int(grid[0]) * int(grid[1]) * sum(n_bins(v, method) for v in p)
+
+
+def _codes(plane: np.ndarray, points: int, radius: float, method: str) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a constant plane is fine: every sample equals the centre
+        return local_binary_pattern(plane, points, radius, method).astype(np.int64)
+
+
+def lbp_top(
+    clip: np.ndarray | Sequence[np.ndarray],
+    grid: tuple[int, int] = (4, 4),
+    radius: float | Sequence[float] = 1.0,
+    points: int | Sequence[int] = 8,
+    method: str = "uniform",
+) -> np.ndarray:
+    """LBP-TOP feature (float32, `feature_length(grid, points, method)`) of an aligned gray clip (T, H, W).
+
+    `radius` and `points`: one value for all planes or three (XY, XT, YT). Non-uint8 input is clipped to 0..255
+    and rounded first (LBP compares grey levels; float noise would flip codes).
+    """
+    vol = np.asarray(clip)
+    if vol.ndim != 3:
+        raise ValueError(f"LBP-TOP: expected a gray clip (T, H, W), got shape {vol.shape}")
+    if vol.dtype != np.uint8:
+        vol = np.clip(np.rint(vol.astype(np.float64)), 0, 255).astype(np.uint8)
+    r_xy, r_xt, r_yt = _per_plane(radius, "radius")
+    p_xy, p_xt, p_yt = (int(v) for v in _per_plane(points, "points"))
+    bins = [n_bins(p_xy, method), n_bins(p_xt, method), n_bins(p_yt, method)]
+    rows, cols = int(grid[0]), int(grid[1])
+    t_len, h, w = vol.shape
+    # borders: x is sampled by XY and XT, y by XY and YT, t by XT and YT
+    bx, by, bt = math.ceil(max(r_xy, r_xt)), math.ceil(max(r_xy, r_yt)), math.ceil(max(r_xt, r_yt))
+    if rows < 1 or cols < 1 or h - 2 * by < rows or w - 2 * bx < cols or t_len - 2 * bt < 1:
+        raise ValueError(
+            f"LBP-TOP: a {t_len}×{h}×{w} clip has no centre voxels for radius {radius} and grid {grid} "
+            f"(needs T > {2 * bt}, H ≥ {2 * by + rows}, W ≥ {2 * bx + cols})"
+        )
+    ts, ys, xs = slice(bt, t_len - bt), slice(by, h - by), slice(bx, w - bx)
+    xy = np.stack([_codes(vol[t], p_xy, r_xy, method)[ys, xs] for t in range(bt, t_len - bt)])  # (T', H', W')
+    xt = np.stack([_codes(vol[:, y, :], p_xt, r_xt, method)[ts, xs] for y in range(by, h - by)], axis=1)
+    yt = np.stack([_codes(vol[:, :, x], p_yt, r_yt, method)[ts, ys] for x in range(bx, w - bx)], axis=2)
+    # block index of every centre (y, x); blocks cut the whole frame, so the geometry does not depend on the radius
+    y_edges = np.round(np.linspace(0, h, rows + 1)).astype(int)
+    x_edges = np.round(np.linspace(0, w, cols + 1)).astype(int)
+    row_of = np.searchsorted(y_edges, np.arange(by, h - by), side="right") - 1
+    col_of = np.searchsorted(x_edges, np.arange(bx, w - bx), side="right") - 1
+    block = (row_of[:, None] * cols + col_of[None, :])[None].repeat(xy.shape[0], axis=0).ravel()
+    n_blocks = rows * cols
+    hists = []
+    for codes, nb in zip((xy, xt, yt), bins, strict=True):
+        counts = np.bincount(block * nb + codes.ravel(), minlength=n_blocks * nb).reshape(n_blocks, nb)
+        totals = counts.sum(axis=1, keepdims=True)
+        hists.append(counts / np.maximum(totals, 1))
+    return np.concatenate(hists, axis=1).ravel().astype(np.float32)
