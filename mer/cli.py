@@ -165,7 +165,8 @@ def report(
     out: Annotated[Path | None, typer.Option(help="Where to write (default: the run folder).")] = None,
 ) -> None:
     """Pool a LOSO run's predictions into MEGC metrics: report.md, report.html, confusion matrix, per-fold plot."""
-    from mer.evaluation.report import compare_runs, write_report
+    from mer.evaluation.compare import compare_runs
+    from mer.evaluation.report import write_report
 
     if compare:
         typer.echo(compare_runs(compare, out or Path("runs/compare")))
