@@ -165,7 +165,8 @@ def report(
     out: Annotated[Path | None, typer.Option(help="Where to write (default: the run folder).")] = None,
 ) -> None:
     """Pool a LOSO run's predictions into MEGC metrics: report.md, report.html, confusion matrix, per-fold plot."""
-    from mer.evaluation.report import compare_runs, write_report
+    from mer.evaluation.compare import compare_runs
+    from mer.evaluation.report import write_report
 
     if compare:
         typer.echo(compare_runs(compare, out or Path("runs/compare")))
@@ -192,7 +193,7 @@ def sweep(
     best: Annotated[
         bool, typer.Option("--best", help="Print the best parameters as an override line (and its value) and exit.")
     ] = False,
-    prepared: Annotated[Path | None, typer.Option(help="Folder written by `mer prepare`.")] = None,
+    prepared: Annotated[Path | None, typer.Option(help="Folder written by `mer prepare` (sets data.prepared).")] = None,
     pretrained: Annotated[
         Path | None, typer.Option(help="Checkpoint from `mer pretrain` each trial fine-tunes from.")
     ] = None,
@@ -213,24 +214,15 @@ def sweep(
     file asks for the leaky objective). Re-running the same command resumes the study; grid points are never
     evaluated twice, also with several processes on one storage. Trials write OUT/trials/<number>/.
     """
-    from mer.sweep import run_sweep, show_best
+    from mer.sweep import apply_flags, load_sweep, path_override, run_sweep, show_best
 
+    holdouts = [s for s in (holdout or "").split(",") if s]
+    sweep_spec = apply_flags(load_sweep(spec), out=out, base=config, holdout=holdouts, pretrained=pretrained)
     if best:
-        show_best(spec, storage, out)
+        show_best(sweep_spec, storage)
         return
-    run_sweep(
-        spec,
-        prepared=prepared,
-        storage=storage,
-        workers=workers,
-        n_trials=n_trials,
-        pretrained=pretrained,
-        out=out,
-        holdout=[s for s in (holdout or "").split(",") if s],
-        cli_overrides=overrides or [],
-        config=config,
-        live=live,
-    )
+    flags = [path_override("data.prepared", prepared)] if prepared is not None else []  # --prepared wins
+    run_sweep(sweep_spec, [*(overrides or []), *flags], storage=storage, workers=workers, n_trials=n_trials, live=live)
 
 
 @app.command()

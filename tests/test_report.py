@@ -14,8 +14,11 @@ from typer.testing import CliRunner
 from mer.cli import app
 from mer.config import CLASSES, load_config, write_run_info
 from mer.errors import MerError
+from mer.evaluation.compare import compare_runs
+from mer.evaluation.megc_log import read_megc_log
 from mer.evaluation.metrics import pooled_scores
-from mer.evaluation.report import compare_runs, load_run, read_megc_log, write_report
+from mer.evaluation.report import write_report
+from mer.evaluation.runs import load_run
 
 SUBJECTS = ["casme2/sub01", "casme2/sub02", "samm/006", "samm/007", "smic/s1", "smic/s2"]
 SECTIONS = [

@@ -27,15 +27,17 @@ from mer.config import load_config
 from mer.data.manifest import save_manifest
 from mer.errors import MerError
 from mer.sweep import (
+    apply_flags,
     best_overrides,
     load_sweep,
     open_storage,
+    path_override,
     run_sweep,
     show_best,
     sweep_from_dict,
 )
 from mer.sweep.objective import find_duplicate, suggest, worker_tag
-from mer.sweep.runner import fail_dead_trials, open_study, work
+from mer.sweep.scheduling import fail_dead_trials, open_study, work
 from tests.conftest import make_prepared
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -321,7 +323,7 @@ def test_pretrain_stage_pretrains_per_trial_then_scores_inner_folds(tmp_path):
     preds = pd.read_csv(folder / "predictions.csv")
     assert set(preds["subject"]) == {f"casme2/s{i}" for i in range(4)}  # scored on micro subjects only
     with pytest.raises(MerError) as exc:
-        run_sweep(sweep_from_dict(raw), prepared=df, pretrained=tmp_path / "x.pt")
+        run_sweep(apply_flags(sweep_from_dict(raw), pretrained=tmp_path / "x.pt"), prepared=df)
     assert "drop --pretrained" in one_line(exc)
 
 
@@ -375,7 +377,7 @@ def test_trials_never_touch_subjects_outside_the_training_set(tmp_path, data, mo
 
     monkeypatch.setattr(objective_module, "run_fold", spy)
     raw = spec_dict(tmp_path / "sw", search={"train.finetune.lr": [0.001]})
-    run_sweep(sweep_from_dict(raw), prepared=data, holdout=holdout, live=False)
+    run_sweep(apply_flags(sweep_from_dict(raw), holdout=holdout), prepared=data, live=False)
     assert len(calls) == 2
     for subjects, held in calls:
         assert subjects == training  # the data handed to training never contains the holdout
@@ -454,7 +456,7 @@ def test_unreachable_storage_is_one_line(tmp_path, data):
 
 def test_more_bad_input(tmp_path, data):
     with pytest.raises(MerError) as exc:
-        run_sweep(sweep_from_dict(spec_dict(tmp_path / "sw")), prepared=data, holdout=["casme2/nobody"])
+        run_sweep(apply_flags(sweep_from_dict(spec_dict(tmp_path / "sw")), holdout=["casme2/nobody"]), prepared=data)
     assert "casme2/nobody" in one_line(exc)
     with pytest.raises(MerError) as exc:
         run_sweep(sweep_from_dict(spec_dict(tmp_path / "sw", inner_folds=7)), prepared=data)
@@ -522,3 +524,11 @@ def test_shipped_sweep_files_are_valid():
         check_space(spec)
         sizes[name] = spec.budget()
     assert sizes == {"paper_grid": 36, "tpe": 40, "demo_grid": 4}
+
+
+def test_the_prepared_folder_is_one_config_setting(tmp_path):
+    spec = sweep_from_dict({**spec_dict(tmp_path / "sw"), "prepared": "from/file"})
+    assert load_config(spec.base, spec.base_overrides()).data.prepared == "from/file"
+    flag = [path_override("data.prepared", "2024-01-01")]  # --prepared comes last and wins; a date stays a name
+    assert load_config(spec.base, spec.base_overrides(["data.prepared=other", *flag])).data.prepared == "2024-01-01"
+    assert spec.identity(flag) == spec.identity()  # where the table is read from is not what the study is

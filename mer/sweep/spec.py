@@ -13,7 +13,8 @@ import hashlib
 import itertools
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,15 @@ PRUNERS = ("none", "median", "hyperband", "threshold")
 
 Scalar = str | int | float | bool | None
 # Overrides that change speed or logging, not results: a study may be resumed with other values of these.
-NO_EFFECT = ("train.threads", "logging.", "data.num_workers", "data.pin_memory", "data.persistent_workers")
+# data.prepared (where the prepared table is read from) is here because the table's content is in the identity.
+NO_EFFECT = (
+    "train.threads",
+    "logging.",
+    "data.num_workers",
+    "data.pin_memory",
+    "data.persistent_workers",
+    "data.prepared",
+)
 
 
 @dataclass
@@ -129,8 +138,10 @@ class SweepConfig:
         return self.n_trials
 
     def base_overrides(self, cli_overrides: list[str] | tuple[str, ...] = ()) -> list[str]:
-        """The overrides every trial starts from: the sweep file's, then the command line's."""
-        return [*self.overrides, *cli_overrides]
+        """The overrides every trial starts from: the sweep file's (its `prepared` as data.prepared), then the
+        command line's."""
+        prepared = [path_override("data.prepared", self.prepared)] if self.prepared else []
+        return [*self.overrides, *prepared, *cli_overrides]
 
     def identity(self, cli_overrides: list[str] | tuple[str, ...] = (), extra: dict[str, Any] | None = None) -> str:
         """JSON of everything that makes trials comparable; a resumed study must have the same."""
@@ -166,6 +177,33 @@ def format_value(value: Any) -> str:
             text = f"{mantissa}.0e{exp}"
         return text
     return str(value)
+
+
+def path_override(key: str, path: str | Path) -> str:
+    """`key="path"`: a path as a config override, quoted so that YAML keeps it a string (`2024`, `on`, `a: b`)."""
+    return f"{key}={json.dumps(str(path), ensure_ascii=False)}"
+
+
+def apply_flags(
+    spec: SweepConfig,
+    *,
+    out: str | Path | None = None,
+    base: str | Sequence[str] | None = None,
+    holdout: Sequence[str] = (),
+    pretrained: str | Path | None = None,
+) -> SweepConfig:
+    """The sweep with the command line's values of its own keys: `--out` → out, `--config` (one or several,
+    stacked) → base, `--holdout` → added to exclude_subjects, `--pretrained` → pretrained."""
+    changes: dict[str, Any] = {}
+    if out is not None:
+        changes["out"] = str(out)
+    if base:
+        changes["base"] = base if isinstance(base, str) else (list(base) if len(base) > 1 else base[0])
+    if holdout:
+        changes["exclude_subjects"] = sorted(set(spec.exclude_subjects) | set(holdout))
+    if pretrained:
+        changes["pretrained"] = str(pretrained)
+    return replace(spec, **changes)
 
 
 def _flow(value: Any) -> str:
