@@ -446,7 +446,7 @@ class _Job:
 
 
 def _load_prepared(path: str | Path) -> pd.DataFrame:
-    from mer.prepare import load_prepared
+    from mer.data.prepared import load_prepared
 
     return load_prepared(Path(path))
 
