@@ -236,9 +236,7 @@ def _spot_clips(
         onset, offset = spans[i]
         if not res.ok or res.landmarks is None:
             skipped.append(
-                _skip(
-                    row, res.source, f"face: onset frame has no usable face ({res.reason}); cannot spot the apex"
-                )
+                _skip(row, res.source, f"face: onset frame has no usable face ({res.reason}); cannot spot the apex")
             )
             continue
         span = row["frames"][onset : offset + 1]

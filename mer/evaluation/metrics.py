@@ -28,6 +28,7 @@ from mer.files import natural_key
 
 COMPOSITE = "composite"
 
+
 def _float(value: float) -> float | None:
     """A JSON-friendly float: NaN becomes None."""
     return None if value is None or not np.isfinite(value) else float(value)
