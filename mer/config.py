@@ -8,7 +8,6 @@ resolved-config / provenance files every run writes.
 from __future__ import annotations
 
 import dataclasses
-import json
 import platform
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mer.errors import ConfigError
+from mer.files import atomic_write_json, atomic_write_text
 
 CONF_DIR = Path(__file__).parent / "conf"
 CLASSES = ("negative", "positive", "surprise")
@@ -375,15 +375,15 @@ def versions() -> dict[str, str]:
 
 
 def write_run_info(cfg: Config, out_dir: str | Path, command: str | None = None) -> Path:
-    """Write `config.yaml` (fully resolved) and `run_info.json` (versions, seed, git commit, command) to out_dir."""
+    """Write `config.yaml` (fully resolved) and `run_info.json` (versions, seed, git commit, command) to out_dir,
+    each atomically (a resumed run compares against config.yaml, so it must never be half written)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(to_yaml(cfg))
+    atomic_write_text(out / "config.yaml", to_yaml(cfg))
     info = {
         "seed": cfg.seed,
         "git_commit": git_commit(),
         "command": command if command is not None else " ".join(sys.argv),
         "versions": versions(),
     }
-    (out / "run_info.json").write_text(json.dumps(info, indent=2))
+    atomic_write_json(out / "run_info.json", info)
     return out / "config.yaml"

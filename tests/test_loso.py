@@ -39,7 +39,7 @@ def full_run(prepared_dir, tmp_path_factory):
 
 
 def test_plan_one_fold_per_subject(prepared_dir):
-    from mer.prepare import load_prepared
+    from mer.data.prepared import load_prepared
 
     df = load_prepared(prepared_dir)
     plan = plan_folds(df)

@@ -19,9 +19,10 @@ from skimage import data as skdata
 
 from mer.config import load_config
 from mer.data.manifest import load_manifest, make_frame, make_report
+from mer.data.prepared import load_prepared
 from mer.errors import DataError, MerError
 from mer.face.detect import FaceDetector
-from mer.prepare import load_prepared, merged_roots, parse_data_args, prepare_from_manifest, run_prepare
+from mer.prepare import merged_roots, parse_data_args, prepare_from_manifest, run_prepare
 
 SPOT_APEX = 6  # frame with the strongest warp in the clip that has no apex label
 ASTRONAUT_MOUTH = np.array([[201.2, 139.6], [245.1, 141.1]])  # MTCNN mouth corners on skimage's astronaut (x, y)

@@ -16,27 +16,12 @@ from sklearn.model_selection import GroupShuffleSplit
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mer.config import AugmentConfig, Config
+from mer.data.prepared import REBUILD_HINT
 from mer.data.transforms import normalize, resize_crops, train_transform
 from mer.errors import DataError
+from mer.files import read_crops
 
 STAGE_KIND = {"pretrain": "macro", "finetune": "micro"}
-
-
-def load_crops(paths: Sequence[str]) -> np.ndarray:
-    """Read aligned grayscale crops (PNG) into one uint8 array (N, H, W)."""
-    import cv2
-
-    out = []
-    for p in paths:
-        img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise DataError(
-                f"cannot read aligned crop {p} (re-run `mer prepare`; the crop cache may have been deleted)"
-            )
-        out.append(img)
-    if len({im.shape for im in out}) > 1:
-        raise DataError("aligned crops have different sizes; re-run `mer prepare` with one face.size")
-    return np.stack(out) if out else np.zeros((0, 1, 1), np.uint8)
 
 
 class CropDataset(Dataset):
@@ -156,7 +141,11 @@ class MERDataModule(pl.LightningDataModule):
         """(crops uint8 (N,H,W) at the network's size, labels) of 'train', 'val' or 'test', loaded once."""
         if split not in self._arrays:
             df = {"train": self.train_df, "val": self.val_df, "test": self.test_df}[split]
-            crops = resize_crops(load_crops(df["crop"].tolist()), self.cfg.data.image_size) if len(df) else None
+            crops = (
+                resize_crops(read_crops(df["crop"].tolist(), hint=REBUILD_HINT), self.cfg.data.image_size)
+                if len(df)
+                else None
+            )
             if crops is None:
                 size = self.cfg.data.image_size
                 crops = np.zeros((0, size, size), np.uint8)

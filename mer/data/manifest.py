@@ -9,7 +9,6 @@ Columns: dataset, subject, sample_id, kind (micro|macro), emotion (original labe
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,23 +16,28 @@ from typing import Any
 import pandas as pd
 
 from mer.errors import DataError
+from mer.files import natural_key
 
 COLUMNS = ["dataset", "subject", "sample_id", "kind", "emotion", "label", "frames", "onset", "apex", "offset"]
 INDEX_COLUMNS = ["onset", "apex", "offset"]
 REPORT_COLUMNS = ["dataset", "subject", "sample_id", "path", "reason"]
 KINDS = ("micro", "macro")
 
-_NUM = re.compile(r"(\d+)")
-
-
-def natural_key(path: str | Path) -> list[Any]:
-    """Sort key that orders img2 before img10 (numeric parts compared as numbers)."""
-    return [int(t) if t.isdigit() else t.lower() for t in _NUM.split(Path(path).name)]
-
 
 def sort_frames(paths: Iterable[str | Path]) -> list[str]:
-    """Frame paths in numeric order, as strings."""
-    return [str(p) for p in sorted(paths, key=natural_key)]
+    """Frame paths in numeric order of their file names (img2 before img10), as strings."""
+    return [str(p) for p in sorted(paths, key=lambda p: natural_key(Path(p).name))]
+
+
+def as_int(value: Any) -> int | None:
+    """An integer from a spreadsheet or list cell (6, 6.0, '6', ' 006 '), or None for blanks, '/', text."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        return None
+    return int(number) if number.is_integer() else None
 
 
 def make_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -44,6 +48,11 @@ def make_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for col in ("dataset", "subject", "sample_id", "kind", "emotion", "label"):
         df[col] = df[col].astype(str) if len(df) else df[col].astype(object)
     return df.reset_index(drop=True)
+
+
+def skip(dataset: str, subject: str, sample_id: str, path: str | Path, reason: str) -> dict[str, Any]:
+    """A skipped-row dict with the report columns (`REPORT_COLUMNS`)."""
+    return {"dataset": dataset, "subject": subject, "sample_id": sample_id, "path": str(path), "reason": reason}
 
 
 def make_report(rows: list[dict[str, Any]]) -> pd.DataFrame:

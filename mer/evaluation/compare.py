@@ -12,9 +12,10 @@ from typing import Any
 import pandas as pd
 
 from mer.errors import MerError
-from mer.evaluation.metrics import COMPOSITE, natural_key
+from mer.evaluation.metrics import COMPOSITE
 from mer.evaluation.render import Document
 from mer.evaluation.runs import CLASSIFIER_NAMES, load_run
+from mer.files import natural_key
 
 # MEGC2019 composite (CASME II + SAMM + SMIC-HS, 442 samples, 68 subjects), LOSO: (method, UF1, UAR).
 PUBLISHED: tuple[tuple[str, float, float], ...] = (

@@ -6,7 +6,7 @@ Each fold's seed derives from the config seed and the fold's name, never from ru
 
 from __future__ import annotations
 
-import json
+import multiprocessing as mp
 import os
 import time
 import zlib
@@ -18,11 +18,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from lightning.pytorch.callbacks import Callback
 from tqdm.auto import tqdm
 
 from mer.config import CLASSES, Config, flatten, load_config, to_dict, to_yaml, write_run_info
+from mer.data.prepared import load_prepared
 from mer.errors import DataError, MerError
+from mer.evaluation.report import write_report
+from mer.evaluation.svm import fit_svm
+from mer.files import atomic_write_json, atomic_write_text
+from mer.inference.bundle import save_bundle
+from mer.train import check_pretrained, embed_split, finish_wandb, train_stage
 
 PRED_COLUMNS = ["sample_id", "dataset", "subject", "label", "svm_pred", "softmax_pred"] + [f"prob_{c}" for c in CLASSES]
 
@@ -72,16 +79,8 @@ def fold_complete(fold_dir: Path) -> bool:
     return (fold_dir / "predictions.csv").is_file() and (fold_dir / "metrics.json").is_file()
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def check_inputs(cfg: Config, prepared: pd.DataFrame, pretrained: str | Path | None) -> None:
     """Everything that can be wrong before training starts: checkpoint, classes, subjects."""
-    from mer.train import check_pretrained
-
     micro = prepared[prepared["kind"] == "micro"]
     labels = sorted(set(micro["label"]) & set(cfg.data.classes))
     if len(labels) < 2:
@@ -103,9 +102,6 @@ def run_fold(
 
     `callbacks` go to the fold's Lightning Trainer (a sweep's per-epoch pruning callback, for instance).
     """
-    from mer.evaluation.svm import fit_svm
-    from mer.train import embed_split, finish_wandb, train_stage
-
     fold_dir = fold.dir(out)
     fold_dir.mkdir(parents=True, exist_ok=True)
     seed = cfg.seed + fold.seed_offset
@@ -162,22 +158,18 @@ def run_fold(
         "epochs": res.epochs_run,
         "seconds": round(seconds, 2),
     }
-    _atomic_write(fold_dir / "predictions.csv", preds[PRED_COLUMNS].to_csv(index=False))
-    _atomic_write(fold_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    atomic_write_text(fold_dir / "predictions.csv", preds[PRED_COLUMNS].to_csv(index=False))
+    atomic_write_json(fold_dir / "metrics.json", metrics, default=float)
     return metrics
 
 
 def _worker_init(threads: int, gpu_queue: Any) -> None:
-    import torch
-
     if gpu_queue is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())
     torch.set_num_threads(threads)
 
 
 def _run_fold_in_worker(config_yaml: str, prepared_dir: str, fold: Fold, out: str, pretrained: str | None) -> dict:
-    from mer.prepare import load_prepared
-
     return run_fold(load_config(text=config_yaml), load_prepared(Path(prepared_dir)), fold, Path(out), pretrained)
 
 
@@ -192,8 +184,6 @@ def run_loso(
     from_study: str | None = None,
 ) -> Path:
     """`mer loso`: run the planned folds that are not complete yet; write the report once every fold is done."""
-    from mer.prepare import load_prepared
-
     if from_study:
         from mer.sweep import best_overrides
 
@@ -223,7 +213,7 @@ def run_loso(
     planned = [f.name for f in everything]
     notes = {"pretrained": str(pretrained) if pretrained else None, "prepared": str(prepared_dir),
              "objective": "loso", "leaky": False, "planned_folds": planned}  # fmt: skip
-    _atomic_write(out / "loso.json", json.dumps(notes, indent=2))
+    atomic_write_json(out / "loso.json", notes)
     todo = [f for f in plan if not fold_complete(f.dir(out))]
     done = len(plan) - len(todo)
     if done:
@@ -243,8 +233,6 @@ def run_loso(
         print(f"{len(everything) - len(missing)} of {len(everything)} folds complete; run again (or the other array "
               f"tasks) to finish, then `mer report {out}`")  # fmt: skip
         return out
-    from mer.evaluation.report import write_report
-
     report = write_report(out)
     print(f"report → {report}")
     return out
@@ -253,10 +241,6 @@ def run_loso(
 def _run_parallel(
     cfg: Config, prepared_dir: Path, todo: list[Fold], out: Path, pretrained: Any, n: int, bar: tqdm
 ) -> None:
-    import multiprocessing as mp
-
-    import torch
-
     ctx = mp.get_context("spawn")
     gpus = torch.cuda.device_count()
     queue = None
@@ -308,11 +292,6 @@ def run_final(
 
     Not an evaluation (nothing is held out): run LOSO first to know how well this recipe does on unseen subjects.
     """
-    from mer.evaluation.svm import fit_svm
-    from mer.inference.bundle import save_bundle
-    from mer.prepare import load_prepared
-    from mer.train import embed_split, finish_wandb, train_stage
-
     out = Path(out)
     prepared_dir = Path(prepared_dir or cfg.data.prepared)
     prepared = load_prepared(prepared_dir)

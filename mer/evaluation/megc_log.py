@@ -14,7 +14,7 @@ import pandas as pd
 
 from mer.config import CLASSES
 from mer.errors import MerError
-from mer.evaluation.metrics import natural_key
+from mer.files import natural_key
 
 MEGC_LOG_HEADER = "# mer MEGC per-fold log, format 1"
 LOG_COLUMNS = ("fold", "sample_id", "pred", "label")

@@ -15,7 +15,6 @@ such a class still count as false negatives of the true class.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,15 +24,9 @@ from sklearn.metrics import confusion_matrix
 
 from mer.config import CLASSES
 from mer.errors import MerError
+from mer.files import natural_key
 
 COMPOSITE = "composite"
-
-_DIGITS = re.compile(r"(\d+)")
-
-
-def natural_key(text: str) -> list[Any]:
-    """Sort key that puts casme2/sub2 before casme2/sub10 (digit runs compared as numbers)."""
-    return [int(t) if t.isdigit() else t.lower() for t in _DIGITS.split(str(text))]
 
 
 def _float(value: float) -> float | None:

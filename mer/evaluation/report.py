@@ -16,10 +16,11 @@ import pandas as pd
 
 from mer.evaluation.compare import MEGC2019_SAMPLES, MEGC2019_SUBJECTS, comparison_table
 from mer.evaluation.megc_log import write_megc_log
-from mer.evaluation.metrics import COMPOSITE, natural_key, per_fold_table
+from mer.evaluation.metrics import COMPOSITE, per_fold_table
 from mer.evaluation.plots import confusion_png, per_fold_png
 from mer.evaluation.render import Document, fmt
 from mer.evaluation.runs import CLASSIFIER_NAMES, CLASSIFIERS, RunResults, load_run
+from mer.files import natural_key
 
 Scores = dict[str, dict[str, dict[str, Any]]]  # {classifier: {"composite" or dataset: pooled scores}}
 

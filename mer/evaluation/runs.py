@@ -16,7 +16,8 @@ import yaml
 
 from mer.config import CLASSES
 from mer.errors import MerError
-from mer.evaluation.metrics import natural_key, pooled_scores
+from mer.evaluation.metrics import pooled_scores
+from mer.files import natural_key
 
 PREDICTION_COLUMNS = ("sample_id", "dataset", "subject", "label", "svm_pred", "softmax_pred")
 CLASSIFIERS = {"svm": "svm_pred", "softmax": "softmax_pred"}

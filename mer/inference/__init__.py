@@ -1,7 +1,7 @@
 """Inference and speed: `mer predict` (image, frames folder, video), model bundles, ONNX export, `mer bench`.
 
 - `mer.inference.bundle`: `save_bundle`, `load_bundle`, `Bundle.classify`, `to_tensor` (the training normalisation)
-- `mer.inference.video`: `open_media`, `read_image` (every bad input is one `MerError` line), `sample_photos`
+- `mer.inference.video`: `open_media` (every bad input is one `MerError` line), `sample_photos`
 - `mer.inference.predict`: `predict_path` → the JSON dict documented in docs/inference.md (`SCHEMA_KEYS`)
 - `mer.inference.export`: `export_onnx` (logits + embedding, dynamic batch, checked against PyTorch; int8)
 - `mer.inference.bench`: `run_bench` (eager / torch.compile / ONNX Runtime fp32 / int8, face pipeline, video)
@@ -20,7 +20,6 @@ _EXPORTS = {
     "load_bundle": "bundle",
     "to_tensor": "bundle",
     "open_media": "video",
-    "read_image": "video",
     "predict_path": "predict",
     "SCHEMA_KEYS": "predict",
     "export_onnx": "export",

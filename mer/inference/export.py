@@ -23,19 +23,25 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
 
 import mer
-from mer.config import FaceConfig, to_yaml
+from mer.config import FaceConfig, load_config, to_yaml
+from mer.data.transforms import resize_crops
 from mer.errors import MerError
+from mer.face.align import align_face
+from mer.face.detect import FaceDetector, pick_face
+from mer.files import IMAGE_SUFFIXES, image_files, read_crops, read_gray
 from mer.inference.bundle import NORMALIZATION, Bundle, load_bundle, onnx_session, softmax, to_tensor
+from mer.inference.video import sample_photos
 from mer.models.backbones import MERNet
 
 EXPORTERS = ("torchscript", "dynamo")
 QUANTIZE = ("dynamic", "static")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+CROP_HINT = "expected an aligned face crop"
 
 
 class LogitsAndEmbedding(nn.Module):
@@ -67,8 +73,6 @@ def _source_bundle(source: str | Path | Bundle | MERNet) -> Bundle:
     if isinstance(source, Bundle):
         bundle = source
     elif isinstance(source, MERNet):
-        from mer.config import load_config
-
         cfg = load_config(None, [f"face.size={source.image_size}", f"data.image_size={source.image_size}"])
         bundle = Bundle(cfg=cfg, classes=list(cfg.data.classes), net=source.eval(), kind="network")
     else:
@@ -82,7 +86,7 @@ def _source_bundle(source: str | Path | Bundle | MERNet) -> Bundle:
 
 def _add_metadata(path: Path, bundle: Bundle, image_size: int, extra: dict[str, str]) -> None:
     """Store what `load_bundle` needs to use the ONNX file alone: classes, config, backbone, size, normalisation."""
-    import onnx
+    import onnx  # lazy: onnx costs ~1.4 s and only export needs it (the `onnx` extra)
 
     model = onnx.load(str(path))
     props = {
@@ -209,7 +213,7 @@ def export_onnx(
 
 
 def _reader(crops: np.ndarray, size: int) -> Any:
-    from onnxruntime.quantization import CalibrationDataReader
+    from onnxruntime.quantization import CalibrationDataReader  # lazy: imports onnx (~1.4 s); quantisation only
 
     class CropReader(CalibrationDataReader):
         """Feeds normalised crops one batch of 8 at a time to the calibrator."""
@@ -228,6 +232,7 @@ def quantize_onnx(
     src: str | Path, dst: str | Path, mode: str, crops: np.ndarray | None = None, size: int = 256
 ) -> Path:
     """int8 copy of an ONNX model: `dynamic` (weights only) or `static` (QDQ, per-channel, calibrated on `crops`)."""
+    # lazy: onnxruntime's quantiser imports onnx (~1.4 s); only int8 export needs it
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -294,24 +299,6 @@ def compare_models(
 # ---------------------------------------------------------------------------------------------- crops on disk
 
 
-def _image_files(folder: Path) -> list[Path]:
-    from mer.data.manifest import sort_frames
-
-    files = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    return [Path(p) for p in sort_frames([str(p) for p in files])]
-
-
-def _read_gray(path: Path, size: int) -> np.ndarray:
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise MerError(f"{path}: not a readable image (expected an aligned face crop)")
-    if img.shape != (size, size):
-        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-    return img
-
-
 def load_crops(path: str | Path, size: int, max_crops: int = 256, seed: int = 0) -> np.ndarray:
     """Aligned gray crops (N, size, size) uint8 from a folder of images (searched recursively) or a .npy/.npz array;
     at most `max_crops` of them, drawn at random (seeded) when there are more."""
@@ -329,18 +316,16 @@ def load_crops(path: str | Path, size: int, max_crops: int = 256, seed: int = 0)
         if len(arr) > max_crops:
             arr = arr[np.sort(np.random.default_rng(seed).choice(len(arr), max_crops, replace=False))]
         return to_uint8_crops(arr, size)
-    files = _image_files(path) if path.is_dir() else [path]
+    files = image_files(path, recursive=True) if path.is_dir() else [path]
     if not files:
         raise MerError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     if len(files) > max_crops:
         files = [files[i] for i in np.sort(np.random.default_rng(seed).choice(len(files), max_crops, replace=False))]
-    return np.stack([_read_gray(p, size) for p in files])
+    return read_crops(files, size, hint=CROP_HINT)
 
 
 def to_uint8_crops(arr: np.ndarray, size: int) -> np.ndarray:
     """Clip to uint8 and resize a (N, H, W) array of crops to size×size."""
-    from mer.data.transforms import resize_crops
-
     return resize_crops(np.clip(arr, 0, 255).astype(np.uint8), size)
 
 
@@ -357,8 +342,8 @@ def load_labelled_crops(path: str | Path, size: int) -> tuple[np.ndarray, list[s
         path = path / "prepared.csv"
     if path.is_dir():
         for sub in sorted(p for p in path.iterdir() if p.is_dir()):
-            for f in _image_files(sub):
-                crops.append(_read_gray(f, size))
+            for f in image_files(sub, recursive=True):
+                crops.append(read_gray(f, size, hint=CROP_HINT))
                 labels.append(sub.name)
     else:
         with path.open(newline="") as fh:
@@ -368,7 +353,7 @@ def load_labelled_crops(path: str | Path, size: int) -> tuple[np.ndarray, list[s
             raise MerError(f"{path}: expected CSV columns 'label' and 'crop' (or 'path')")
         for row in rows:
             f = Path(row[key]) if Path(row[key]).is_absolute() else path.parent / row[key]
-            crops.append(_read_gray(f, size))
+            crops.append(read_gray(f, size, hint=CROP_HINT))
             labels.append(row["label"])
     if not crops:
         raise MerError(f"{path}: no labelled crops found (expected class sub-folders with images, or a CSV)")
@@ -378,12 +363,6 @@ def load_labelled_crops(path: str | Path, size: int) -> tuple[np.ndarray, list[s
 def sample_face_crops(face: FaceConfig, n: int = 32, seed: int = 0) -> np.ndarray:
     """Aligned crops of the public-domain photos shipped with scikit-image and matplotlib, augmented (shift, scale,
     rotation, flip, gamma) to `n` crops: calibration data that needs no dataset."""
-    import cv2
-
-    from mer.face.align import align_face
-    from mer.face.detect import FaceDetector, pick_face
-    from mer.inference.video import sample_photos
-
     rng = np.random.default_rng(seed)
     photos = sample_photos()
     detector = FaceDetector("cpu", min_face_size=face.min_face_size)

@@ -10,7 +10,6 @@ biased because the test folds choose the hyper-parameters.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -28,6 +27,7 @@ from mer.config import Config, load_config, write_run_info
 from mer.errors import DataError, MerError
 from mer.evaluation.loso import Fold, plan_folds, run_fold
 from mer.evaluation.metrics import pooled_scores
+from mer.files import atomic_write_json
 from mer.sweep.spec import SweepConfig, trial_overrides
 
 EPOCH_MONITOR = "val/uf1"
@@ -278,7 +278,7 @@ class TrialObjective:
                 run_fold(cfg, self.frame, fold, trial_dir, pretrained, callbacks=callbacks)
             except optuna.TrialPruned:  # by the per-epoch callback, inside inner fold 0
                 record.update(state="PRUNED", fold_values=values, seconds=round(time.perf_counter() - start, 2))
-                _write_json(trial_dir / "trial.json", record)
+                atomic_write_json(trial_dir / "trial.json", record, default=str)
                 raise
             fold_preds = pd.read_csv(fold.dir(trial_dir) / "predictions.csv")
             stray = set(fold_preds["subject"]) - set(fold.held_out)
@@ -291,7 +291,7 @@ class TrialObjective:
             trial.report(value, step=offset + i)
             if trial.should_prune():
                 record.update(state="PRUNED", fold_values=values, seconds=round(time.perf_counter() - start, 2))
-                _write_json(trial_dir / "trial.json", record)
+                atomic_write_json(trial_dir / "trial.json", record, default=str)
                 trial.set_user_attr("progress", f"pruned after fold {i + 1}/{len(folds)}")
                 raise optuna.TrialPruned(
                     f"pruned after inner fold {i + 1}/{len(folds)}: pooled {spec.metric} {value:.4f}"
@@ -300,16 +300,10 @@ class TrialObjective:
         pooled.to_csv(trial_dir / "predictions.csv", index=False)
         seconds = round(time.perf_counter() - start, 2)
         record.update(state="COMPLETE", value=values[-1], fold_values=values, n_scored=len(pooled), seconds=seconds)
-        _write_json(trial_dir / "trial.json", record)
+        atomic_write_json(trial_dir / "trial.json", record, default=str)
         trial.set_user_attr("progress", "")
         trial.set_user_attr("seconds", seconds)
         return values[-1]
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def _log_wandb(cfg: Config, spec: SweepConfig, number: int, params: dict[str, Any], fold_values: list[float],

@@ -18,9 +18,9 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from mer.data.prepared import load_prepared
 from mer.errors import MerError
 from mer.evaluation.loso import check_inputs
-from mer.prepare import load_prepared
 from mer.sweep.display import Display
 from mer.sweep.objective import TrialObjective, scoring_folds, training_frame
 from mer.sweep.scheduling import FINISHED, Job, Slots, open_study, run_workers, work

@@ -16,8 +16,9 @@ from typing import Any
 import pandas as pd
 
 from mer.data.datasets import casme2, ckplus, folder, jaffe, mug, oulu, samm, smic
-from mer.data.datasets._common import skip
-from mer.data.manifest import make_frame, make_report
+from mer.data.manifest import make_frame, make_report, skip
+from mer.data.megc import select_megc
+from mer.data.names import dataset_key
 from mer.errors import ConfigError, DataError
 
 Rows = list[dict[str, Any]]
@@ -48,27 +49,11 @@ KIND: dict[str, str] = {
 }
 MICRO: tuple[str, ...] = tuple(n for n in DATASETS if KIND[n] == "micro")
 MACRO: tuple[str, ...] = tuple(n for n in DATASETS if KIND[n] == "macro")
-# Other spellings users type for the same datasets (`--data ck+=...`).
-ALIASES: dict[str, str] = {
-    "casmeii": "casme2",
-    "casme_ii": "casme2",
-    "casme-ii": "casme2",
-    "smic-hs": "smic",
-    "smic_hs": "smic",
-    "smichs": "smic",
-    "ck+": "ckplus",
-    "ck": "ckplus",
-    "oulu-casia": "oulu",
-    "oulu_casia": "oulu",
-    "oulucasia": "oulu",
-    "folder-macro": "folder_macro",
-}
 
 
 def canonical(name: str) -> str:
     """The reader name for a dataset name or alias (case-insensitive); DataError listing the known names."""
-    key = str(name).strip().lower()
-    key = ALIASES.get(key, key)
+    key = dataset_key(name)
     if key not in READERS:
         raise DataError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
     return key
@@ -142,15 +127,12 @@ def build_manifest(
     rows = _drop_duplicates(rows, skipped)
     manifest = make_frame(rows)
     if megc_list is not None:
-        from mer.data.megc import select_megc
-
         manifest, listed = select_megc(manifest, megc_list, datasets=list(names))
         skipped += listed.to_dict("records")
     return manifest, make_report(skipped)
 
 
 __all__ = [
-    "ALIASES",
     "DATASETS",
     "KIND",
     "MACRO",

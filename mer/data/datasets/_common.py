@@ -11,10 +11,10 @@ from typing import Any
 import pandas as pd
 
 from mer.data.labels import resolve
-from mer.data.manifest import natural_key, sort_frames
+from mer.data.manifest import as_int, skip, sort_frames
 from mer.errors import DataError
+from mer.files import FRAME_SUFFIXES, natural_key
 
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 _DIGITS = re.compile(r"\d+")
 _KEY = re.compile(r"[\s_\-]+")
 
@@ -50,7 +50,7 @@ def layout_error(root: Path, dataset: str, expected: str, look_in: Path | None =
 def is_image(path: str | Path) -> bool:
     """True for an image file name (jpg/jpeg/png/bmp/tif/tiff, any case); hidden files (._x.jpg) excluded."""
     name = Path(path).name
-    return Path(name).suffix.lower() in IMAGE_EXTS and not name.startswith(".")
+    return Path(name).suffix.lower() in FRAME_SUFFIXES and not name.startswith(".")
 
 
 def images(folder: Path) -> list[str]:
@@ -76,17 +76,6 @@ def frame_number(path: str | Path) -> int | None:
     """The frame number in a file name: the last digit run of the stem (img46 → 46, 006_05562 → 5562)."""
     digits = _DIGITS.findall(Path(path).stem)
     return int(digits[-1]) if digits else None
-
-
-def as_int(value: Any) -> int | None:
-    """An integer from a spreadsheet cell (6, 6.0, '6', ' 006 '), or None for blanks, '/', text."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return None
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        return None
-    return int(number) if number.is_integer() else None
 
 
 def cell_text(value: Any) -> str:
@@ -140,11 +129,6 @@ def read_sheet(path: Path, required: Iterable[str], dataset: str, scan_rows: int
         f"{path}: no header row with the columns {', '.join(required)} in its first {scan_rows} rows "
         f"(is this the {dataset} coding file?)"
     )
-
-
-def skip(dataset: str, subject: str, sample_id: str, path: str | Path, reason: str) -> dict[str, Any]:
-    """A skipped-row dict with the report columns."""
-    return {"dataset": dataset, "subject": subject, "sample_id": sample_id, "path": str(path), "reason": reason}
 
 
 def row(

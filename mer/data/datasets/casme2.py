@@ -9,10 +9,12 @@ skipped with their reason, and so are frame folders that no coding row names. Sa
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mer.data.datasets._common import as_int, as_root, cell_text, find_one, layout_error, read_coded
+from mer.data.datasets._common import as_root, find_one, layout_error, read_coded
+from mer.data.names import subject_folder
 from mer.errors import DataError
 
 NAME = "casme2"
@@ -21,12 +23,6 @@ FRAMES_DIR = "CASME2_RAW_selected"
 CODING_GLOB = "CASME2-coding-*.xlsx"
 EXPECTED = f"<root>/{FRAMES_DIR}/sub01/EP02_01f/img46.jpg and <root>/{CODING_GLOB}"
 COLUMNS = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Estimated Emotion"]
-
-
-def subject_folder(value: Any) -> str | None:
-    """CASME II subject cell → folder name: 1, 1.0, '01', 'sub01' → 'sub01' (None when not a number)."""
-    number = as_int(cell_text(value).lower().removeprefix("sub"))
-    return None if number is None else f"sub{number:02d}"
 
 
 def read(
@@ -44,4 +40,6 @@ def read(
     sheet = Path(coding).expanduser() if coding else find_one(root, [CODING_GLOB], "coding", "CASME II", expected)
     if not sheet.is_file():
         raise DataError(f"CASME II coding file not found: {sheet} (expected {expected})")
-    return read_coded(NAME, "CASME II", root / frames_dir, sheet, COLUMNS, subject_folder, lambda s, f: f"{s}_{f}")
+    return read_coded(
+        NAME, "CASME II", root / frames_dir, sheet, COLUMNS, partial(subject_folder, NAME), lambda s, f: f"{s}_{f}"
+    )

@@ -11,19 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mer.data.datasets._common import (
-    as_int,
-    as_root,
-    images,
-    label_or_skip,
-    layout_error,
-    macro_rows,
-    middle,
-    row,
-    skip,
-    subdirs,
-)
+from mer.data.datasets._common import as_root, images, label_or_skip, layout_error, macro_rows, middle, row, subdirs
 from mer.data.labels import TABLES
+from mer.data.manifest import as_int, skip
 from mer.errors import DataError
 
 NAME = "folder"

@@ -8,10 +8,12 @@ Filename, Onset Frame, Apex Frame, Offset Frame, Estimated Emotion. Frame number
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mer.data.datasets._common import as_int, as_root, cell_text, find_one, layout_error, read_coded
+from mer.data.datasets._common import as_root, find_one, layout_error, read_coded
+from mer.data.names import subject_folder
 from mer.errors import DataError
 
 NAME = "samm"
@@ -20,12 +22,6 @@ FRAMES_DIR = "SAMM"
 CODING_GLOB = "SAMM_Micro_FACS_Codes*.xlsx"
 EXPECTED = f"<root>/{FRAMES_DIR}/006/006_1_2/006_05562.jpg and <root>/SAMM_Micro_FACS_Codes_v2.xlsx"
 COLUMNS = ["Subject", "Filename", "Onset Frame", "Apex Frame", "Offset Frame", "Estimated Emotion"]
-
-
-def subject_folder(value: Any) -> str | None:
-    """SAMM subject cell → folder name: 6, 6.0, '6', '006' → '006' (None when not a number)."""
-    number = as_int(cell_text(value))
-    return None if number is None else f"{number:03d}"
 
 
 def read(
@@ -39,4 +35,4 @@ def read(
     sheet = Path(coding).expanduser() if coding else find_one(root, [CODING_GLOB], "coding", "SAMM", expected)
     if not sheet.is_file():
         raise DataError(f"SAMM coding file not found: {sheet} (expected {expected})")
-    return read_coded(NAME, "SAMM", root / frames_dir, sheet, COLUMNS, subject_folder, lambda s, f: f)
+    return read_coded(NAME, "SAMM", root / frames_dir, sheet, COLUMNS, partial(subject_folder, NAME), lambda s, f: f)
