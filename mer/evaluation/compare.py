@@ -15,7 +15,7 @@ from mer.errors import MerError
 from mer.evaluation.metrics import COMPOSITE
 from mer.evaluation.render import Document
 from mer.evaluation.runs import CLASSIFIER_NAMES, load_run
-from mer.files import natural_key
+from mer.files import atomic_write_text, natural_key
 
 # MEGC2019 composite (CASME II + SAMM + SMIC-HS, 442 samples, 68 subjects), LOSO: (method, UF1, UAR).
 PUBLISHED: tuple[tuple[str, float, float], ...] = (
@@ -102,7 +102,7 @@ def compare_runs(run_dirs: list[Path], out: Path) -> Path:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "compare.csv", index=False)
+    atomic_write_text(out / "compare.csv", table.to_csv(index=False))
     doc = Document("LOSO run comparison")
     for label, run in zip(labels, runs, strict=True):
         if run.leaky:

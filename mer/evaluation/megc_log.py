@@ -14,7 +14,7 @@ import pandas as pd
 
 from mer.config import CLASSES
 from mer.errors import MerError
-from mer.files import natural_key
+from mer.files import atomic_write_text, natural_key
 
 MEGC_LOG_HEADER = "# mer MEGC per-fold log, format 1"
 LOG_COLUMNS = ("fold", "sample_id", "pred", "label")
@@ -52,7 +52,7 @@ def write_megc_log(
             tokens.append(f"{sid}:pred={p}:true={t}")
         lines.append("\t".join([str(fold), *tokens]))
     path = Path(path)
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mer.files import atomic_write_text
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
 color:#222;line-height:1.45}
@@ -234,5 +236,5 @@ class Document:
 
     def write(self, md_path: Path, html_path: Path) -> None:
         """Write the Markdown and the HTML rendering."""
-        md_path.write_text(self.markdown())
-        html_path.write_text(self.html())
+        atomic_write_text(md_path, self.markdown())
+        atomic_write_text(html_path, self.html())

@@ -20,7 +20,7 @@ from mer.evaluation.metrics import COMPOSITE, per_fold_table
 from mer.evaluation.plots import confusion_png, per_fold_png
 from mer.evaluation.render import Document, fmt
 from mer.evaluation.runs import CLASSIFIER_NAMES, CLASSIFIERS, RunResults, load_run
-from mer.files import natural_key
+from mer.files import atomic_write_bytes, atomic_write_json, natural_key
 
 Scores = dict[str, dict[str, dict[str, Any]]]  # {classifier: {"composite" or dataset: pooled scores}}
 
@@ -126,7 +126,7 @@ def _confusion_section(doc: Document, scores: Scores, out: Path) -> None:
     """The confusion matrices as a figure (written to `out`) and as one table per classifier."""
     doc.heading("Confusion matrices (composite)")
     png = confusion_png(scores)
-    (out / CONFUSION_PNG).write_bytes(png)
+    atomic_write_bytes(out / CONFUSION_PNG, png)
     doc.image(CONFUSION_PNG, "confusion matrices", png)
     for clf, pooled in scores.items():
         doc.para(f"**{CLASSIFIER_NAMES[clf]}** (rows: true class, columns: predicted class)")
@@ -154,7 +154,7 @@ def _per_fold_section(doc: Document, run: RunResults, scores: Scores, fold_table
     """Per-fold accuracy as a figure (written to `out`) and a table: diagnostic, never averaged."""
     doc.heading("Per-fold results")
     png = per_fold_png(fold_table, run.classifiers, scores)
-    (out / PER_FOLD_PNG).write_bytes(png)
+    atomic_write_bytes(out / PER_FOLD_PNG, png)
     doc.image(PER_FOLD_PNG, "per-fold accuracy", png)
     doc.para("Per-fold accuracy is a diagnostic table; it is never averaged into the headline.")
     doc.table(_shown_fold_table(fold_table, run))
@@ -252,7 +252,7 @@ def _write_scores(run: RunResults, scores: Scores, path: Path) -> None:
         "headline": run.headline,
         "scores": scores,
     }
-    path.write_text(json.dumps(summary, indent=2))
+    atomic_write_json(path, summary)
 
 
 # ------------------------------------------------------------------------------------------------ tables

@@ -27,7 +27,7 @@ from mer.config import Config, load_config, write_run_info
 from mer.errors import DataError, MerError
 from mer.evaluation.loso import Fold, plan_folds, run_fold
 from mer.evaluation.metrics import pooled_scores
-from mer.files import atomic_write_json
+from mer.files import atomic_write_json, atomic_write_text
 from mer.sweep.spec import SweepConfig, trial_overrides
 
 EPOCH_MONITOR = "val/uf1"
@@ -297,7 +297,7 @@ class TrialObjective:
                     f"pruned after inner fold {i + 1}/{len(folds)}: pooled {spec.metric} {value:.4f}"
                 )
         pooled = pd.concat(preds, ignore_index=True)
-        pooled.to_csv(trial_dir / "predictions.csv", index=False)
+        atomic_write_text(trial_dir / "predictions.csv", pooled.to_csv(index=False))
         seconds = round(time.perf_counter() - start, 2)
         record.update(state="COMPLETE", value=values[-1], fold_values=values, n_scored=len(pooled), seconds=seconds)
         atomic_write_json(trial_dir / "trial.json", record, default=str)
