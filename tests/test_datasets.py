@@ -584,3 +584,114 @@ def test_megc_list_errors(tmp_path: Path) -> None:
         {"dataset": "casme2", "subject": "sub01", "filename": "EP02_01f", "label": "positive"}
     ]
     assert isinstance(table, pd.DataFrame)
+
+
+# --------------------------------------------------------------------------- samples without an apex label
+
+
+def apexless_roots(tmp_path: Path) -> dict[str, Path]:
+    """CASME II with an apex '/' row and a blank apex cell, SAMM with an apex -1 row, each beside a labelled row."""
+    return {
+        "casme2": make_casme2(
+            tmp_path / "casme2",
+            [
+                casme2_sample(1, "EP02_01f", onset=46, apex=50, offset=55),
+                casme2_sample(1, "EP03_02", onset=46, apex="/", offset=55, emotion="disgust"),
+                casme2_sample(2, "EP05_03", onset=10, apex=None, offset=16, emotion="surprise"),
+            ],
+        ),
+        "samm": make_samm(
+            tmp_path / "samm",
+            [
+                samm_sample(6, "006_1_2", onset=5562, apex=5588, offset=5600),
+                samm_sample(6, "006_1_5", onset=200, apex=-1, offset=210, emotion="Happiness"),
+            ],
+        ),
+    }
+
+
+APEXLESS = {"sub01_EP03_02": 10, "sub02_EP05_03": 7, "006_1_5": 11}  # sample → number of frames
+
+
+def test_rows_without_an_apex_label_are_kept_for_the_spotter(tmp_path: Path) -> None:
+    roots = apexless_roots(tmp_path)
+    rows, skipped = casme2.read(roots["casme2"])
+    check_row_shapes(rows, skipped)
+    assert not skipped
+    got = by_id(rows)
+    assert got["sub01_EP03_02"]["apex"] is None and got["sub01_EP03_02"]["apex_source"] is None
+    assert (got["sub01_EP03_02"]["onset"], got["sub01_EP03_02"]["offset"]) == (0, 9)
+    assert got["sub01_EP02_01f"]["apex"] == 4 and got["sub01_EP02_01f"]["apex_source"] == "label"
+
+    manifest, report = build_manifest(roots)  # default data.missing_apex: spot
+    assert list(manifest.columns) == COLUMNS
+    m = manifest.set_index("sample_id")
+    assert set(m.index) == {"sub01_EP02_01f", "006_1_2", *APEXLESS}
+    for sid, n in APEXLESS.items():
+        assert m.loc[sid, "apex_source"] == "spotted" and pd.isna(m.loc[sid, "apex"]), sid
+        assert (m.loc[sid, "onset"], m.loc[sid, "offset"]) == (0, n - 1), sid
+    assert m.loc["sub01_EP02_01f", "apex_source"] == "label" and m.loc["006_1_2", "apex_source"] == "label"
+    why = dict(zip(report["sample_id"], report["reason"], strict=True))
+    assert set(why) == set(APEXLESS)
+    assert why["sub01_EP03_02"] == "apex (kept): no apex label ('/'); spotted by optical flow (data.missing_apex=spot)"
+    assert why["sub02_EP05_03"].startswith("apex (kept): no apex label (blank)")
+    assert why["006_1_5"].startswith("apex (kept): no apex label ('-1')")
+
+    # the manifest CSV keeps the column
+    again = load_manifest(save_manifest(manifest, tmp_path / "manifest.csv"))
+    assert again["apex_source"].tolist() == manifest["apex_source"].tolist()
+
+
+def test_missing_apex_middle_and_skip(tmp_path: Path) -> None:
+    roots = apexless_roots(tmp_path)
+    manifest, report = build_manifest(roots, missing_apex="middle")
+    m = manifest.set_index("sample_id")
+    for sid, n in APEXLESS.items():
+        assert m.loc[sid, "apex_source"] == "middle" and m.loc[sid, "apex"] == (n - 1) // 2, sid
+    why = dict(zip(report["sample_id"], report["reason"], strict=True))
+    assert why["006_1_5"] == "apex (kept): no apex label ('-1'); middle frame 5 (data.missing_apex=middle)"
+
+    manifest, report = build_manifest(roots, missing_apex="skip")
+    assert set(manifest["sample_id"]) == {"sub01_EP02_01f", "006_1_2"}
+    assert set(manifest["apex_source"]) == {"label"}
+    why = dict(zip(report["sample_id"], report["reason"], strict=True))
+    assert why["sub01_EP03_02"] == "no apex label ('/'); skipped (data.missing_apex=skip)"
+    with pytest.raises(ConfigError, match="data.missing_apex: 'peak' unknown; use one of: spot, middle, skip"):
+        build_manifest(roots, missing_apex="peak")
+
+
+def test_megc_list_keeps_every_listed_sample_on_disk(tmp_path: Path) -> None:
+    roots = apexless_roots(tmp_path)
+    entries = [
+        ("casme2", "sub01", "EP02_01f", 1),
+        ("casme2", "sub01", "EP03_02", 0),  # apex '/'
+        ("casme2", "2", "EP05_03", 2),  # blank apex cell
+        ("samm", "006", "006_1_2", 0),
+        ("samm", "6", "006_1_5", 1),  # apex -1
+    ]
+    list_path = write_megc_list(tmp_path / "combined_3class_gt.csv", entries)
+    manifest, report = build_manifest(roots, megc_list=list_path)
+    assert len(manifest) == len(entries)
+    assert set(manifest["sample_id"]) == {"sub01_EP02_01f", "006_1_2", *APEXLESS}
+    assert not report["reason"].str.contains("not in the manifest").any()
+    assert (manifest.set_index("sample_id").loc[list(APEXLESS), "apex_source"] == "spotted").all()
+
+
+def test_smic_apex_is_the_missing_apex_policy_for_smic(tmp_path: Path) -> None:
+    root = make_smic(tmp_path, [("s1", "negative", "s1_ne_01", 5), ("s1", "positive", "s1_po_02", 8)])
+    manifest, report = build_manifest({"smic": root})  # data.smic_apex default: middle (the paper)
+    assert manifest["apex"].tolist() == [2, 3] and set(manifest["apex_source"]) == {"middle"}
+    assert report["reason"].str.startswith("apex (kept): SMIC has no apex labels; middle frame").all()
+    manifest, _ = build_manifest({"smic": root}, smic_apex="spot", missing_apex="middle")
+    assert manifest["apex"].isna().all() and set(manifest["apex_source"]) == {"spotted"}
+
+
+def test_old_manifest_without_apex_source_reads_with_a_default(tmp_path: Path) -> None:
+    manifest, _ = build_manifest(apexless_roots(tmp_path))
+    smic_rows, _ = build_manifest({"smic": make_smic(tmp_path / "smic")})
+    both = pd.concat([manifest, smic_rows], ignore_index=True)
+    path = save_manifest(both.drop(columns=["apex_source"]), tmp_path / "old.csv")
+    old = load_manifest(path).set_index("sample_id")
+    assert old.loc["sub01_EP02_01f", "apex_source"] == "label"
+    assert old.loc["006_1_5", "apex_source"] == "spotted"  # apex empty: spotted by prepare
+    assert old.loc["s1_ne_01", "apex_source"] == "middle"  # SMIC has no labels: its apex was the middle frame
