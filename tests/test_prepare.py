@@ -225,16 +225,24 @@ def test_run_prepare_calls_the_readers_and_defaults_to_data_prepared(corpus, tmp
 
     seen = {}
 
-    def fake_build(roots, megc_list=None, smic_apex="middle"):
-        seen.update(roots=dict(roots), megc_list=megc_list, smic_apex=smic_apex)
+    def fake_build(roots, megc_list=None, smic_apex="middle", missing_apex="spot"):
+        seen.update(roots=dict(roots), megc_list=megc_list, smic_apex=smic_apex, missing_apex=missing_apex)
         return manifest.iloc[:1].reset_index(drop=True), make_report([])
 
     monkeypatch.setattr(datasets, "build_manifest", fake_build)
     monkeypatch.chdir(tmp_path)
-    cfg = load_config("demo", ["data.prepared=here/prepared", "data.smic_apex=spot"])
+    cfg = load_config("demo", ["data.prepared=here/prepared", "data.smic_apex=spot", "data.missing_apex=middle"])
     out = run_prepare(cfg, ["casme2=/d/c2"], None, Path("list.csv"), manifest_only=True)
     assert out == Path("here/prepared") and (tmp_path / "here/prepared/manifest.csv").is_file()
-    assert seen == {"roots": {"casme2": "/d/c2"}, "megc_list": Path("list.csv"), "smic_apex": "spot"}
+    assert seen == {
+        "roots": {"casme2": "/d/c2"},
+        "megc_list": Path("list.csv"),
+        "smic_apex": "spot",
+        "missing_apex": "middle",
+    }
+    assert load_config("default").data.missing_apex == "spot"
+    with pytest.raises(MerError, match="data.missing_apex: 'peak' is not allowed; choose one of: spot, middle, skip"):
+        load_config("demo", ["data.missing_apex=peak"])
     with pytest.raises(MerError, match="no datasets given"):
         run_prepare(load_config("demo"), [], None, None)
 
@@ -257,12 +265,12 @@ def test_mer_prepare_spots_the_apex_of_casme2_and_samm_rows_without_one(tmp_path
         tmp_path / "CASME2",
         [
             casme2_sample(1, "EP02_01f", onset=46, apex=48, offset=54, images=moving_blob_clip(9, 2)),
-            casme2_sample(1, "EP03_02", onset=46, apex="/", offset=54, emotion="disgust", images=moving_blob_clip(9, 6)),
+            casme2_sample(1, "EP03_02", 46, "/", 54, emotion="disgust", images=moving_blob_clip(9, 6)),
         ],
     )
     samm = make_samm(
         tmp_path / "SAMM",
-        [samm_sample(6, "006_1_5", onset=200, apex=-1, offset=209, emotion="Happiness", images=moving_blob_clip(10, 3))],
+        [samm_sample(6, "006_1_5", 200, -1, 209, emotion="Happiness", images=moving_blob_clip(10, 3))],
     )
     megc = write_megc_list(
         tmp_path / "combined_3class_gt.csv",
@@ -276,7 +284,8 @@ def test_mer_prepare_spots_the_apex_of_casme2_and_samm_rows_without_one(tmp_path
 
     manifest = load_manifest(out / "manifest.csv").set_index("sample_id")
     assert sorted(manifest.index) == ["006_1_5", "sub01_EP02_01f", "sub01_EP03_02"]  # every listed sample
-    assert manifest["apex_source"].to_dict() == {"sub01_EP02_01f": "label", "sub01_EP03_02": "spotted", "006_1_5": "spotted"}
+    sources = {"sub01_EP02_01f": "label", "sub01_EP03_02": "spotted", "006_1_5": "spotted"}
+    assert manifest["apex_source"].to_dict() == sources
     prepared = load_prepared(out).set_index("sample_id")
     assert prepared["apex"].to_dict() == {"sub01_EP02_01f": 2, "sub01_EP03_02": 6, "006_1_5": 3}
     assert (prepared["crop_index"] == prepared["apex"]).all()
