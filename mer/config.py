@@ -41,6 +41,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "face.eye_mask": ("none", "rectangle", "ellipse"),
     "face.device": ("auto", "cpu", "cuda"),
     "data.smic_apex": ("middle", "spot"),
+    "data.missing_apex": ("spot", "middle", "skip"),
     "train.pretrain.optimizer": ("sgd", "adam", "adamw"),
     "train.finetune.optimizer": ("sgd", "adam", "adamw"),
     "train.pretrain.regularization": ("l2", "decoupled", "none"),
@@ -89,7 +90,8 @@ class DataConfig:
     roots: dict[str, str] = field(default_factory=dict)
     megc_list: str | None = None  # combined_3class_gt.csv to select the MEGC2019 benchmark samples
     classes: list[str] = field(default_factory=lambda: list(CLASSES))
-    smic_apex: str = "middle"
+    smic_apex: str = "middle"  # SMIC has no apex labels at all: its middle frame (the paper) or "spot"
+    missing_apex: str = "spot"  # clips without an apex label (CASME II "/", SAMM -1): spot | middle | skip
     prepared: str = "runs/prepared"  # folder written by `mer prepare` (manifest, crops, reports)
     image_size: int = 256  # network input size; crops are resized to it if they differ
     num_workers: int = 0

@@ -5,15 +5,18 @@ Writes into the output folder (default `data.prepared`):
 * ``manifest.csv``        every usable sample the readers found (`mer.data.manifest` contract);
 * ``prepare_report.csv``  every skipped sample or frame with its reason (readers' skips, then face problems, which
                           start with ``face:``; a crop kept despite a remark, e.g. several faces, starts with
-                          ``face (kept):``);
+                          ``face (kept):``, a sample kept without an apex label with ``apex (kept):``);
 * ``crops/``              the content-addressed crop cache (`mer.face.cache`); re-runs cost no detection;
 * ``prepared.csv``        the manifest rows that got a face, plus ``crop`` (path relative to the folder),
                           ``crop_index`` (which frame was cropped) and ``face_note``;
 * ``config.yaml``, ``run_info.json``, and with ``--preview`` ``preview.png`` (aligned crops per dataset and class).
 
 Which frame is cropped: the apex frame when the row has one (micro-expressions; macro rows hold a single frame);
-a clip without an apex (SMIC with ``data.smic_apex=spot``) is aligned on its onset frame's face and the apex is
-spotted (`mer.face.spot.spot_apex`); the spotted index is written to ``apex`` and noted in ``face_note``.
+a clip without an apex label gets one by ``data.missing_apex`` (CASME II "/", SAMM -1, folder clips without
+apex.txt; SMIC, which has no labels, by ``data.smic_apex``): ``middle`` frame, ``skip``, or ``spot`` (default):
+the readers leave apex empty with ``apex_source=spotted``, and here the clip is aligned on its onset frame's face and
+the apex spotted (`mer.face.spot.spot_apex`); the spotted index is written to ``apex`` and noted in ``face_note``.
+Such clips are listed in prepare_report.csv as ``apex (kept): ...`` remarks.
 """
 
 from __future__ import annotations
@@ -82,7 +85,9 @@ def run_prepare(
         raise MerError("no datasets given: pass --data NAME=ROOT (e.g. --data casme2=/data/CASME2) or set data.roots")
     out_dir = Path(out if out is not None else cfg.data.prepared)
     megc = megc_list if megc_list is not None else cfg.data.megc_list
-    manifest, report = datasets.build_manifest(roots, megc_list=megc, smic_apex=cfg.data.smic_apex)
+    manifest, report = datasets.build_manifest(
+        roots, megc_list=megc, smic_apex=cfg.data.smic_apex, missing_apex=cfg.data.missing_apex
+    )
     return prepare_from_manifest(cfg, manifest, report, out_dir, manifest_only=manifest_only, preview=preview)
 
 
@@ -169,6 +174,7 @@ def prepare_faces(
             chosen[i] = idx
         elif len(frames) == 1:
             chosen[i] = 0
+            row["apex"], row["apex_source"] = 0, "middle"  # the middle (and only) frame
         else:
             to_spot.append(i)
     if to_spot:

@@ -2,8 +2,10 @@
 
 The coding sheet gives Subject (1 → sub01), Filename, OnsetFrame, ApexFrame, OffsetFrame (numbers as in the
 image file names) and Estimated Emotion. Frame numbers become indices into the numerically sorted frame list.
-Rows with an apex of "/" (or one that is not a file), an emotion outside the protocol, or no frame folder are
-skipped with their reason, and so are frame folders that no coding row names. Sample ids are `sub01_EP02_01f`
+Rows with an apex of "/" (or a blank cell) have no apex label: they are kept and get their apex by `missing_apex`
+(spot: by `mer prepare`'s optical-flow spotter; middle; skip), with an "apex (kept): ..." report row. Rows whose
+apex number is not a file, an emotion outside the protocol, or no frame folder are skipped with their reason, and
+so are frame folders that no coding row names. Sample ids are `sub01_EP02_01f`
 (a Filename alone repeats across subjects).
 """
 
@@ -26,12 +28,13 @@ COLUMNS = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Est
 
 
 def read(
-    root: str | Path, coding: str | Path | None = None, frames_dir: str = FRAMES_DIR
+    root: str | Path, coding: str | Path | None = None, frames_dir: str = FRAMES_DIR, missing_apex: str = "spot"
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Manifest rows and skipped rows of a CASME II root.
 
     `coding` names the coding xlsx when the root holds several (default: the one `CASME2-coding-*.xlsx`);
-    `frames_dir` picks the frame folder (`CASME2_RAW_selected`, or e.g. `Cropped` for the cropped release).
+    `frames_dir` picks the frame folder (`CASME2_RAW_selected`, or e.g. `Cropped` for the cropped release);
+    `missing_apex` (spot | middle | skip) handles the rows whose apex is "/" or blank.
     """
     root = as_root(root, NAME, EXPECTED)
     expected = EXPECTED.replace(FRAMES_DIR, frames_dir)
@@ -41,5 +44,12 @@ def read(
     if not sheet.is_file():
         raise DataError(f"CASME II coding file not found: {sheet} (expected {expected})")
     return read_coded(
-        NAME, "CASME II", root / frames_dir, sheet, COLUMNS, partial(subject_folder, NAME), lambda s, f: f"{s}_{f}"
+        NAME,
+        "CASME II",
+        root / frames_dir,
+        sheet,
+        COLUMNS,
+        partial(subject_folder, NAME),
+        lambda s, f: f"{s}_{f}",
+        missing_apex,
     )

@@ -2,8 +2,10 @@
 
 The coding sheet has a preamble; its header (row 14 in v2) is found by its column names: Subject (6 or '006'),
 Filename, Onset Frame, Apex Frame, Offset Frame, Estimated Emotion. Frame numbers are those in the file names
-(006_05562 → 5562) and become indices into the sorted frame list. Apex -1 rows, protocol-dropped emotions
-('Other') and missing frames are skipped with their reason. Sample ids are the Filename (`006_1_2`).
+(006_05562 → 5562) and become indices into the sorted frame list. Apex -1 rows have no apex label: they are kept
+and get their apex by `missing_apex` (spot | middle | skip), with an "apex (kept): ..." report row.
+Protocol-dropped emotions ('Other') and missing frames are skipped with their reason. Sample ids are the
+Filename (`006_1_2`).
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ COLUMNS = ["Subject", "Filename", "Onset Frame", "Apex Frame", "Offset Frame", "
 
 
 def read(
-    root: str | Path, coding: str | Path | None = None, frames_dir: str = FRAMES_DIR
+    root: str | Path, coding: str | Path | None = None, frames_dir: str = FRAMES_DIR, missing_apex: str = "spot"
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Manifest rows and skipped rows of a SAMM root (`coding`: the xlsx when the root holds several)."""
+    """Manifest rows and skipped rows of a SAMM root (`coding`: the xlsx when the root holds several).
+
+    `missing_apex` (spot | middle | skip) handles the rows whose apex is -1.
+    """
     root = as_root(root, NAME, EXPECTED)
     expected = EXPECTED.replace(f"<root>/{FRAMES_DIR}/", f"<root>/{frames_dir}/")
     if not (root / frames_dir).is_dir():
@@ -35,4 +40,6 @@ def read(
     sheet = Path(coding).expanduser() if coding else find_one(root, [CODING_GLOB], "coding", "SAMM", expected)
     if not sheet.is_file():
         raise DataError(f"SAMM coding file not found: {sheet} (expected {expected})")
-    return read_coded(NAME, "SAMM", root / frames_dir, sheet, COLUMNS, partial(subject_folder, NAME), lambda s, f: f)
+    return read_coded(
+        NAME, "SAMM", root / frames_dir, sheet, COLUMNS, partial(subject_folder, NAME), lambda s, f: f, missing_apex
+    )
