@@ -34,7 +34,15 @@ from mer.sweep.objective import (
     worker_alive,
 )
 from mer.sweep.spec import SweepConfig, check_space, data_fingerprint, format_value, load_sweep, trial_overrides
-from mer.sweep.storage import best_trial, default_storage, leaky_warning, load_existing_study, mask_url, open_storage
+from mer.sweep.storage import (
+    best_trial,
+    default_storage,
+    fail_stale_trials,
+    leaky_warning,
+    load_existing_study,
+    mask_url,
+    open_storage,
+)
 
 MAX_POINT_FAILURES = 2  # a grid point whose trial failed this often is not queued again
 MAX_CONSECUTIVE_FAILURES = 3  # a process gives up after this many failed trials in a row
@@ -214,6 +222,7 @@ def work(
     failures_in_row = 0
     while True:
         fail_dead_trials(study)
+        fail_stale_trials(study)  # workers on other hosts: RDB heartbeat; their points are queued again
         trials = study.get_trials(deepcopy=False)
         active = sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials)
         if budget is not None and active >= budget:
