@@ -310,8 +310,8 @@ def slurm_cluster(request: pytest.FixtureRequest) -> Iterator[SlurmCluster]:
 
     cluster = SlurmCluster(root, conf, node, cpus, env)
     try:
-        daemon("munged", "munged", "-F", "-f", f"--socket={root}/munge.socket", f"--key-file={key}",
-               f"--log-file={root}/munged.log", f"--pid-file={root}/munged.pid", f"--seed-file={root}/munged.seed")  # fmt: skip
+        files = [f"--{k}-file={root}/munged.{k}" for k in ("log", "pid", "seed")]
+        daemon("munged", "munged", "-F", "-f", f"--socket={root}/munge.socket", f"--key-file={key}", *files)
         _wait_for(lambda: (root / "munge.socket").exists(), 20, "munged socket", root / "munged.out")
         daemon("slurmctld", "slurmctld", "-D", "-i", "-f", str(conf))
         daemon("slurmd", "slurmd", "-D", "-f", str(conf), "-N", node)
