@@ -47,7 +47,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         reason = ""
         if report.skipped and isinstance(report.longrepr, tuple):
             reason = f": {report.longrepr[2]}"
-        _OUTCOMES.append(f"{report.outcome.upper()} {report.nodeid} ({report.duration:.1f} s){reason}")
+        outcome = "ERROR" if report.when == "setup" and report.failed else report.outcome.upper()
+        _OUTCOMES.append(f"{outcome} {report.nodeid} ({report.duration:.1f} s){reason}")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -129,8 +130,9 @@ class PostgresServer:
         return "\n".join(log.read_text(errors="replace").splitlines()[-n:]) if log.is_file() else ""
 
 
-def _run(cmd: list[str], what: str, timeout: float = 120) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+def _run(cmd: list[str], what: str, timeout: float = 120, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, **env} if env else None)  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError(f"{what} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[-1500:]}")
     return proc.stdout
@@ -322,7 +324,7 @@ def slurm_cluster(request: pytest.FixtureRequest) -> Iterator[SlurmCluster]:
             return out.strip() == "idle"
 
         _wait_for(idle, 60, "the node to be idle", None, cluster)
-        version = _run(["sinfo", "--version"], "sinfo --version").strip()
+        version = _run(["sinfo", "--version"], "sinfo --version", env=env).strip()
         announce(request.config, f"slurm: started {version} (munged, slurmctld, slurmd) on node {node} with {cpus} "
                  f"CPUs, 127.0.0.1, in {time.perf_counter() - start:.1f} s; {_load()}")  # fmt: skip
         yield cluster

@@ -117,7 +117,7 @@ def test_three_workers_one_killed_then_rerun_and_read_back(postgres_url, tmp_pat
     prepared = write_prepared_dir(tmp_path / "prepared", make_prepared(tmp_path / "prepared", MICRO, per_class=2,
                                                                         size=32))  # fmt: skip
     path = write_spec(
-        tmp_path / "sweep.yaml", spec_dict(tmp_path / "sw", overrides={**TINY, "train.finetune.epochs": 2})
+        tmp_path / "sweep.yaml", spec_dict(tmp_path / "sw")
     )
     run_sweep(path, prepared=prepared, storage=postgres_url, n_trials=0, live=False)  # create the study once (docs)
     cmd = [sys.executable, "-m", "mer.cli", "sweep", str(path), "--storage", postgres_url, "--prepared", str(prepared),
