@@ -111,7 +111,7 @@ class PostgresServer:
 
     def create_database(self, hint: str) -> str:
         """A new empty database (named after `hint`); returns its URL."""
-        import psycopg2
+        import psycopg2  # the optional driver; the fixture has checked it is installed
 
         name = re.sub(r"[^a-z0-9]+", "_", hint.lower())[:40].strip("_") + f"_{len(self.databases)}"
         conn = psycopg2.connect(host=str(self.root), dbname="postgres", user="mer")
@@ -147,7 +147,7 @@ def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
             "PostgreSQL server binaries (initdb, pg_ctl) not found; .ci/run installs them: apt-get install postgresql"
         )
     try:
-        import psycopg2  # noqa: F401
+        import psycopg2  # noqa: F401 - the optional driver (the `postgres` extra)
     except ImportError:
         pytest.skip("psycopg2 not installed: pip install -e '.[postgres]'")
     prefix, uid, gid = unprivileged_prefix()
@@ -384,7 +384,7 @@ def _items(items: Any) -> Iterator[tuple[str, Any]]:
 
 def read_wandb_records(path: Path) -> list[Any]:
     """Every record of a `.wandb` file, decoded with the wandb package's own protobuf (CRCs checked)."""
-    from wandb.proto import wandb_internal_pb2
+    from wandb.proto import wandb_internal_pb2  # here: importing wandb costs seconds, most tests never read a run
 
     data = path.read_bytes()
     if data[:4] != b":W&B":

@@ -21,6 +21,7 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from mer.cli import app
 from mer.config import load_config
 from mer.sweep import open_storage, run_sweep, sweep_from_dict
 from mer.sweep.objective import suggest
@@ -116,9 +117,7 @@ def test_three_workers_one_killed_then_rerun_and_read_back(postgres_url, tmp_pat
     monkeypatch.setenv("MER_GRACE_S", "10")
     prepared = write_prepared_dir(tmp_path / "prepared", make_prepared(tmp_path / "prepared", MICRO, per_class=2,
                                                                         size=32))  # fmt: skip
-    path = write_spec(
-        tmp_path / "sweep.yaml", spec_dict(tmp_path / "sw")
-    )
+    path = write_spec(tmp_path / "sweep.yaml", spec_dict(tmp_path / "sw"))
     run_sweep(path, prepared=prepared, storage=postgres_url, n_trials=0, live=False)  # create the study once (docs)
     cmd = [sys.executable, "-m", "mer.cli", "sweep", str(path), "--storage", postgres_url, "--prepared", str(prepared),
            "--no-live"]  # fmt: skip
@@ -163,8 +162,6 @@ def test_three_workers_one_killed_then_rerun_and_read_back(postgres_url, tmp_pat
     assert retry.user_attrs["retry_reason"] == "no heartbeat for 10 s"
     assert all(t.state != TrialState.FAIL or t.number == victim or "duplicate_of" in t.user_attrs for t in ts)
     assert summary.n_complete == len(GRID["train.finetune.lr"]) * len(GRID["train.finetune.l2"])
-
-    from mer.cli import app
 
     best = CliRunner().invoke(app, ["sweep", str(path), "--storage", postgres_url, "--best"])
     assert best.exit_code == 0, best.output

@@ -1,6 +1,7 @@
 """The shipped SLURM templates on a real one-node Slurm (tests/services.py starts munged, slurmctld and slurmd):
 `sweep_array.sbatch` runs a 2-task grid sweep on the PostgreSQL fixture, then `loso_array.sbatch` runs 3 LOSO
-folds from that study's best parameters; the array's report must equal a sequential run's.
+folds from that study's best parameters; the array's report must equal a sequential run's. The commands are
+the README's ("On a cluster"), with this machine's resources instead of the templates' GPU.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import optuna
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
+from typer.testing import CliRunner
 
-from mer.config import to_yaml
+from mer.cli import app
+from mer.config import load_config, to_yaml
 from mer.evaluation.loso import run_loso
-from mer.sweep import open_storage, run_sweep
+from mer.sweep import open_storage
 from tests.conftest import make_prepared, tiny_config, write_prepared_dir
 from tests.services import announce
 from tests.test_loso import all_predictions
@@ -54,7 +57,9 @@ def test_sweep_then_loso_arrays_on_slurm_match_sequential(slurm_cluster, postgre
         slurm_cluster.sbatch(TEMPLATES / name, options=("--test-only", "--array=0-1", *LOCAL), cwd=tmp_path, env=env)
     slurm_cluster.jobs.clear()  # --test-only submits nothing
 
-    run_sweep(spec, prepared=prepared, storage=postgres_url, n_trials=0, live=False)  # create the study (docs)
+    created = CliRunner().invoke(app, ["sweep", str(spec), "--storage", postgres_url, "--prepared", str(prepared),
+                                       "--n-trials", "0", "--no-live"])  # fmt: skip
+    assert created.exit_code == 0 and "--n-trials 0: study created/checked" in created.output, created.output
     start = time.perf_counter()
     job = slurm_cluster.sbatch(TEMPLATES / "sweep_array.sbatch", options=("--array=0-1", *LOCAL), cwd=tmp_path,
                                env={**env, "SWEEP": str(spec), "PREPARED": str(prepared)})  # fmt: skip
@@ -82,8 +87,6 @@ def test_sweep_then_loso_arrays_on_slurm_match_sequential(slurm_cluster, postgre
     assert all("using the study's best parameters: train.finetune.lr=" in text for text in logs.values()), logs
     announce(request.config, f"slurm: sweep_array.sbatch, 2 tasks: {sweep_s:.0f} s; loso_array.sbatch, 3 folds: "
              f"{loso_s:.0f} s (submit to last task done, {slurm_cluster.cpus} CPUs, tasks of 1 CPU)")  # fmt: skip
-
-    from mer.config import load_config
 
     sequential = run_loso(load_config(config), tmp_path / "sequential", None, prepared, from_study=f"{postgres_url}::t")
     array = tmp_path / "array"

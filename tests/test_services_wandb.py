@@ -31,7 +31,8 @@ def test_loso_writes_one_offline_run_per_fold(tmp_path):
     run_loso(cfg, tmp_path / "out", None, prepared)
     runs = wandb_runs(tmp_path / "out")
     assert [r.name for r in runs] == [f"wb-loso-{s}" for s in sorted(SUBJECTS)]  # one run per fold, nothing else
-    for run in runs:
+    for run, subject in zip(runs, sorted(SUBJECTS), strict=True):
+        assert run.path.is_relative_to(tmp_path / "out" / "train" / subject / "wandb")  # what docs/sweeps.md syncs
         assert (run.group, run.job_type, run.project, run.exit_code) == ("wb-loso", "fold", "mer", 0)
         assert run.config["train.finetune.lr"] == cfg.train.finetune.lr  # the whole resolved config, flattened
         assert run.config["model.backbone"] == "mobilevit_xxs" and run.config["name"] == "wb-loso"
