@@ -400,15 +400,16 @@ def test_bad_sweep_files_are_one_line_errors(tmp_path, data, changes, expected):
 
 
 def test_unreachable_storage_is_one_line(tmp_path, data):
+    url = "postgresql+psycopg2://127.0.0.1:1/x"
     with pytest.raises(MerError) as exc:
-        run_sweep(sweep_from_dict(spec_dict(tmp_path / "sw")), prepared=data, storage="postgresql://127.0.0.1:1/x")
+        run_sweep(sweep_from_dict(spec_dict(tmp_path / "sw")), prepared=data, storage=url)
     text = one_line(exc)
     try:
         import psycopg2  # noqa: F401
     except ImportError:
-        assert "is not installed; pip install mer-lightning[postgres]" in text
+        assert "the database driver 'psycopg2' is not installed; pip install mer-lightning[postgres]" in text
     else:
-        assert text.startswith("cannot open storage postgresql://127.0.0.1:1/x")
+        assert text.startswith(f"cannot open storage {url}")
     with pytest.raises(MerError) as exc:
         open_storage("not a url")
     assert "not understood" in one_line(exc)
