@@ -18,6 +18,8 @@ import pytest  # noqa: E402
 from mer.config import Config, load_config  # noqa: E402
 from mer.data.manifest import make_frame  # noqa: E402
 
+pytest_plugins = ["tests.services"]  # real PostgreSQL / Slurm / W&B files for tests/test_services_*.py
+
 CLASSES = ("negative", "positive", "surprise")
 
 

@@ -28,7 +28,7 @@ from mer.errors import MerError
 from mer.sweep.display import Display, trial_line, trial_params
 from mer.sweep.objective import DuplicateTrial, TrialObjective, worker_alive
 from mer.sweep.spec import SweepConfig
-from mer.sweep.storage import mask_url, open_storage
+from mer.sweep.storage import fail_stale_trials, mask_url, open_storage
 
 MAX_POINT_FAILURES = 2  # a grid point whose trial failed this often is not queued again
 MAX_CONSECUTIVE_FAILURES = 3  # a process gives up after this many failed trials in a row
@@ -182,6 +182,7 @@ def work(
     failures_in_row = 0
     while True:
         fail_dead_trials(study)
+        fail_stale_trials(study)  # workers on other hosts: RDB heartbeat; their points are queued again
         trials = study.get_trials(deepcopy=False)
         active = sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials)
         if budget is not None and active >= budget:
