@@ -266,6 +266,11 @@ def _parse_override(item: str) -> tuple[str, Any]:
     return key, yaml.safe_load(value) if value.strip() else None
 
 
+def as_override(key: str, value: Any) -> str:
+    """`key=value` that `load_config` reads back as exactly `value` (JSON is YAML, so paths stay strings)."""
+    return f"{key}={json.dumps(value)}"
+
+
 def _check_choices(cfg: Config) -> None:
     """Every key with a fixed set of values holds one of them."""
     structured = OmegaConf.structured(cfg)

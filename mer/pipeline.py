@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mer.config import Config, load_config
+from mer.config import Config, as_override, load_config
 
 # The tests' tiny version: smaller crops, fewer epochs; same code path.
 QUICK = [
@@ -34,17 +34,17 @@ def run_demo(out: Path, summary: Any, quick: bool = False, seed: int = 0, overri
     from mer.train import run_pretrain
 
     out = Path(out)
-    cfg = demo_config(out, quick, seed, overrides)
+    roots = [as_override(f"data.roots.{name}", str(root)) for name, root in summary.roots.items()]
+    cfg = demo_config(out, quick, seed, [*roots, *(overrides or [])])
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    data = [f"{name}={root}" for name, root in summary.roots.items()]
-    prepared = run_prepare(cfg, data, out / "prepared", None, preview=True)
+    run_prepare(cfg, preview=True)  # into data.prepared = out/prepared
     timings["prepare"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    weights = run_pretrain(cfg, out / "pretrain", prepared)
+    weights = run_pretrain(cfg, out / "pretrain")
     timings["pretrain"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    run_loso(cfg, out / "loso", weights, prepared)
+    run_loso(cfg, out / "loso", weights)
     timings["loso"] = time.perf_counter() - t2
     total = time.perf_counter() - t0
     report = out / "loso" / "report.md"

@@ -229,12 +229,13 @@ def test_run_prepare_calls_the_readers_and_defaults_to_data_prepared(corpus, tmp
 
     monkeypatch.setattr(datasets, "build_manifest", fake_build)
     monkeypatch.chdir(tmp_path)
-    cfg = load_config("demo", ["data.prepared=here/prepared", "data.smic_apex=spot"])
-    out = run_prepare(cfg, ["casme2=/d/c2"], None, Path("list.csv"), manifest_only=True)
+    cli = ["data.roots.casme2=/d/c2", "data.megc_list=list.csv"]  # what `--data casme2=/d/c2 --megc-list` set
+    cfg = load_config("demo", ["data.prepared=here/prepared", "data.smic_apex=spot", *cli])
+    out = run_prepare(cfg, manifest_only=True)
     assert out == Path("here/prepared") and (tmp_path / "here/prepared/manifest.csv").is_file()
     assert seen == {"roots": {"casme2": "/d/c2"}, "megc_list": Path("list.csv"), "smic_apex": "spot"}
     with pytest.raises(MerError, match="no datasets given"):
-        run_prepare(load_config("demo"), [], None, None)
+        run_prepare(load_config("demo"))
 
 
 def test_cli_bad_data_argument_is_one_line_error(capsys):
