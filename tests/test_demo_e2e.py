@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mer.cli import main
-from tests.test_report import SECTIONS
+from tests.helpers import SECTIONS
 
 
 @pytest.mark.slow

@@ -36,15 +36,14 @@ from mer.sweep import (
 )
 from mer.sweep.objective import find_duplicate, suggest, worker_tag
 from mer.sweep.runner import fail_dead_trials, open_study, work
-from tests.conftest import make_prepared
+from tests.helpers import make_prepared
 
 ROOT = Path(__file__).resolve().parent.parent
 MICRO = {f"{d}/s{i}": "micro" for d in ("casme2", "samm") for i in range(3)}
+BASE = ["default", "tiny"]  # tiny.yaml: mobilevit_xxs, max_shift 2, linear SVM; TINY shrinks it further
 TINY = {
-    "model.backbone": "mobilevit_xxs",
     "data.image_size": 32,
     "face.size": 32,
-    "augment.max_shift": 2,
     "train.threads": 1,  # 2 threads on 2 shared cores: OpenMP spin-waits make trials 10-20x slower
     "train.finetune.epochs": 1,
     "train.finetune.batch_size": 16,
@@ -52,7 +51,6 @@ TINY = {
     "train.finetune.unfreeze": {0: "all"},
     "logging.progress_bar": False,
     "svm.C": [1.0],
-    "svm.kernel": ["linear"],
     "svm.inner_folds": 2,
 }
 GRID = {"train.finetune.lr": [0.001, 0.003], "train.finetune.l2": [1.0e-4, 1.0e-2]}
@@ -62,7 +60,7 @@ def spec_dict(out: Path, **changes) -> dict:
     """A tiny grid sweep (4 points, 2 inner folds) writing to `out`."""
     raw = {
         "study": "t",
-        "base": "default",
+        "base": list(BASE),
         "overrides": dict(TINY),
         "sampler": {"type": "grid", "seed": 0},
         "inner_folds": 2,
@@ -297,7 +295,7 @@ def test_lightning_pruning_callback_works_with_our_trainer(tmp_path):
     from mer.train import train_stage
 
     df = make_prepared(tmp_path, {f"casme2/s{i}": "micro" for i in range(5)}, per_class=2, size=32)
-    cfg = load_config("default", [f"{k}={v}" for k, v in TINY.items() if k != "train.finetune.val_subjects"]
+    cfg = load_config(BASE, [f"{k}={v}" for k, v in TINY.items() if k != "train.finetune.val_subjects"]
                       + ["train.finetune.val_subjects=0.4", "train.finetune.epochs=3"])  # fmt: skip
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.5))
     trial = study.ask()
@@ -495,7 +493,8 @@ def test_cli_runs_a_sweep_from_a_prepared_folder(tmp_path):
     df["crop"] = [str(Path(c).relative_to(prepared)) for c in df["crop"]]
     save_manifest(df, prepared / "prepared.csv")
     path = write_spec(tmp_path / "s.yaml", spec_dict(tmp_path / "sw", search={"train.finetune.lr": [0.001]}))
-    args = ["sweep", str(path), "--prepared", str(prepared), "--no-live", "-c", "default", "-c", "ablation/no_transfer"]
+    args = ["sweep", str(path), "--prepared", str(prepared), "--no-live", "-c", "default", "-c", "ablation/no_transfer",
+            "-c", "tiny"]  # fmt: skip
     result = CliRunner().invoke(app, [*args, "train.finetune.l2=0.001"])
     assert result.exit_code == 0, result.output
     assert "1 complete" in result.output and "override: train.finetune.lr=0.001" in result.output
