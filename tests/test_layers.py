@@ -24,7 +24,7 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(root)}
     config = str(ROOT / "pyproject.toml")
     return subprocess.run(
-        [exe, "--config", config, "--no-cache"], cwd=root, env=env, capture_output=True, text=True, timeout=300
+        [exe, config, "--no-cache"], cwd=root, env=env, capture_output=True, text=True, timeout=300
     )
 
 
