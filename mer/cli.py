@@ -6,6 +6,7 @@ Every subcommand takes `--config` (a YAML path or a shipped name such as `demo` 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -16,6 +17,9 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import typer  # noqa: E402
 
 from mer.errors import MerError  # noqa: E402
+
+# Each command imports what it needs inside its body (lazy: `mer --help` stays instant, and `mer prepare` and
+# `mer report` do not pay for lightning, wandb or albumentations, which only training and inference use).
 
 app = typer.Typer(
     name="mer",
@@ -47,14 +51,14 @@ Overrides = Annotated[
 def _cfg(config: list[str] | None, overrides: list[str] | None, flags: list[str] | None = None):  # noqa: ANN202
     """The command's Config (a mer.config.Config): its files, then the trailing overrides, then the overrides that
     stand for its flags (`--prepared` → data.prepared, ...), so a flag wins over the same key given as an override."""
-    from mer.config import load_config
+    from mer.config import load_config  # lazy: omegaconf is not needed for --help
 
     return load_config(config or ["default"], [*(overrides or []), *(flags or [])])
 
 
 def _flag(key: str, value: object) -> list[str]:
     """The override a flag stands for, or none when the flag was not given."""
-    from mer.config import as_override
+    from mer.config import as_override  # lazy, as above
 
     if value is None:
         return []
@@ -289,8 +293,6 @@ def predict(
     Prints a table (file, frames with a face, apex frame/time, label, probabilities) and writes the JSON documented
     in docs/inference.md with --json. Exits 2 with one line when the input is unreadable or holds no face.
     """
-    import json
-
     from rich.console import Console
 
     from mer.inference.bundle import load_bundle
@@ -334,8 +336,6 @@ def export(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the export report as JSON here.")] = None,
 ) -> None:
     """Export the network (logits + embedding, dynamic batch) to ONNX, checked against PyTorch (max abs difference)."""
-    import json
-
     from mer.inference.export import export_onnx
 
     if fmt.lower() != "onnx":
@@ -384,8 +384,6 @@ def bench(
     in turns of 5 calls; on a busy machine PyTorch eager suffers most, so use an idle one (or --threads 1 and the
     CPU ms column) for figures to report.
     """
-    import json
-
     from rich.console import Console
 
     from mer.inference.bench import bench_table, markdown, run_bench, summary
