@@ -32,6 +32,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check mer tests benchmarks
 	$(PY) -m ruff format --check mer tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP)
 	$(PY) -m ruff format mer tests benchmarks

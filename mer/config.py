@@ -8,6 +8,7 @@ resolved-config / provenance files every run writes.
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 import subprocess
 import sys
@@ -27,15 +28,21 @@ from mer.files import atomic_write_json, atomic_write_text
 CONF_DIR = Path(__file__).parent / "conf"
 CLASSES = ("negative", "positive", "surprise")
 
-BACKBONES = (
-    "mobilevit_xxs",
-    "mobilevit_xs",
-    "mobilevit_s",
-    "mobilenetv2_100",
-    "mobilenetv3_large_100",
-    "resnet18",
-    "deit_tiny_patch16_224",
-)
+# Backbone → number of stages between stem and head in timm's coarse parameter groups (what `stage<N>` / `top<N>`
+# unfreeze depths count). A static table so that config needs no timm; tests/test_backbones.py checks it against
+# `mer.models.backbones.MERNet.stage_groups()` for every backbone.
+BACKBONE_STAGES: dict[str, int] = {
+    "mobilevit_xxs": 5,
+    "mobilevit_xs": 5,
+    "mobilevit_s": 5,
+    "mobilenetv2_100": 7,
+    "mobilenetv3_large_100": 7,
+    "resnet18": 4,
+    "deit_tiny_patch16_224": 12,
+}
+BACKBONES = tuple(BACKBONE_STAGES)
+SVM_KERNELS = ("linear", "rbf", "poly", "sigmoid")  # sklearn's SVC kernels that work on embeddings (no precomputed)
+SVM_GAMMA_NAMES = ("scale", "auto")
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.backbone": BACKBONES,
     "face.eye_mask": ("none", "rectangle", "ellipse"),
@@ -262,24 +269,85 @@ def _parse_override(item: str) -> tuple[str, Any]:
     return key, yaml.safe_load(value) if value.strip() else None
 
 
+def as_override(key: str, value: Any) -> str:
+    """`key=value` that `load_config` reads back as exactly `value` (JSON is YAML, so paths stay strings)."""
+    return f"{key}={json.dumps(value)}"
+
+
 def _check_choices(cfg: Config) -> None:
+    """Every key with a fixed set of values holds one of them."""
+    structured = OmegaConf.structured(cfg)
     for key, allowed in CHOICES.items():
-        value = OmegaConf.select(OmegaConf.structured(cfg), key)
+        value = OmegaConf.select(structured, key)
         if value not in allowed:
             raise ConfigError(f"{key}: '{value}' is not allowed; choose one of: {', '.join(allowed)}")
+
+
+def _check_unfreeze(cfg: Config) -> None:
+    """Unfreeze depths are well formed and reach no deeper than the backbone's stage count."""
+    k = BACKBONE_STAGES[cfg.model.backbone]
     for stage in ("pretrain", "finetune"):
         for epoch, what in getattr(cfg.train, stage).unfreeze.items():
-            ok = what in ("head", "all") or any(
-                what.startswith(p) and what[len(p) :].isdigit() for p in ("stage", "top")
-            )
-            if not ok:
+            key = f"train.{stage}.unfreeze.{epoch}"
+            prefix = next((p for p in ("stage", "top") if what.startswith(p) and what[len(p) :].isdigit()), None)
+            if what not in ("head", "all") and prefix is None:
                 raise ConfigError(
-                    f"train.{stage}.unfreeze.{epoch}: '{what}' is not allowed; use head, stage<N> (e.g. stage4), "
-                    "top<N> (the last N stages) or all"
+                    f"{key}: '{what}' is not allowed; use head, stage<N> (e.g. stage4), top<N> (the last N stages) "
+                    "or all"
                 )
+            if prefix is not None and not 1 <= int(what[len(prefix) :]) <= k:
+                raise ConfigError(
+                    f"{key}: '{what}' is not allowed: {cfg.model.backbone} has {k} stages; use head, "
+                    f"stage1..stage{k}, top1..top{k} or all"
+                )
+
+
+def _check_svm(svm: SVMConfig) -> None:
+    """The SVM grid: at least one C and kernel, C > 0, sklearn's kernels, gamma a name or > 0, >= 2 inner folds."""
+    if not svm.C:
+        raise ConfigError("svm.C: give at least one positive value, e.g. [0.1, 1.0, 10.0]")
+    bad_c = [c for c in svm.C if not c > 0]
+    if bad_c:
+        raise ConfigError(f"svm.C: {bad_c} not allowed; every value must be a positive number")
+    if not svm.kernel:
+        raise ConfigError(f"svm.kernel: give at least one of: {', '.join(SVM_KERNELS)}")
+    for kernel in svm.kernel:
+        if kernel not in SVM_KERNELS:
+            raise ConfigError(f"svm.kernel: '{kernel}' is not allowed; choose from: {', '.join(SVM_KERNELS)}")
+    for gamma in svm.gamma:
+        if gamma in SVM_GAMMA_NAMES:
+            continue
+        try:
+            ok = float(gamma) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"svm.gamma: '{gamma}' is not allowed; use scale, auto or a positive number")
+    if svm.inner_folds < 2:
+        raise ConfigError(f"svm.inner_folds: {svm.inner_folds} is not allowed; grouped inner CV needs at least 2")
+    if svm.class_weight not in (None, "balanced"):
+        raise ConfigError(f"svm.class_weight: '{svm.class_weight}' is not allowed; use balanced or null")
+
+
+def _check_classes(cfg: Config) -> None:
+    """Known class names, and a network head with one output per class."""
     unknown = [c for c in cfg.data.classes if c not in CLASSES]
     if unknown:
         raise ConfigError(f"data.classes: unknown class {unknown}; allowed: {', '.join(CLASSES)}")
+    n = len(cfg.data.classes)
+    if cfg.model.num_classes != n:
+        raise ConfigError(
+            f"model.num_classes: {cfg.model.num_classes} does not match the {n} data.classes "
+            f"({', '.join(cfg.data.classes)}); set model.num_classes={n}"
+        )
+
+
+def validate(cfg: Config) -> None:
+    """Check every value whose mistake would otherwise surface mid-run; ConfigError (one line, naming the key)."""
+    _check_choices(cfg)
+    _check_unfreeze(cfg)
+    _check_svm(cfg.svm)
+    _check_classes(cfg)
 
 
 def load_config(
@@ -312,7 +380,7 @@ def load_config(
         raise
     except OmegaConfBaseException as exc:
         raise ConfigError(_short(exc)) from None
-    _check_choices(cfg)
+    validate(cfg)
     return cfg
 
 

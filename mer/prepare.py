@@ -62,7 +62,7 @@ def parse_data_args(items: Sequence[str]) -> dict[str, str]:
     return roots
 
 
-def merged_roots(cfg: Config, data: Sequence[str]) -> dict[str, str]:
+def merged_roots(cfg: Config, data: Sequence[str] = ()) -> dict[str, str]:
     """`data.roots` from the config, with `--data NAME=ROOT` items replacing roots of the same dataset."""
     roots = {datasets.canonical(k): str(v) for k, v in (cfg.data.roots or {}).items()}
     for name, root in parse_data_args(data).items():
@@ -70,21 +70,15 @@ def merged_roots(cfg: Config, data: Sequence[str]) -> dict[str, str]:
     return roots
 
 
-def run_prepare(
-    cfg: Config,
-    data: list[str],
-    out: Path | None,
-    megc_list: Path | None,
-    manifest_only: bool = False,
-    preview: bool = False,
-) -> Path:
-    """The `mer prepare` command: read the datasets, write the manifest and report, then crop faces; returns `out`."""
+def run_prepare(cfg: Config, *, manifest_only: bool = False, preview: bool = False) -> Path:
+    """The `mer prepare` command: read `data.roots` (with `data.megc_list`), write the manifest and report, then crop
+    faces into `data.prepared`; returns that folder."""
     configure_torch(cfg.train.threads)  # also caps MTCNN's threads (oversubscribed cores slow it down many times)
-    roots = merged_roots(cfg, data)
+    roots = merged_roots(cfg)
     if not roots:
         raise MerError("no datasets given: pass --data NAME=ROOT (e.g. --data casme2=/data/CASME2) or set data.roots")
-    out_dir = Path(out if out is not None else cfg.data.prepared)
-    megc = megc_list if megc_list is not None else cfg.data.megc_list
+    out_dir = Path(cfg.data.prepared)
+    megc = Path(cfg.data.megc_list) if cfg.data.megc_list else None
     manifest, report = datasets.build_manifest(
         roots, megc_list=megc, smic_apex=cfg.data.smic_apex, missing_apex=cfg.data.missing_apex
     )

@@ -206,10 +206,11 @@ def embed_split(module: MERModule, dm: MERDataModule, split: str, batch_size: in
     return {k: np.concatenate(v) if v else empty[k] for k, v in outs.items()}
 
 
-def run_pretrain(cfg: Config, out: str | Path, prepared_dir: str | Path | None = None) -> Path:
-    """`mer pretrain`: macro-expression pre-training; writes best.ckpt, pretrained.pt and pretrain.json to `out`."""
+def run_pretrain(cfg: Config, out: str | Path) -> Path:
+    """`mer pretrain`: macro-expression pre-training on `data.prepared`; writes best.ckpt, pretrained.pt and
+    pretrain.json to `out`."""
     out = Path(out)
-    prepared = load_prepared(Path(prepared_dir or cfg.data.prepared))
+    prepared = load_prepared(Path(cfg.data.prepared))
     write_run_info(cfg, out)
     result = train_stage(cfg, prepared, "pretrain", out, run_name=f"{cfg.name}-pretrain", job_type="pretrain")
     finish_wandb()

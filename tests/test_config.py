@@ -67,11 +67,39 @@ def test_override_types_are_converted():
         ("train.finetune.unfreeze={0: layer3}", "stage<N>"),
         ("seed", "key=value"),
         ("data.classes=[happy]", "data.classes"),
+        ("svm.C=[1, 0]", "svm.C: [0.0] not allowed"),
+        ("svm.C=[]", "svm.C: give at least one"),
+        ("svm.kernel=[linear, cubic]", "svm.kernel: 'cubic' is not allowed; choose from: linear, rbf, poly, sigmoid"),
+        ("svm.kernel=[]", "svm.kernel"),
+        ("svm.gamma=[scale, 0]", "svm.gamma: '0' is not allowed; use scale, auto or a positive number"),
+        ("svm.gamma=[fast]", "svm.gamma: 'fast'"),
+        ("svm.inner_folds=1", "svm.inner_folds: 1"),
+        ("svm.class_weight=even", "svm.class_weight"),
+        ("model.num_classes=4", "model.num_classes: 4 does not match the 3 data.classes"),
+        ("data.classes=[negative, positive]", "set model.num_classes=2"),
+        ("train.finetune.unfreeze={0: top7}", "unfreeze.0: 'top7' .* 5 stages; use head, stage1..stage5"),
+        ("train.finetune.unfreeze={0: head, 3: stage6}", "train.finetune.unfreeze.3: 'stage6'"),
+        ("train.pretrain.unfreeze={0: top0}", "train.pretrain.unfreeze.0: 'top0'"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")) as info:
         load_config("default", [override])
+    assert "\n" not in str(info.value)  # one line
+
+
+def test_unfreeze_depth_is_checked_against_the_chosen_backbone():
+    cfg = load_config("default", ["model.backbone=mobilenetv2_100", "train.finetune.unfreeze={0: head, 2: top7}"])
+    assert cfg.train.finetune.unfreeze == {0: "head", 2: "top7"}  # mobilenetv2 has 7 stages
+    with pytest.raises(ConfigError, match="resnet18 has 4 stages"):
+        load_config("default", ["model.backbone=resnet18", "train.finetune.unfreeze={0: top5}"])
+
+
+def test_valid_svm_grid_and_class_subsets_load():
+    cfg = load_config("default", ["svm.gamma=[scale, 0.01]", "svm.kernel=[rbf, poly]", "svm.inner_folds=2"])
+    assert cfg.svm.gamma == ["scale", "0.01"] and cfg.svm.kernel == ["rbf", "poly"]
+    cfg = load_config("default", ["data.classes=[negative, surprise]", "model.num_classes=2", "svm.class_weight=null"])
+    assert cfg.model.num_classes == 2 and cfg.svm.class_weight is None
 
 
 def test_bad_files(tmp_path):

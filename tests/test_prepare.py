@@ -231,8 +231,9 @@ def test_run_prepare_calls_the_readers_and_defaults_to_data_prepared(corpus, tmp
 
     monkeypatch.setattr(datasets, "build_manifest", fake_build)
     monkeypatch.chdir(tmp_path)
-    cfg = load_config("demo", ["data.prepared=here/prepared", "data.smic_apex=spot", "data.missing_apex=middle"])
-    out = run_prepare(cfg, ["casme2=/d/c2"], None, Path("list.csv"), manifest_only=True)
+    cli = ["data.roots.casme2=/d/c2", "data.megc_list=list.csv"]  # what `--data casme2=/d/c2 --megc-list` set
+    cfg = load_config("demo", ["data.prepared=here/prepared", "data.smic_apex=spot", "data.missing_apex=middle", *cli])
+    out = run_prepare(cfg, manifest_only=True)
     assert out == Path("here/prepared") and (tmp_path / "here/prepared/manifest.csv").is_file()
     assert seen == {
         "roots": {"casme2": "/d/c2"},
@@ -244,7 +245,7 @@ def test_run_prepare_calls_the_readers_and_defaults_to_data_prepared(corpus, tmp
     with pytest.raises(MerError, match="data.missing_apex: 'peak' is not allowed; choose one of: spot, middle, skip"):
         load_config("demo", ["data.missing_apex=peak"])
     with pytest.raises(MerError, match="no datasets given"):
-        run_prepare(load_config("demo"), [], None, None)
+        run_prepare(load_config("demo"))
 
 
 def test_cli_bad_data_argument_is_one_line_error(capsys):

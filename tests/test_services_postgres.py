@@ -26,8 +26,17 @@ from mer.config import load_config
 from mer.sweep import open_storage, run_sweep, sweep_from_dict
 from mer.sweep.objective import suggest
 from mer.sweep.scheduling import open_study, work
-from tests.conftest import make_prepared, write_prepared_dir
-from tests.test_sweep import GRID, MICRO, TINY, grid_points, point, spec_dict, write_spec
+from tests.helpers import (
+    GRID,
+    MICRO,
+    TINY,
+    grid_points,
+    make_prepared,
+    point,
+    spec_dict,
+    write_prepared_dir,
+    write_spec,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 OTHER_HOST = "mer-node-b"

@@ -23,10 +23,8 @@ from mer.cli import app
 from mer.config import load_config, to_yaml
 from mer.evaluation.loso import run_loso
 from mer.sweep import open_storage
-from tests.conftest import make_prepared, tiny_config, write_prepared_dir
+from tests.helpers import all_predictions, make_prepared, point, spec_dict, tiny_config, write_prepared_dir, write_spec
 from tests.services import announce
-from tests.test_loso import all_predictions
-from tests.test_sweep import point, spec_dict, write_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "sweeps" / "slurm"

@@ -9,9 +9,8 @@ import pytest
 
 from mer.evaluation.loso import run_loso
 from mer.sweep import run_sweep, sweep_from_dict
-from tests.conftest import make_prepared, tiny_config, write_prepared_dir
+from tests.helpers import TINY, make_prepared, spec_dict, tiny_config, trials, write_prepared_dir
 from tests.services import wandb_runs
-from tests.test_sweep import TINY, spec_dict, trials
 
 SUBJECTS = {"casme2/s0": "micro", "samm/s0": "micro"}
 

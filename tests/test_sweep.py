@@ -38,64 +38,20 @@ from mer.sweep import (
 )
 from mer.sweep.objective import find_duplicate, suggest, worker_tag
 from mer.sweep.scheduling import fail_dead_trials, open_study, work
-from tests.conftest import make_prepared
+from tests.helpers import (
+    BASE,
+    MICRO,
+    TINY,
+    complete,
+    grid_points,
+    make_prepared,
+    point,
+    spec_dict,
+    trials,
+    write_spec,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-MICRO = {f"{d}/s{i}": "micro" for d in ("casme2", "samm") for i in range(3)}
-TINY = {
-    "model.backbone": "mobilevit_xxs",
-    "data.image_size": 32,
-    "face.size": 32,
-    "augment.max_shift": 2,
-    "train.threads": 1,  # 2 threads on 2 shared cores: OpenMP spin-waits make trials 10-20x slower
-    "train.finetune.epochs": 1,
-    "train.finetune.batch_size": 16,
-    "train.finetune.val_subjects": 0.0,
-    "train.finetune.unfreeze": {0: "all"},
-    "logging.progress_bar": False,
-    "svm.C": [1.0],
-    "svm.kernel": ["linear"],
-    "svm.inner_folds": 2,
-}
-GRID = {"train.finetune.lr": [0.001, 0.003], "train.finetune.l2": [1.0e-4, 1.0e-2]}
-
-
-def spec_dict(out: Path, **changes) -> dict:
-    """A tiny grid sweep (4 points, 2 inner folds) writing to `out`."""
-    raw = {
-        "study": "t",
-        "base": "default",
-        "overrides": dict(TINY),
-        "sampler": {"type": "grid", "seed": 0},
-        "inner_folds": 2,
-        "search": dict(GRID),
-        "out": str(out),
-    }
-    raw.update(changes)
-    return raw
-
-
-def write_spec(path: Path, raw: dict) -> Path:
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
-
-
-def trials(out: Path, name: str = "t", url: str | None = None) -> list[optuna.trial.FrozenTrial]:
-    storage = open_storage(url or f"sqlite:///{out / 'study.db'}", create=False)
-    return optuna.load_study(study_name=name, storage=storage).get_trials()
-
-
-def point(t: optuna.trial.FrozenTrial) -> tuple:
-    return tuple(sorted(t.params.items()))
-
-
-def complete(ts: list) -> list:
-    return [t for t in ts if t.state == TrialState.COMPLETE]
-
-
-def grid_points() -> set[tuple]:
-    return {tuple(sorted({"train.finetune.lr": a, "train.finetune.l2": b}.items())) for a in GRID["train.finetune.lr"]
-            for b in GRID["train.finetune.l2"]}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -299,7 +255,7 @@ def test_lightning_pruning_callback_works_with_our_trainer(tmp_path):
     from mer.train import train_stage
 
     df = make_prepared(tmp_path, {f"casme2/s{i}": "micro" for i in range(5)}, per_class=2, size=32)
-    cfg = load_config("default", [f"{k}={v}" for k, v in TINY.items() if k != "train.finetune.val_subjects"]
+    cfg = load_config(BASE, [f"{k}={v}" for k, v in TINY.items() if k != "train.finetune.val_subjects"]
                       + ["train.finetune.val_subjects=0.4", "train.finetune.epochs=3"])  # fmt: skip
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.5))
     trial = study.ask()
@@ -463,7 +419,8 @@ def test_cli_runs_a_sweep_from_a_prepared_folder(tmp_path):
     df["crop"] = [str(Path(c).relative_to(prepared)) for c in df["crop"]]
     save_manifest(df, prepared / "prepared.csv")
     path = write_spec(tmp_path / "s.yaml", spec_dict(tmp_path / "sw", search={"train.finetune.lr": [0.001]}))
-    args = ["sweep", str(path), "--prepared", str(prepared), "--no-live", "-c", "default", "-c", "ablation/no_transfer"]
+    args = ["sweep", str(path), "--prepared", str(prepared), "--no-live", "-c", "default", "-c", "ablation/no_transfer",
+            "-c", "tiny"]  # fmt: skip
     result = CliRunner().invoke(app, [*args, "train.finetune.l2=0.001"])
     assert result.exit_code == 0, result.output
     assert "1 complete" in result.output and "override: train.finetune.lr=0.001" in result.output

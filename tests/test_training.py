@@ -17,7 +17,7 @@ from mer.models.backbones import MERNet, load_weights
 from mer.models.module import MERModule, l2_penalty
 from mer.models.unfreeze import stages_for
 from mer.train import train_stage
-from tests.conftest import make_prepared, tiny_config
+from tests.helpers import make_prepared, tiny_config
 
 
 def test_balanced_sampler_equal_class_counts_every_epoch():

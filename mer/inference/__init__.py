@@ -11,8 +11,7 @@ Submodules are imported on use so `import mer.inference` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mer._lazy import lazy_getattr
 
 _EXPORTS = {
     "Bundle": "bundle",
@@ -22,14 +21,10 @@ _EXPORTS = {
     "open_media": "video",
     "predict_path": "predict",
     "SCHEMA_KEYS": "predict",
+    "ExportResult": "export",
     "export_onnx": "export",
+    "BenchResult": "bench",
     "run_bench": "bench",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    """Lazy access to the public names listed in `__all__`."""
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

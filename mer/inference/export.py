@@ -20,6 +20,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +138,85 @@ def compare_with_torch(net: MERNet, onnx_path: str | Path, image_size: int, batc
     return worst
 
 
+@dataclass
+class Int8Result:
+    """The int8 copy of an export and how it differs from the float model (accuracy only with labelled crops)."""
+
+    onnx: str
+    mode: str
+    calibration: str | None
+    max_abs_diff_logits_random: float
+    accuracy_note: str | None = None
+    n_eval: int | None = None
+    accuracy_fp32: float | None = None
+    accuracy_int8: float | None = None
+    agreement: float | None = None
+    max_abs_diff_probabilities: float | None = None
+    accuracy_change: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form; measurements that were not made are left out."""
+        return {k: v for k, v in asdict(self).items() if v is not None or k == "calibration"}
+
+    def lines(self) -> list[str]:
+        """What `mer export` prints about the int8 model."""
+        out = [f"wrote {self.onnx} (int8 {self.mode}; calibration: {self.calibration or 'none needed'})"]
+        if self.accuracy_fp32 is not None:
+            out.append(
+                f"accuracy on {self.n_eval} labelled crops: fp32 {self.accuracy_fp32:.3f}, "
+                f"int8 {self.accuracy_int8:.3f} (change {self.accuracy_change:+.3f}; agreement {self.agreement:.3f})"
+            )
+        else:
+            out.append(
+                f"int8 vs fp32 logits on random input: max abs difference {self.max_abs_diff_logits_random:.3f}; "
+                f"{self.accuracy_note}"
+            )
+        return out
+
+
+@dataclass
+class ExportResult:
+    """An ONNX export: where it is, what it holds, and how far ONNX Runtime is from PyTorch on it."""
+
+    onnx: str
+    source: str
+    backbone: str
+    exporter: str
+    opset: int
+    image_size: int
+    outputs: list[str]
+    dynamic_batch: bool
+    export_s: float
+    max_abs_diff: dict[str, float]  # {logits, embedding}: worst over the checked batch sizes
+    atol: float
+    verified: bool  # both differences below atol
+    classifier_note: str
+    int8: Int8Result | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (what `mer export --json` writes); `int8` only when quantised."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "int8"}
+        if self.int8 is not None:
+            out["int8"] = self.int8.to_dict()
+        return out
+
+    def lines(self) -> list[str]:
+        """What `mer export` prints: the file, the check against PyTorch and, when quantised, the int8 model."""
+        what = f"{self.backbone}, {self.image_size}², opset {self.opset}, {self.exporter} exporter, {self.export_s} s"
+        diff = self.max_abs_diff
+        verdict = "ok" if self.verified else "TOO LARGE"
+        out = [
+            f"wrote {self.onnx} ({what})",
+            f"ONNX Runtime vs PyTorch, max abs difference: logits {diff['logits']:.2e}, "
+            f"embedding {diff['embedding']:.2e} ({verdict}, tolerance {self.atol:g})",
+        ]
+        return out + (self.int8.lines() if self.int8 is not None else [])
+
+
 def export_onnx(
     checkpoint_or_bundle: str | Path | Bundle | MERNet,
     out: str | Path,
+    *,
     opset: int = 17,
     image_size: int | None = None,
     quantize: str | None = None,
@@ -147,12 +224,11 @@ def export_onnx(
     eval_data: str | Path | None = None,
     exporter: str = "torchscript",
     atol: float = 1e-4,
-) -> dict[str, Any]:
+) -> ExportResult:
     """Export the network to ONNX (outputs `logits`, `embedding`; dynamic batch) and verify it against PyTorch.
 
-    Returns a JSON-friendly dict: `onnx` (path), `max_abs_diff` {logits, embedding}, `verified` (both < `atol`),
-    `exporter`, `opset`, `image_size`, `export_s`, and with `quantize` the int8 model's path and how it compares
-    (`int8`: {path, mode, calibration, max_abs_diff_logits, ...accuracy on `eval_data` when given}).
+    With `quantize`, also writes OUT.int8.onnx and says how it compares (`int8`, with accuracy on `eval_data` when
+    given). `ExportResult.to_dict()` is the JSON form, `.lines()` the printed summary.
     """
     if exporter not in EXPORTERS:
         raise MerError(f"exporter '{exporter}' is not known; choose one of: {', '.join(EXPORTERS)}")
@@ -179,21 +255,21 @@ def export_onnx(
     export_s = time.perf_counter() - start
     _add_metadata(out, bundle, size, {"mer.exporter": exporter, "mer.source": str(bundle.source)})
     diff = compare_with_torch(net, out, size)
-    result: dict[str, Any] = {
-        "onnx": str(out),
-        "source": str(bundle.source),
-        "backbone": bundle.backbone,
-        "exporter": exporter,
-        "opset": opset,
-        "image_size": size,
-        "outputs": ["logits", "embedding"],
-        "dynamic_batch": True,
-        "export_s": round(export_s, 2),
-        "max_abs_diff": diff,
-        "atol": atol,
-        "verified": max(diff.values()) < atol,
-        "classifier_note": "the SVM of a bundle is not part of the ONNX graph; ONNX prediction uses the softmax head",
-    }
+    result = ExportResult(
+        onnx=str(out),
+        source=str(bundle.source),
+        backbone=bundle.backbone,
+        exporter=exporter,
+        opset=opset,
+        image_size=size,
+        outputs=["logits", "embedding"],
+        dynamic_batch=True,
+        export_s=round(export_s, 2),
+        max_abs_diff=diff,
+        atol=atol,
+        verified=max(diff.values()) < atol,
+        classifier_note="the SVM of a bundle is not part of the ONNX graph; ONNX prediction uses the softmax head",
+    )
     if quantize:
         q_path = out.with_name(f"{out.stem}.int8{out.suffix}")
         crops = None
@@ -204,8 +280,8 @@ def export_onnx(
         _add_metadata(
             q_path, bundle, size, {"mer.exporter": exporter, "mer.quantization": quantize, "mer.source": str(out)}
         )
-        result["int8"] = {"onnx": str(q_path), "mode": quantize, "calibration": calibration}
-        result["int8"].update(compare_models(out, q_path, size, eval_data, bundle.classes))
+        compared = compare_models(out, q_path, size, eval_data, bundle.classes)
+        result.int8 = Int8Result(onnx=str(q_path), mode=quantize, calibration=calibration, **compared)
     return result
 
 
