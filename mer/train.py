@@ -41,6 +41,7 @@ for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accele
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*LeafSpec.*")
 warnings.filterwarnings("ignore", ".*number of training batches.*smaller than the logging interval.*")
+warnings.filterwarnings("ignore", ".*The `srun` command is available on your system.*")  # a login node with Slurm
 
 
 @dataclass

@@ -19,6 +19,12 @@ from mer.data.manifest import make_frame, save_manifest
 from mer.sweep import open_storage
 
 CLASSES = ("negative", "positive", "surprise")
+NET_SIZE = 64  # the inference and export tests' network input side
+
+
+def small_config() -> Config:
+    """The config of the inference/export tests' untrained network: mobilevit_xxs on NET_SIZE² crops."""
+    return load_config(None, ["model.backbone=mobilevit_xxs", f"face.size={NET_SIZE}", f"data.image_size={NET_SIZE}"])
 
 
 def make_prepared(

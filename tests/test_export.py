@@ -12,26 +12,19 @@ import pytest
 import torch
 
 from mer.cli import main
-from mer.config import load_config
 from mer.inference.bench import PAPER_MS, markdown, run_bench, summary
 from mer.inference.bundle import load_bundle, save_bundle, to_tensor
 from mer.inference.export import ExportResult, export_onnx, load_crops, load_labelled_crops
 from mer.models.backbones import MERNet, save_weights
+from tests.helpers import NET_SIZE, small_config
 
-SIZE = 64
+SIZE = NET_SIZE
 CLASSES = ["negative", "positive", "surprise"]
 
 
 @pytest.fixture(scope="module")
-def net() -> MERNet:
-    torch.manual_seed(0)
-    return MERNet("mobilevit_xxs", 1, 3, 0.5, SIZE).eval()
-
-
-@pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory, net: MERNet) -> Path:
-    cfg = load_config(None, ["model.backbone=mobilevit_xxs", f"face.size={SIZE}", f"data.image_size={SIZE}"])
-    return save_bundle(tmp_path_factory.mktemp("export") / "model", net, cfg)
+    return save_bundle(tmp_path_factory.mktemp("export") / "model", net, small_config())
 
 
 @pytest.fixture(scope="module")
