@@ -112,10 +112,13 @@ def finish_wandb() -> None:
 
 
 def configure_torch(cfg: Config) -> None:
-    """CPU threads and matmul precision from the config."""
+    """CPU threads and float32 numerics from the config: TF32 matmuls and cuDNN convolutions only with train.tf32."""
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    torch.set_float32_matmul_precision("high")
+    tf32 = bool(cfg.train.tf32)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
 
 
 def train_stage(
@@ -165,7 +168,7 @@ def train_stage(
     )
     cbs.append(ckpt)
     if stage_cfg.unfreeze:
-        cbs.append(GradualUnfreeze(stage_cfg.unfreeze, stage_cfg.unfreeze_lr_factor))
+        cbs.append(GradualUnfreeze(stage_cfg.unfreeze, stage_cfg.unfreeze_lr_factor, stage_cfg.train_bn))
     if stage_cfg.patience > 0 and monitor:
         cbs.append(EarlyStopping(monitor=monitor, mode="max", patience=stage_cfg.patience))
     progress = cfg.logging.progress_bar if enable_progress is None else enable_progress
