@@ -51,13 +51,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.missing_apex": ("spot", "middle", "skip"),
     "train.pretrain.optimizer": ("sgd", "adam", "adamw"),
     "train.finetune.optimizer": ("sgd", "adam", "adamw"),
-    "train.pretrain.regularization": ("l2", "decoupled", "none"),
-    "train.finetune.regularization": ("l2", "decoupled", "none"),
+    "train.pretrain.regularization": ("l2", "decoupled", "both", "none"),
+    "train.finetune.regularization": ("l2", "decoupled", "both", "none"),
     "train.pretrain.scheduler": ("none", "cosine", "step", "plateau"),
     "train.finetune.scheduler": ("none", "cosine", "step", "plateau"),
     "train.precision": ("32-true", "16-mixed", "bf16-mixed"),
     "train.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
     "loso.classifier": ("svm", "softmax"),
+    "data.balance": ("epoch", "iteration"),
+    "augment.apply": ("all", "topups"),
     "logging.wandb_mode": ("offline", "online", "auto", "disabled"),
 }
 
@@ -104,6 +106,7 @@ class DataConfig:
     num_workers: int = 0
     pin_memory: bool = False
     persistent_workers: bool = False
+    balance: str = "epoch"  # epoch: each class topped up to the largest per epoch; iteration: equal counts per batch
 
 
 @dataclass
@@ -114,6 +117,8 @@ class AugmentConfig:
     hflip: bool = True
     jitter_p: float = 0.0
     jitter_max: int = 20
+    apply: str = "all"  # shifts/flips on every training sample (all) or only on the minority top-up copies (topups)
+    jitter_stages: list[str] = field(default_factory=lambda: ["pretrain", "finetune"])  # stages the jitter runs in
 
 
 @dataclass
@@ -125,9 +130,11 @@ class StageConfig:
     optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
-    weight_decay: float = 0.0  # decoupled weight decay (optimizer) when regularization == decoupled
-    regularization: str = "l2"
-    l2: float = 0.0  # explicit L2 penalty scale on conv + linear kernels when regularization == l2
+    weight_decay: float = 0.0  # decoupled (AdamW-style) weight decay; needs regularization decoupled | both
+    regularization: str = "l2"  # regularisers on: l2 | decoupled | both | none (a scale set for one that is off fails)
+    l2: float = 0.0  # Keras kernel_regularizer: l2 · Σw² over conv + linear kernels; needs regularization l2 | both
+    lr_decay: float = 0.0  # Keras 2.2.4 optimizer `decay`: lr / (1 + lr_decay · optimizer steps); 0 = off
+    train_bn: bool = False  # frozen BatchNorm normalises with batch statistics (before #13) instead of running stats
     scheduler: str = "none"
     val_subjects: float = 0.2  # fraction of training-side subjects held out for checkpoint selection
     patience: int = 0  # early-stopping patience in epochs; 0 = off
@@ -153,6 +160,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
+    tf32: bool = False  # TF32 matmuls/convolutions on Ampere+ GPUs: faster, but results change between GPU generations
 
 
 @dataclass
@@ -348,6 +356,62 @@ def validate(cfg: Config) -> None:
     _check_unfreeze(cfg)
     _check_svm(cfg.svm)
     _check_classes(cfg)
+    check_effective(cfg)
+
+
+# Which `regularization` values switch each regulariser on.
+_REGULARISERS = {"l2": ("l2", "both"), "weight_decay": ("decoupled", "both")}
+
+
+def check_effective(cfg: Config) -> None:
+    """Refuse settings that would be silently ignored: a regulariser's scale set while `regularization` has it off,
+    `lr_decay` with the plateau scheduler (whose reductions it would overwrite), unknown jitter stages."""
+    for stage in ("pretrain", "finetune"):
+        s: StageConfig = getattr(cfg.train, stage)
+        key = f"train.{stage}"
+        for name in ("l2", "weight_decay", "lr_decay"):
+            if getattr(s, name) < 0:
+                raise ConfigError(f"{key}.{name}: must be >= 0, got {getattr(s, name)}")
+        for name, modes in _REGULARISERS.items():
+            if getattr(s, name) > 0 and s.regularization not in modes:
+                raise ConfigError(
+                    f"{key}.{name}={getattr(s, name)} has no effect with {key}.regularization={s.regularization}; "
+                    f"set {key}.regularization to {' or '.join(modes)}, or {key}.{name}=0"
+                )
+        if s.lr_decay > 0 and s.scheduler == "plateau":
+            raise ConfigError(
+                f"{key}.lr_decay cannot be combined with {key}.scheduler=plateau (the per-step decay would overwrite "
+                "the plateau reductions); use scheduler none, cosine or step, or lr_decay=0"
+            )
+    bad = [s for s in cfg.augment.jitter_stages if s not in ("pretrain", "finetune")]
+    if bad:
+        raise ConfigError(f"augment.jitter_stages: unknown stage(s) {bad}; use pretrain and/or finetune")
+
+
+def ignored_keys(cfg: Config) -> dict[str, str]:
+    """Keys whose value has no effect under this config, with the reason (sweeps refuse to search them)."""
+    out: dict[str, str] = {}
+    for stage in ("pretrain", "finetune"):
+        s: StageConfig = getattr(cfg.train, stage)
+        key = f"train.{stage}"
+        if s.optimizer != "sgd":
+            out[f"{key}.momentum"] = f"only SGD uses momentum ({key}.optimizer={s.optimizer})"
+        if not any(int(epoch) > 0 for epoch in s.unfreeze):
+            out[f"{key}.unfreeze_lr_factor"] = f"nothing is unfrozen after epoch 0 ({key}.unfreeze={dict(s.unfreeze)})"
+        if not s.unfreeze or s.unfreeze.get(0) == "all":
+            out[f"{key}.train_bn"] = f"no layer is frozen ({key}.unfreeze={dict(s.unfreeze)})"
+        if s.val_subjects <= 0:
+            out[f"{key}.patience"] = f"no validation subjects to stop on ({key}.val_subjects={s.val_subjects})"
+    a = cfg.augment
+    if not a.jitter_stages:
+        reason = "the pixel jitter runs in no stage (augment.jitter_stages=[])"
+        out["augment.jitter_p"] = out["augment.jitter_max"] = reason
+    else:
+        if a.jitter_p <= 0:
+            out["augment.jitter_max"] = f"the pixel jitter is off (augment.jitter_p={a.jitter_p})"
+        if a.jitter_max <= 0:
+            out["augment.jitter_p"] = f"the pixel jitter is off (augment.jitter_max={a.jitter_max})"
+    return out
 
 
 def load_config(
@@ -454,6 +518,12 @@ def write_run_info(cfg: Config, out_dir: str | Path, command: str | None = None)
         "git_commit": git_commit(),
         "command": command if command is not None else " ".join(sys.argv),
         "versions": versions(),
+        "numerics": {
+            "precision": cfg.train.precision,
+            "tf32": cfg.train.tf32,
+            "deterministic": cfg.train.deterministic,
+            "threads": cfg.train.threads,
+        },
     }
     atomic_write_json(out / "run_info.json", info)
     return out / "config.yaml"

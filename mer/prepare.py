@@ -73,7 +73,8 @@ def merged_roots(cfg: Config, data: Sequence[str] = ()) -> dict[str, str]:
 def run_prepare(cfg: Config, *, manifest_only: bool = False, preview: bool = False) -> Path:
     """The `mer prepare` command: read `data.roots` (with `data.megc_list`), write the manifest and report, then crop
     faces into `data.prepared`; returns that folder."""
-    configure_torch(cfg.train.threads)  # also caps MTCNN's threads (oversubscribed cores slow it down many times)
+    # train.threads also caps MTCNN's threads (oversubscribed cores slow it down many times)
+    configure_torch(cfg.train.threads, cfg.train.tf32)
     roots = merged_roots(cfg)
     if not roots:
         raise MerError("no datasets given: pass --data NAME=ROOT (e.g. --data casme2=/data/CASME2) or set data.roots")

@@ -131,7 +131,7 @@ def train_stage(
     stage_cfg: StageConfig = getattr(cfg.train, stage)
     seed = cfg.seed if seed is None else seed
     pl.seed_everything(seed, workers=True, verbose=False)
-    configure_torch(cfg.train.threads)
+    configure_torch(cfg.train.threads, cfg.train.tf32)
     dm = MERDataModule(prepared, cfg, stage=stage, held_out=held_out)
     module = MERModule.from_config(cfg.model, stage_cfg, cfg.data.image_size, cfg.train.channels_last)
     if init_weights is not None:
@@ -153,7 +153,7 @@ def train_stage(
     )
     cbs.append(ckpt)
     if stage_cfg.unfreeze:
-        cbs.append(GradualUnfreeze(stage_cfg.unfreeze, stage_cfg.unfreeze_lr_factor))
+        cbs.append(GradualUnfreeze(stage_cfg.unfreeze, stage_cfg.unfreeze_lr_factor, stage_cfg.train_bn))
     if stage_cfg.patience > 0 and monitor:
         cbs.append(EarlyStopping(monitor=monitor, mode="max", patience=stage_cfg.patience))
     progress = cfg.logging.progress_bar if enable_progress is None else enable_progress

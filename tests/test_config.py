@@ -31,7 +31,7 @@ def test_paper_values():
     assert cfg.model.backbone == "mobilevit_s" and cfg.model.in_chans == 1 and cfg.model.drop_rate == 0.5
     p, f = cfg.train.pretrain, cfg.train.finetune
     assert (p.optimizer, p.lr, p.momentum, p.batch_size, p.epochs) == ("sgd", 0.01, 0.9, 32, 100)
-    assert (f.optimizer, f.lr, f.batch_size, f.l2, f.regularization) == ("adam", 0.007, 64, 0.01, "l2")
+    assert (f.optimizer, f.lr, f.batch_size, f.l2, f.lr_decay, f.regularization) == ("adam", 0.007, 64, 0.2, 0.01, "l2")
     assert cfg.augment.jitter_p == 0.3 and cfg.augment.jitter_max == 20
     assert cfg.face.size == 256 and cfg.face.eye_mask != "none"
 

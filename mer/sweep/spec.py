@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from mer.config import Config, load_config, resolve_config_path
+from mer.config import Config, ignored_keys, load_config, resolve_config_path
 from mer.errors import ConfigError
 
 SAMPLERS = ("grid", "tpe")
@@ -42,6 +42,8 @@ NO_EFFECT = (
     "data.persistent_workers",
     "data.prepared",
 )
+# Keys `mer prepare` used to make the crops: trials train on the prepared data, so searching them changes nothing.
+PREPARE_KEYS = ("face.", "data.roots", "data.megc_list", "data.smic_apex", "data.prepared")
 
 
 @dataclass
@@ -398,8 +400,9 @@ def trial_overrides(params: dict[str, Any]) -> list[str]:
 def check_space(spec: SweepConfig, cli_overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Check every search key and boundary value against the config; returns the base config.
 
-    An unknown key, a value of the wrong type, a choice the config does not allow, or a key of the stage that is
-    not swept (train.pretrain.* with `stage: finetune`) is a one-line `ConfigError` naming the sweep file.
+    An unknown key, a value of the wrong type, a choice the config does not allow, a key of the stage that is
+    not swept (train.pretrain.* with `stage: finetune`), or a key whose value has no effect under the chosen
+    settings (see `_no_effect`) is a one-line `ConfigError` naming the sweep file.
     """
     cfg = base_config(spec, cli_overrides)
     overrides = spec.base_overrides(cli_overrides)
@@ -408,13 +411,50 @@ def check_space(spec: SweepConfig, cli_overrides: list[str] | tuple[str, ...] = 
             raise ConfigError(
                 f"{spec.source}: search key '{key}' has no effect with 'stage: finetune' (use stage: pretrain)"
             )
-        probes = space.values if space.values is not None else [space.low, space.high]
-        for value in probes:
+        for value in _probes(space):
             try:
                 load_config(spec.base, [*overrides, f"{key}={format_value(value)}"])
             except ConfigError as exc:
                 raise ConfigError(f"{spec.source}: search key '{key}': {exc}") from None
+    for key in spec.search:
+        reason = _no_effect(spec, key, cfg, overrides)
+        if reason:
+            raise ConfigError(f"{spec.source}: search key '{key}' has no effect: {reason}")
     return cfg
+
+
+def _probes(space: ParamSpace) -> list[Any]:
+    return list(space.values) if space.values is not None else [space.low, space.high]
+
+
+def _reason(spec: SweepConfig, key: str, cfg: Config) -> str | None:
+    """Why `key` changes nothing in a trial run with `cfg`, or None when it matters."""
+    if key.startswith(PREPARE_KEYS):
+        return "it is used by `mer prepare`; trials train on the prepared crops (prepare again to compare settings)"
+    if key.startswith("svm.") and spec.classifier == "softmax":
+        return "the sweep scores the network's own predictions (classifier: softmax), not the SVM's"
+    stages = ("finetune",) if spec.stage == "finetune" else ("pretrain", "finetune")  # what a trial trains
+    if key.startswith("augment.jitter") and not set(stages) & set(cfg.augment.jitter_stages):
+        return f"the pixel jitter is off in a {spec.stage} trial (augment.jitter_stages={cfg.augment.jitter_stages})"
+    return ignored_keys(cfg).get(key)
+
+
+def _no_effect(spec: SweepConfig, key: str, cfg: Config, overrides: list[str]) -> str | None:
+    """The reason `key` has no effect in any trial, or None if it matters in one.
+
+    Whether a key is used never depends on its own value, so the base config `cfg` decides, unless another searched
+    key can switch it on: then each value of every other searched key is tried (`momentum` is fine when `optimizer`
+    is searched over sgd and adam)."""
+    reason = _reason(spec, key, cfg)
+    if reason is None:
+        return None
+    for other in spec.search:
+        if other == key:
+            continue
+        for value in _probes(spec.search[other]):
+            if _reason(spec, key, load_config(spec.base, [*overrides, f"{other}={format_value(value)}"])) is None:
+                return None
+    return reason
 
 
 def data_fingerprint(rows: Any) -> str:
