@@ -470,8 +470,11 @@ def write_seeds_report(run_dir: Path, out: Path | None = None, *, resamples: int
     doc = Document(f"LOSO report: {study.name} ({len(study.seeds)} seeds){stamp}")
     leaky = [s for s, r in zip(study.seeds, study.runs, strict=True) if r.leaky]
     if leaky:
-        doc.banner(f"LEAKY: model selection touched the LOSO test folds in seed(s) {', '.join(map(str, leaky))}. "
-                   "These numbers are optimistic and must not be reported as unbiased LOSO results.", "leaky")  # fmt: skip
+        doc.banner(
+            f"LEAKY: model selection touched the LOSO test folds in seed(s) {', '.join(map(str, leaky))}. "
+            "These numbers are optimistic and must not be reported as unbiased LOSO results.",
+            "leaky",
+        )
     partial = [s for s, r in zip(study.seeds, study.runs, strict=True) if r.partial]
     if study.partial:
         parts = [f"seed(s) {', '.join(map(str, study.missing_seeds))} not run yet"] if study.missing_seeds else []
