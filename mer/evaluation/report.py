@@ -446,15 +446,25 @@ def _compact(scores: Scores) -> dict[str, dict[str, dict[str, Any]]]:
             for c, pooled in scores.items()}  # fmt: skip
 
 
-def write_seeds_report(run_dir: Path, out: Path | None = None, *, resamples: int = RESAMPLES, seed: int = SEED) -> Path:
+def write_seeds_report(
+    run_dir: Path,
+    out: Path | None = None,
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    refresh_seeds: bool = True,
+) -> Path:
     """The report of a multi-seed folder: per-seed rows, mean ± sd over seeds with the bootstrap interval of the
     seed mean, SVM − softmax paired over subjects; report.md, report.html and scores.json. Each seed's own report
-    is (re)written in its folder. Returns the report.md path."""
+    is rewritten in its folder (`out/seed<k>` with `out`); `refresh_seeds=False` only writes missing ones.
+    Returns the report.md path."""
     study = load_seeds(run_dir)
     out = Path(out) if out is not None else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     for s, run in zip(study.seeds, study.runs, strict=True):
-        write_report(run.run_dir, out / f"seed{s}" if out != Path(run_dir) else None, resamples=resamples, seed=seed)
+        target = out / f"seed{s}"
+        if refresh_seeds or not (target / "report.md").is_file():
+            write_report(run.run_dir, target if out != Path(run_dir) else None, resamples=resamples, seed=seed)
     per_seed = [r.scores() for r in study.runs]
     classifiers = study.classifiers
     mean, sd = seed_spread([{c: p[c] for c in classifiers} for p in per_seed])

@@ -21,7 +21,7 @@ from mer.config import Config, write_run_info
 from mer.data.prepared import load_prepared
 from mer.errors import MerError
 from mer.evaluation.loso import fold_complete, plan_folds, run_loso
-from mer.evaluation.report import write_report
+from mer.evaluation.report import write_seeds_report
 from mer.evaluation.runs import SEEDS_FILE, seed_dir
 from mer.evaluation.tracking import log_summary
 from mer.files import atomic_write_json
@@ -93,7 +93,7 @@ def run_seeds(
         print(f"{len(done)} of {len(seeds)} seeds complete; run again (or the other array tasks) to finish, then "
               f"`mer report {out}`")  # fmt: skip
         return out
-    report = write_report(out)
+    report = write_seeds_report(out, refresh_seeds=False)  # each seed's run wrote its own report
     log_summary(cfg, out)
     print(f"report over {len(seeds)} seeds → {report}")
     return out
