@@ -103,4 +103,7 @@ def test_seed_study_is_one_group_with_fold_seed_and_summary_runs(tmp_path):
     assert top["svm/composite/uf1_sd"] == pytest.approx(saved["sd"]["svm"]["composite"]["uf1"])
     assert top["svm/composite/uf1_low"] == pytest.approx(saved["intervals"]["svm"]["composite"]["uf1"][0])
     assert top["n_seeds"] == 2 and top["stamp"] == "none"
-    assert [row["seed"] for row in runs["wb-seeds-summary"].history] == [0, 1]
+    per_seed = [row["seed/svm/composite/uf1"] for row in runs["wb-seeds-summary"].history]
+    assert per_seed == [pytest.approx(saved["per_seed"][s]["svm"]["composite"]["uf1"]) for s in ("0", "1")]
+    assert runs["wb-seeds-seed1-summary"].summary["svm/composite/uf1"] == pytest.approx(
+        saved["per_seed"]["1"]["svm"]["composite"]["uf1"])  # fmt: skip

@@ -2,7 +2,8 @@
 
 The fold runs (job_type `fold`) hold training curves; this run (job_type `summary`, or `seed` for one seed of a
 `mer loso --seeds` study) holds the pooled scores, their bootstrap intervals, the stamps, and one history row per
-fold (or per seed), so W&B's grouped views compare folds and seeds directly. Read from the report's scores.json.
+fold (`fold/...`, or per seed: `seed/svm/composite/uf1`, ...), so W&B's grouped views compare folds and seeds
+directly. Read from the report's scores.json.
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ def log_summary(cfg: Config, run_dir: str | Path) -> None:
     notes = json.loads((run_dir / "loso.json").read_text()) if (run_dir / "loso.json").is_file() else {}
     extra = {f"loso/{k}": v for k, v in flatten(notes).items() if k != "planned_folds"}
     if saved.get("multi_seed"):
-        history = [{"seed": int(s), **_flat_scores(scores, {})} for s, scores in saved["per_seed"].items()]
+        # history keys differ from the summary's: W&B would otherwise end with the last seed's value as summary
+        history = [{"seed": int(s), **{f"seed/{k}": v for k, v in _flat_scores(scores, {}).items()}}
+                   for s, scores in saved["per_seed"].items()]  # fmt: skip
         job = "summary"
     else:
         history = _fold_history(run_dir)
