@@ -171,6 +171,22 @@ def test_compare_seed_studies_paired_and_unpaired(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- mer loso --seeds
 
 
+def test_seeds_flag_becomes_loso_seeds_and_calls_run_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mer.evaluation.loso as loso
+    import mer.evaluation.seeds as seeds
+
+    calls: dict[str, tuple] = {}
+    for module, name in ((seeds, "run_seeds"), (loso, "run_loso")):
+        monkeypatch.setattr(module, name, lambda *a, _n=name, **k: calls.setdefault(_n, (a, k)))
+    result = CliRunner().invoke(app, ["loso", "--seeds", "0,1,2", "--fold-index", "4", "loso.seeds=[9]"])
+    assert result.exit_code == 0, result.output
+    (cfg, out, pretrained), kwargs = calls.pop("run_seeds")
+    assert cfg.loso.seeds == [0, 1, 2] and kwargs == {"fold_index": 4, "folds": None}  # the flag wins
+    assert not calls
+    CliRunner().invoke(app, ["loso", "--fold-index", "1"])
+    assert "run_loso" in calls and "run_seeds" not in calls  # no seeds: the plain run, as before
+
+
 def test_seeds_flag_and_fold_index_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["loso", "--seeds", "0,x"])
     assert result.exit_code != 0 and "--seeds '0,x': give comma-separated integers" in str(result.exception)
