@@ -144,7 +144,13 @@ def _uncertainty_section(
         "subjects, drawn with replacement within each dataset; each resample recomputes "
         f"{over} on the drawn subjects. They say how much the number depends on which subjects were tested — "
         "resampling samples instead would ignore that a subject's samples are alike, and give intervals far too "
-        "narrow. Seed spread (training noise) is not in a one-seed interval: run several seeds for that."
+        "narrow. "
+        + (
+            "The ± figure is the spread between seeds (training noise); the interval is over subjects, for the "
+            "seed mean."
+            if seeds > 1
+            else "Seed spread (training noise) is not in a one-seed interval: run several seeds for that."
+        )
     )
     if versus:
         doc.para(
