@@ -6,6 +6,7 @@ wandb's protobuf records (tests/services.py) to check each run's name, group, jo
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -16,6 +17,21 @@ from tests.helpers import TINY, make_prepared, spec_dict, tiny_config, trials, w
 from tests.services import wandb_runs
 
 SUBJECTS = {"casme2/s0": "micro", "samm/s0": "micro"}
+
+
+def settled_runs(folder, timeout_s: float = 60.0):
+    """wandb_runs once every offline file is whole: wandb's service may still be writing the run that finished
+    last when `run.finish()` returns (seen with the summary run, read right after), so wait for its exit record."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            runs = wandb_runs(folder)
+            if all(r.exit_code is not None for r in runs) or time.monotonic() > deadline:
+                return runs
+        except ValueError:  # a file without its run record yet
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +48,7 @@ def test_loso_writes_one_offline_run_per_fold(tmp_path):
                       "svm.C=[1.0]", "logging.wandb=true", "logging.wandb_mode=offline",
                       f"data.prepared={prepared}")  # fmt: skip
     run_loso(cfg, tmp_path / "out", None)
-    runs = wandb_runs(tmp_path / "out")
+    runs = settled_runs(tmp_path / "out")
     # one run per fold, then the summary run, nothing else
     assert [r.name for r in runs] == [f"wb-loso-{s}" for s in sorted(SUBJECTS)] + ["wb-loso-summary"]
     summary = runs.pop()
@@ -90,7 +106,7 @@ def test_seed_study_is_one_group_with_fold_seed_and_summary_runs(tmp_path):
                       "svm.C=[1.0]", "logging.wandb=true", "logging.wandb_mode=offline", "loso.seeds=[0, 1]",
                       f"data.prepared={prepared}")  # fmt: skip
     run_seeds(cfg, tmp_path / "out")
-    runs = {r.name: r for r in wandb_runs(tmp_path / "out")}
+    runs = {r.name: r for r in settled_runs(tmp_path / "out")}
     folds = [f"wb-seeds-seed{k}-{s}" for k in (0, 1) for s in sorted(SUBJECTS)]
     assert sorted(runs) == sorted([*folds, "wb-seeds-seed0-summary", "wb-seeds-seed1-summary", "wb-seeds-summary"])
     assert {r.group for r in runs.values()} == {"wb-seeds"}  # the whole study is one W&B group
