@@ -166,6 +166,13 @@ def loso(
         str | None,
         typer.Option(help="STORAGE_URL::STUDY: the best parameters of an Optuna study, as overrides after yours."),
     ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the protocol once per seed into OUT/seed<k>/, e.g. 0,1,2 (sets loso.seeds); the report gives "
+            "mean ± sd over seeds. With --fold-index I: fold I % n_folds of seed I // n_folds."
+        ),
+    ] = None,
     final: Annotated[
         bool, typer.Option("--final", help="Instead of LOSO, train on every subject and save OUT/bundle for predict.")
     ] = False,
@@ -185,12 +192,27 @@ def loso(
 
         study = best_overrides(from_study)
         typer.echo(f"using the study's best parameters: {' '.join(study)}")
-    flags = _flag("data.prepared", prepared) + _flag("loso.workers", workers)
+    flags = _flag("data.prepared", prepared) + _flag("loso.workers", workers) + _flag("loso.seeds", _seed_list(seeds))
     cfg = _cfg(config, [*(overrides or []), *study], flags)
     if final:
         run_final(cfg, out, pretrained)
         return
+    if cfg.loso.seeds:
+        from mer.evaluation.seeds import run_seeds
+
+        run_seeds(cfg, out, pretrained, fold_index=fold_index, folds=folds)
+        return
     run_loso(cfg, out, pretrained, fold_index=fold_index, folds=folds)
+
+
+def _seed_list(text: str | None) -> list[int] | None:
+    """`--seeds 0,1,2` → [0, 1, 2]; a value that is not a comma-separated list of integers is a one-line error."""
+    if text is None:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise MerError(f"--seeds {text!r}: give comma-separated integers, e.g. --seeds 0,1,2") from None
 
 
 @app.command()
@@ -200,15 +222,23 @@ def report(
         list[Path] | None, typer.Option("--compare", help="Several run folders to put side by side.")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Where to write (default: the run folder).")] = None,
+    resamples: Annotated[
+        int, typer.Option(help="Subject-bootstrap resamples for the 95 % intervals and paired differences (0: none).")
+    ] = 1000,
+    bootstrap_seed: Annotated[int, typer.Option(help="Seed of the bootstrap resampling.")] = 0,
 ) -> None:
-    """Pool a LOSO run's predictions into MEGC metrics: report.md, report.html, confusion matrix, per-fold plot."""
+    """Pool a LOSO run's predictions into MEGC metrics: report.md, report.html, confusion matrix, per-fold plot.
+
+    A multi-seed folder (`mer loso --seeds`) gets per-seed rows and mean ± sd; every headline number carries a 95 %
+    bootstrap interval over subjects. --compare adds the paired difference of runs on the same samples.
+    """
     from mer.evaluation.compare import compare_runs
     from mer.evaluation.report import write_report
 
     if compare:
-        typer.echo(compare_runs(compare, out or Path("runs/compare")))
+        typer.echo(compare_runs(compare, out or Path("runs/compare"), resamples=resamples, seed=bootstrap_seed))
     elif run_dir is not None:
-        typer.echo(write_report(run_dir, out))
+        typer.echo(write_report(run_dir, out, resamples=resamples, seed=bootstrap_seed))
     else:
         raise MerError("give a run folder (mer report runs/loso) or --compare DIR1 --compare DIR2")
 

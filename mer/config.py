@@ -183,6 +183,7 @@ class LosoConfig:
     group_size: int = 1  # subjects per held-out fold (1 = LOSO)
     folds: list[str] = field(default_factory=list)  # restrict to these held-out subjects; empty = all
     transfer: bool = True  # start every fold from the pre-trained checkpoint; false = from scratch (ablation)
+    seeds: list[int] = field(default_factory=list)  # run the protocol once per seed into seed<k>/; empty = `seed`
 
 
 @dataclass
@@ -194,6 +195,7 @@ class LoggingConfig:
     wandb_project: str = "mer"
     wandb_entity: str | None = None
     wandb_mode: str = "auto"
+    wandb_group: str | None = None  # W&B group of every run; empty = the run's name (a sweep: its study)
     progress_bar: bool = True
 
 

@@ -73,16 +73,11 @@ def megc_scores(y_true: Iterable[Any], y_pred: Iterable[Any], classes: Sequence[
         raise MerError(f"labels {unknown} are not among the classes {classes}")
 
     cm = confusion(truth, pred, classes)
-    tp = np.diag(cm).astype(float)
-    support = cm.sum(axis=1).astype(float)  # N_c: true samples of class c
-    predicted = cm.sum(axis=0).astype(float)
+    tp, support, predicted, recall, f1 = _class_counts(cm)
     fp = predicted - tp
     fn = support - tp
-    with np.errstate(divide="ignore", invalid="ignore"):
-        recall = np.where(support > 0, tp / support, np.nan)
-        denom = 2 * tp + fp + fn
-        f1 = np.where(denom > 0, 2 * tp / denom, np.nan)
     scored = support > 0
+    accuracy, uar, uf1 = confusion_metrics(cm)
 
     per_class = {
         c: {
@@ -98,11 +93,38 @@ def megc_scores(y_true: Iterable[Any], y_pred: Iterable[Any], classes: Sequence[
     }
     return {
         "n": int(len(truth)),
-        "accuracy": float(tp.sum() / len(truth)),
-        "uar": float(recall[scored].mean()),
-        "uf1": float(f1[scored].mean()),
+        "accuracy": float(accuracy),
+        "uar": float(uar),
+        "uf1": float(uf1),
         "classes": classes,
         "classes_scored": [c for c, s in zip(classes, scored, strict=True) if s],
         "per_class": per_class,
         "confusion": cm.astype(int).tolist(),
     }
+
+
+def _class_counts(cm: np.ndarray) -> tuple[np.ndarray, ...]:
+    """TP, support, predicted count, recall and F1 per class of (a stack of) confusion matrices (..., K, K)."""
+    cm = np.asarray(cm, dtype=float)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    support = cm.sum(axis=-1)  # N_c: true samples of class c
+    predicted = cm.sum(axis=-2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(support > 0, tp / support, np.nan)
+        denom = support + predicted  # 2·TP + FP + FN
+        f1 = np.where(denom > 0, 2 * tp / denom, np.nan)
+    return tp, support, predicted, recall, f1
+
+
+def confusion_metrics(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(accuracy, UAR, UF1) of pooled confusion matrices, rows true and columns predicted: one (K, K) matrix or a
+    stack (..., K, K), as the bootstrap needs. Classes without ground-truth samples are left out of both means."""
+    tp, support, _, recall, f1 = _class_counts(cm)
+    scored = support > 0
+    n_scored = scored.sum(axis=-1)
+    total = support.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        accuracy = np.where(total > 0, tp.sum(axis=-1) / total, np.nan)
+        uar = np.where(n_scored > 0, np.where(scored, recall, 0.0).sum(axis=-1) / n_scored, np.nan)
+        uf1 = np.where(n_scored > 0, np.where(scored, f1, 0.0).sum(axis=-1) / n_scored, np.nan)
+    return accuracy, uar, uf1

@@ -86,7 +86,7 @@ def build_loggers(
                 project=cfg.logging.wandb_project,
                 entity=cfg.logging.wandb_entity,
                 name=name,
-                group=group or cfg.name,
+                group=cfg.logging.wandb_group or group or cfg.name,
                 job_type=job_type,
                 save_dir=str(out_dir),
                 mode=wandb_mode(cfg),
@@ -95,6 +95,39 @@ def build_loggers(
             )
         )
     return loggers
+
+
+def log_wandb_summary(
+    cfg: Config,
+    out_dir: Path,
+    name: str,
+    job_type: str,
+    summary: dict[str, Any],
+    config: dict[str, Any] | None = None,
+    history: Sequence[dict[str, Any]] = (),
+) -> None:
+    """One W&B run that only carries results (a LOSO run's or a seed study's pooled scores, intervals, stamps), in
+    the same group as the fold runs (`logging.wandb_group`, else the config name); nothing when W&B is off."""
+    if not cfg.logging.wandb:
+        return
+    import wandb  # lazy: slow to import, needed only when W&B logging is on
+
+    finish_wandb()
+    run = wandb.init(
+        project=cfg.logging.wandb_project,
+        entity=cfg.logging.wandb_entity,
+        group=cfg.logging.wandb_group or cfg.name,
+        job_type=job_type,
+        name=name,
+        dir=str(out_dir),
+        mode=wandb_mode(cfg),  # type: ignore[arg-type]
+        config={**flatten(to_dict(cfg)), **(config or {})},
+        reinit="finish_previous",
+    )
+    for step, row in enumerate(history):
+        run.log(row, step=step)
+    run.summary.update(summary)
+    run.finish()
 
 
 def finish_wandb() -> None:

@@ -157,3 +157,22 @@ def test_report_and_model_selection_share_one_numpy_only_function() -> None:
     code = "import sys, mer.scoring; print(sorted({'pandas', 'sklearn', 'torch', 'mer.config'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_confusion_metrics_on_a_stack_equal_megc_scores() -> None:
+    """The bootstrap scores stacks of confusion matrices with `confusion_metrics`; each must equal `megc_scores`."""
+    from mer.evaluation.metrics import confusion_metrics
+
+    rng = np.random.default_rng(0)
+    classes = [N, P, S]
+    cms, expected = [], []
+    for i in range(20):
+        n = int(rng.integers(1, 30))
+        truth = rng.choice(classes[: 2 + i % 2], size=n)  # every other set lacks surprise in its ground truth
+        pred = rng.choice(classes, size=n)
+        s = megc_scores(truth, pred, classes)
+        cms.append(s["confusion"])
+        expected.append((s["accuracy"], s["uar"], s["uf1"]))
+    acc, uar, uf1 = confusion_metrics(np.array(cms))
+    assert acc.shape == (20,)
+    np.testing.assert_allclose(np.stack([acc, uar, uf1], axis=1), np.array(expected), rtol=0, atol=1e-12)

@@ -178,6 +178,8 @@ def test_compare_two_runs(tmp_path: Path) -> None:
     assert table.loc[1, "SVM UF1"] == pytest.approx(expected["composite"]["uf1"])
     assert table.loc[1, "samm UF1"] == pytest.approx(expected["samm"]["uf1"])
     assert "LEAKY: run 'resnet18'" in md and "| paper |" in md
+    assert table["seeds"].tolist() == [1, 1] and table["SVM UF1 sd"].isna().all()  # one seed each: no spread
+    assert "paired test does not apply: different samples" in md  # make_run seeds 1 and 2 draw other samples
     # same config name twice: rows told apart by folder
     names = pd.read_csv(Path(compare_runs([a, a], tmp_path / "cmp2")).with_suffix(".csv"))["run"].tolist()
     assert len(set(names)) == 2
@@ -193,3 +195,35 @@ def test_cli_report_and_compare(run_dir: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "c" / "compare.md").is_file()
+
+
+def test_every_headline_number_has_its_bootstrap_interval(run_dir: Path, report: Path) -> None:
+    from mer.evaluation.bootstrap import bootstrap_intervals
+
+    saved = json.loads((report.parent / "scores.json").read_text())
+    preds = load_run(run_dir).predictions
+    assert saved["bootstrap"] == {"resamples": 1000, "seed": 0, "level": 0.95, "unit": "subject",
+                                  "stratified_by": "dataset", "interval": "percentile"}  # fmt: skip
+    for clf, col in (("svm", "svm_pred"), ("softmax", "softmax_pred")):
+        assert saved["intervals"][clf] == bootstrap_intervals(preds, col, 1000, 0)
+    md = report.read_text()
+    svm = saved["scores"]["svm"]["composite"]
+    low, high = saved["intervals"]["svm"]["composite"]["uf1"]
+    assert low <= svm["uf1"] <= high
+    headline = next(ln for ln in md.splitlines() if ln.startswith("- Headline (SVM"))
+    assert f"UF1 {svm['uf1']:.4f} [{low:.4f}, {high:.4f}]" in headline
+    for scope in ("composite", "casme2", "samm", "smic"):
+        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {scope} |"))
+        lo, hi = saved["intervals"]["softmax"][scope]["uar"]
+        assert f"{saved['scores']['softmax'][scope]['uar']:.4f} [{lo:.4f}, {hi:.4f}]" in line
+    assert "## Uncertainty (bootstrap over subjects)" in md and "**SVM − softmax**" in md
+    d = saved["svm_minus_softmax"]["composite"]["uf1"]
+    assert d["diff"] == pytest.approx(svm["uf1"] - saved["scores"]["softmax"]["composite"]["uf1"])
+    assert f"ΔUF1 {d['diff']:+.4f} [{d['low']:.4f}, {d['high']:.4f}]" in md
+
+
+def test_report_without_resamples_has_no_intervals(run_dir: Path, tmp_path: Path) -> None:
+    md = write_report(run_dir, tmp_path, resamples=0).read_text()
+    saved = json.loads((tmp_path / "scores.json").read_text())
+    assert saved["intervals"] == {} and saved["svm_minus_softmax"] is None
+    assert "No bootstrap was run" in md and " [0." not in md.split("## Uncertainty")[0].split("## Scores")[1]

@@ -15,6 +15,10 @@ _EXPORTS = {
     "per_fold_table": "metrics",
     "pooled_scores": "metrics",
     "write_report": "report",
+    "run_seeds": "seeds",
+    "bootstrap_intervals": "bootstrap",
+    "paired_difference": "bootstrap",
+    "load_seeds": "runs",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -1,21 +1,24 @@
 """Comparison: published MEGC2019 results beside a run, and several runs side by side (`mer report --compare`).
 
 `compare_runs` has the shape of Table 2 in Liu et al. 2022: rows are runs, columns composite accuracy/UAR/UF1 per
-classifier, then UF1/UAR per dataset, written as compare.md, compare.html and compare.csv.
+classifier (mean ± sd over a run's seeds), then UF1/UAR per dataset, and the paired difference of every two runs
+on the same samples with its bootstrap interval over subjects: compare.md, compare.html, compare.csv, compare.json.
 """
 
 from __future__ import annotations
 
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from mer.errors import MerError
+from mer.evaluation.bootstrap import RESAMPLES, SEED, paired_difference, seed_spread
 from mer.evaluation.metrics import COMPOSITE
 from mer.evaluation.render import Document
-from mer.evaluation.runs import CLASSIFIER_NAMES, load_run
-from mer.files import atomic_write_text, natural_key
+from mer.evaluation.runs import CLASSIFIER_NAMES, CLASSIFIERS, SeedRuns, load_seeds
+from mer.files import atomic_write_json, atomic_write_text, natural_key
 
 # MEGC2019 composite (CASME II + SAMM + SMIC-HS, 442 samples, 68 subjects), LOSO: (method, UF1, UAR).
 PUBLISHED: tuple[tuple[str, float, float], ...] = (
@@ -52,16 +55,10 @@ def comparison_table(scores: dict[str, dict[str, dict[str, Any]]], run_label: st
     return pd.DataFrame(rows)
 
 
-def compare_runs(run_dirs: list[Path], out: Path) -> Path:
-    """Side-by-side table of several runs (rows = runs, columns = composite acc/UAR/UF1 for SVM and softmax,
-    then UF1/UAR per dataset for each run's headline classifier): compare.md, compare.html, compare.csv.
-    Returns the compare.md path.
-    """
-    if not run_dirs:
-        raise MerError("give at least one run folder to compare (mer report --compare DIR1 --compare DIR2)")
-    runs = [load_run(d) for d in run_dirs]
+def _labels(runs: list[SeedRuns]) -> list[str]:
+    """Run names, told apart by folder when two runs share one."""
     names = [r.name for r in runs]
-    labels = []
+    labels: list[str] = []
     for r in runs:
         label = r.name
         if names.count(r.name) > 1:
@@ -69,53 +66,135 @@ def compare_runs(run_dirs: list[Path], out: Path) -> Path:
         if label in labels:
             label = f"{r.name} ({r.run_dir})"
         labels.append(label)
+    return labels
 
+
+def _spread_text(mean: float | None, sd: float | None) -> str:
+    if mean is None:
+        return "—"
+    return f"{mean:.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
+
+
+def paired_rows(
+    runs: list[SeedRuns], labels: list[str], resamples: int = RESAMPLES, seed: int = SEED
+) -> list[dict[str, Any]]:
+    """Every pair of runs (i < j): composite ΔUF1 and ΔUAR (A − B, headline classifiers, seed means) with their
+    paired bootstrap interval over subjects and the verdict; pairs on different samples say the test does not apply.
+    """
     rows = []
+    for i, j in combinations(range(len(runs)), 2):
+        a, b = runs[i], runs[j]
+        diff = paired_difference(a.frames(), b.frames(), CLASSIFIERS[a.headline], CLASSIFIERS[b.headline],
+                                 resamples, seed)  # fmt: skip
+        row: dict[str, Any] = {"A": labels[i], "B": labels[j], "classifiers":
+                               f"{CLASSIFIER_NAMES[a.headline]} vs {CLASSIFIER_NAMES[b.headline]}"}  # fmt: skip
+        if not diff["applies"]:
+            row.update({"applies": False, "note": f"paired test does not apply: {diff['reason']}"})
+        else:
+            row["applies"] = True
+            for m in ("uf1", "uar", "accuracy"):
+                d = diff[COMPOSITE][m]
+                row.update({f"d_{m}": d["diff"], f"d_{m}_low": d["low"], f"d_{m}_high": d["high"],
+                            f"{m}_significant": d["significant"]})  # fmt: skip
+            row["note"] = ""
+        rows.append(row)
+    return rows
+
+
+def _paired_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    shown = []
+    for r in rows:
+        entry = {"A − B": f"{r['A']} − {r['B']}", "classifiers": r["classifiers"]}
+        if not r["applies"]:
+            entry.update({"ΔUF1 [95 % CI]": r["note"], "UF1 verdict": "—", "ΔUAR [95 % CI]": "—", "UAR verdict": "—"})
+        else:
+            for label, m in (("UF1", "uf1"), ("UAR", "uar")):
+                entry[f"Δ{label} [95 % CI]"] = f"{r[f'd_{m}']:+.4f} [{r[f'd_{m}_low']:.4f}, {r[f'd_{m}_high']:.4f}]"
+                entry[f"{label} verdict"] = "significant" if r[f"{m}_significant"] else "not significant"
+        shown.append(entry)
+    return pd.DataFrame(shown)
+
+
+def compare_runs(run_dirs: list[Path], out: Path, *, resamples: int = RESAMPLES, seed: int = SEED) -> Path:
+    """Side-by-side table of several runs (rows = runs, columns = composite acc/UAR/UF1 for SVM and softmax as
+    mean ± sd over each run's seeds, then UF1/UAR per dataset for each run's headline classifier), then the paired
+    difference of every two runs on the same samples with its bootstrap interval over subjects: compare.md,
+    compare.html, compare.csv (means and sds) and compare.json (the differences). Returns the compare.md path.
+    """
+    if not run_dirs:
+        raise MerError("give at least one run folder to compare (mer report --compare DIR1 --compare DIR2)")
+    runs = [load_seeds(d) for d in run_dirs]
+    labels = _labels(runs)
+
+    rows, shown_rows = [], []
     datasets: list[str] = []
     for label, run in zip(labels, runs, strict=True):
-        scores = run.scores()
+        mean, sd = seed_spread([r.scores() for r in run.runs])
         row: dict[str, Any] = {
             "run": label,
             "status": " / ".join(run.stamps) or "complete",
-            "folds": f"{len(run.folds)}/{run.n_planned}",
-            "n": len(run.predictions),
+            "seeds": len(run.seeds),
+            "folds": f"{sum(len(r.folds) for r in run.runs)}/{sum(r.n_planned for r in run.runs)}",
+            "n": len(run.runs[0].predictions),
             "classifier": CLASSIFIER_NAMES[run.headline],
         }
+        shown = dict(row)
         for clf, name in CLASSIFIER_NAMES.items():
-            comp = scores[clf][COMPOSITE] if clf in scores else {}
-            row[f"{name} acc"] = comp.get("accuracy")
-            row[f"{name} UAR"] = comp.get("uar")
-            row[f"{name} UF1"] = comp.get("uf1")
-        for scope, s in scores[run.headline].items():
+            for label_m, m in (("acc", "accuracy"), ("UAR", "uar"), ("UF1", "uf1")):
+                mu = mean.get(clf, {}).get(COMPOSITE, {}).get(m)
+                sigma = sd.get(clf, {}).get(COMPOSITE, {}).get(m)
+                row[f"{name} {label_m}"], row[f"{name} {label_m} sd"] = mu, sigma
+                shown[f"{name} {label_m}"] = _spread_text(mu, sigma)
+        for scope, s in mean[run.headline].items():
             if scope == COMPOSITE:
                 continue
             if scope not in datasets:
                 datasets.append(scope)
-            row[f"{scope} UF1"] = s["uf1"]
-            row[f"{scope} UAR"] = s["uar"]
+            for label_m, m in (("UF1", "uf1"), ("UAR", "uar")):
+                row[f"{scope} {label_m}"], row[f"{scope} {label_m} sd"] = s[m], sd[run.headline][scope][m]
+                shown[f"{scope} {label_m}"] = _spread_text(s[m], sd[run.headline][scope][m])
         rows.append(row)
-    columns = ["run", "status", "folds", "n", "classifier"]
-    columns += [f"{name} {m}" for name in CLASSIFIER_NAMES.values() for m in ("acc", "UAR", "UF1")]
+        shown_rows.append(shown)
+    columns = ["run", "status", "seeds", "folds", "n", "classifier"]
+    metric_cols = [f"{name} {m}" for name in CLASSIFIER_NAMES.values() for m in ("acc", "UAR", "UF1")]
     for d in sorted(datasets, key=natural_key):
-        columns += [f"{d} UF1", f"{d} UAR"]
-    table = pd.DataFrame(rows).reindex(columns=columns)
+        metric_cols += [f"{d} UF1", f"{d} UAR"]
+    table = pd.DataFrame(rows).reindex(columns=columns + [c for m in metric_cols for c in (m, f"{m} sd")])
+    shown_table = pd.DataFrame(shown_rows).reindex(columns=columns + metric_cols).fillna("—")
+    pairs = paired_rows(runs, labels, resamples, seed) if resamples > 0 else []
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "compare.csv", table.to_csv(index=False))
+    atomic_write_json(out / "compare.json", {"runs": rows, "paired": pairs, "resamples": resamples, "seed": seed})
     doc = Document("LOSO run comparison")
     for label, run in zip(labels, runs, strict=True):
         if run.leaky:
             doc.banner(f"LEAKY: run '{label}' selected its model on the LOSO test folds; its numbers are optimistic.",
                        "leaky")  # fmt: skip
         if run.partial:
-            doc.banner(f"PARTIAL: run '{label}' has {len(run.missing)} of {run.n_planned} folds missing.", "partial")
+            missing = sum(len(r.missing) for r in run.runs)
+            doc.banner(f"PARTIAL: run '{label}' has {missing} fold(s) and {len(run.missing_seeds)} seed(s) missing.",
+                       "partial")  # fmt: skip
     doc.para(
-        "Composite and per-dataset scores pool the predictions of all complete folds (MEGC2019 protocol). "
-        "Per-dataset columns use each run's headline classifier (`classifier`)."
+        "Composite and per-dataset scores pool the predictions of all complete folds (MEGC2019 protocol), per seed; "
+        "a run of several seeds shows mean ± sd over its seeds (sample sd). Per-dataset columns use each run's "
+        "headline classifier (`classifier`)."
     )
     doc.heading("Runs")
-    doc.table(table)
+    doc.table(shown_table)
+    doc.heading("Paired differences (bootstrap over subjects)")
+    if pairs:
+        doc.para(
+            f"A − B on the same samples: each of {resamples} resamples (seed {seed}) draws the test subjects with "
+            "replacement within each dataset and scores both runs (their seed means) on them; the interval is the "
+            "95 % percentile interval of the difference. An interval that contains 0 is **not significant**: the "
+            "difference is within what the choice of test subjects alone can produce. Runs on different samples "
+            "cannot be paired."
+        )
+        doc.table(_paired_table(pairs))
+    else:
+        doc.para("Nothing to pair (one run, or `--resamples 0`).")
     doc.heading("Published (MEGC2019 composite)")
     doc.table(comparison_table({}, "")[["method", "UF1", "UAR", "accuracy", "source"]])
     doc.heading("Run folders")

@@ -28,6 +28,7 @@ from mer.data.prepared import load_prepared
 from mer.errors import DataError, MerError
 from mer.evaluation.report import write_report
 from mer.evaluation.svm import fit_svm
+from mer.evaluation.tracking import log_summary
 from mer.files import atomic_write_json, atomic_write_text
 from mer.inference.bundle import save_bundle
 from mer.train import StageResult, check_pretrained, embed_split, finish_wandb, train_stage
@@ -279,6 +280,7 @@ def run_loso(
               f"tasks) to finish, then `mer report {out}`")  # fmt: skip
         return out
     report = write_report(out)
+    log_summary(cfg, out)  # the W&B summary run of this LOSO run (pooled scores, intervals, stamps)
     print(f"report → {report}")
     return out
 

@@ -23,9 +23,9 @@ import pandas as pd
 from mer.config import CLASSES
 from mer.errors import MerError
 from mer.files import natural_key
-from mer.scoring import megc_scores
+from mer.scoring import confusion_metrics, megc_scores
 
-__all__ = ["COMPOSITE", "megc_scores", "natural_key", "per_fold_table", "pooled_scores"]
+__all__ = ["COMPOSITE", "confusion_metrics", "megc_scores", "natural_key", "per_fold_table", "pooled_scores"]
 
 COMPOSITE = "composite"
 

@@ -2,7 +2,9 @@
 
 `write_report` reads the run (`mer.evaluation.runs.load_run`), then adds one section after another to a
 `Document` (rendered to Markdown and to a self-contained HTML page). A report is stamped PARTIAL when folds are
-missing and LEAKY when model selection touched the test folds. Several runs side by side: `mer.evaluation.compare`.
+missing and LEAKY when model selection touched the test folds. Every headline number carries a 95 % bootstrap
+interval over subjects (`mer.evaluation.bootstrap`). A multi-seed folder (`mer loso --seeds`) gets per-seed rows
+and mean ± sd over seeds. Several runs side by side: `mer.evaluation.compare`.
 """
 
 from __future__ import annotations
@@ -14,37 +16,45 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mer.evaluation.bootstrap import RESAMPLES, SEED, bootstrap_intervals, paired_difference, seed_spread, verdict
 from mer.evaluation.compare import MEGC2019_SAMPLES, MEGC2019_SUBJECTS, comparison_table
 from mer.evaluation.megc_log import write_megc_log
 from mer.evaluation.metrics import COMPOSITE, per_fold_table
 from mer.evaluation.plots import confusion_png, per_fold_png
 from mer.evaluation.render import Document, fmt
-from mer.evaluation.runs import CLASSIFIER_NAMES, CLASSIFIERS, RunResults, load_run
+from mer.evaluation.runs import CLASSIFIER_NAMES, CLASSIFIERS, RunResults, SeedRuns, is_multi_seed, load_run, load_seeds
 from mer.files import atomic_write_bytes, atomic_write_json, natural_key
 
 Scores = dict[str, dict[str, dict[str, Any]]]  # {classifier: {"composite" or dataset: pooled scores}}
+Intervals = dict[str, dict[str, dict[str, list[float | None]]]]  # {classifier: {scope: {metric: [low, high]}}}
 
 CONFUSION_PNG = "confusion_matrix.png"
 PER_FOLD_PNG = "per_fold_accuracy.png"
 MEGC_LOG = "megc_log.txt"
 
 
-def write_report(run_dir: Path, out: Path | None = None) -> Path:
+def write_report(run_dir: Path, out: Path | None = None, *, resamples: int = RESAMPLES, seed: int = SEED) -> Path:
     """Write report.md, report.html, confusion_matrix.png, per_fold_accuracy.png, megc_log.txt and scores.json.
 
     `out` defaults to the run folder. Metrics pool the predictions of all complete folds (MEGC way); missing
-    folds stamp the report PARTIAL and are listed; a leaky run (loso.json) is stamped LEAKY. Returns the
-    report.md path.
+    folds stamp the report PARTIAL and are listed; a leaky run (loso.json) is stamped LEAKY. `resamples`
+    subject-bootstrap draws (0: none) with `seed` give the 95 % intervals. A multi-seed folder gets the seeds
+    report (`write_seeds_report`). Returns the report.md path.
     """
+    if is_multi_seed(run_dir):
+        return write_seeds_report(run_dir, out, resamples=resamples, seed=seed)
     run = load_run(run_dir)
     out = Path(out) if out is not None else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     scores = run.scores()
+    intervals = _intervals([run.predictions], run.classifiers, resamples, seed)
+    versus = _classifier_difference([run.predictions], run.classifiers, resamples, seed)
     fold_table = _fold_table(run)
 
     doc = Document(f"LOSO report: {run.name}{_stamp_suffix(run)}")
-    _overview(doc, run, scores)
-    _scores_section(doc, scores)
+    _overview(doc, run, scores, intervals)
+    _scores_section(doc, scores, intervals)
+    _uncertainty_section(doc, _n_subjects(run), resamples, seed, versus)
     _per_class_section(doc, scores)
     _confusion_section(doc, scores, out)
     _published_section(doc, run, scores)
@@ -57,7 +67,7 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
 
     md_path = out / "report.md"
     doc.write(md_path, out / "report.html")
-    _write_scores(run, scores, out / "scores.json")
+    _write_scores(run, scores, out / "scores.json", intervals, _bootstrap_meta(resamples, seed), versus)
     return md_path
 
 
@@ -72,7 +82,7 @@ def _n_subjects(run: RunResults) -> int:
     return run.predictions[["dataset", "subject"]].drop_duplicates().shape[0]
 
 
-def _overview(doc: Document, run: RunResults, scores: Scores) -> None:
+def _overview(doc: Document, run: RunResults, scores: Scores, intervals: Intervals) -> None:
     """LEAKY / PARTIAL banners, then folds, samples, the headline numbers and any problems reading the run."""
     if run.leaky:
         objective = run.notes.get("objective")
@@ -98,22 +108,56 @@ def _overview(doc: Document, run: RunResults, scores: Scores) -> None:
             f"Folds: {len(run.folds)} complete of {run.n_planned}" + (" (PARTIAL)" if run.partial else ""),
             f"Samples: {len(pred)} from {_n_subjects(run)} subjects; datasets: "
             + ", ".join(f"{d} {k}" for d, k in pred.groupby("dataset").size().items()),
-            f"Headline ({CLASSIFIER_NAMES[run.headline]}, pooled): accuracy {comp['accuracy']:.4f}, "
-            f"UAR {comp['uar']:.4f}, UF1 {comp['uf1']:.4f}",
+            f"Headline ({CLASSIFIER_NAMES[run.headline]}, pooled; 95 % bootstrap interval over subjects): "
+            + ", ".join(
+                f"{label} {_with_ci(comp[m], _ci(intervals, run.headline, COMPOSITE, m))}"
+                for label, m in (("accuracy", "accuracy"), ("UAR", "uar"), ("UF1", "uf1"))
+            ),
         ]
         + [f"Note: {p}" for p in run.problems]
     )
 
 
-def _scores_section(doc: Document, scores: Scores) -> None:
+def _scores_section(doc: Document, scores: Scores, intervals: Intervals) -> None:
     """Pooled accuracy, UAR and UF1 per set (composite, then each dataset) and classifier."""
     doc.heading("Scores (pooled over all folds)")
     doc.para(
         "MEGC2019 protocol: the predictions of every fold are pooled, TP/FP/FN of each class are summed, then "
         "per-class recall and F1 are averaged without weights (UAR, UF1). Classes absent from a set's ground "
-        "truth are left out of its means (`classes scored`). Per-fold numbers appear only in the per-fold table."
+        "truth are left out of its means (`classes scored`). Per-fold numbers appear only in the per-fold table. "
+        "Brackets: 95 % bootstrap interval over subjects (below)."
     )
-    doc.table(_scores_table(scores))
+    doc.table(_scores_table(scores, intervals))
+
+
+def _uncertainty_section(
+    doc: Document, n_subjects: int, resamples: int, seed: int, versus: dict[str, Any] | None, seeds: int = 1
+) -> None:
+    """How the intervals were made, and the paired SVM − softmax difference when both classifiers predicted."""
+    doc.heading("Uncertainty (bootstrap over subjects)")
+    if resamples <= 0:
+        doc.para("No bootstrap was run (`--resamples 0`).")
+        return
+    over = f"the mean over the {seeds} seeds of each seed's pooled score" if seeds > 1 else "the pooled score"
+    doc.para(
+        f"Intervals are 95 % percentile intervals of {resamples} resamples (seed {seed}) of the {n_subjects} test "
+        "subjects, drawn with replacement within each dataset; each resample recomputes "
+        f"{over} on the drawn subjects. They say how much the number depends on which subjects were tested — "
+        "resampling samples instead would ignore that a subject's samples are alike, and give intervals far too "
+        "narrow. "
+        + (
+            "The ± figure is the spread between seeds (training noise); the interval is over subjects, for the "
+            "seed mean."
+            if seeds > 1
+            else "Seed spread (training noise) is not in a one-seed interval: run several seeds for that."
+        )
+    )
+    if versus:
+        doc.para(
+            "**SVM − softmax** on the same samples (paired: both scored on each resample's subjects): "
+            + "; ".join(_diff_text(label, versus[COMPOSITE][m]) for label, m in (("UF1", "uf1"), ("UAR", "uar")))
+            + "."
+        )
 
 
 def _per_class_section(doc: Document, scores: Scores) -> None:
@@ -240,8 +284,15 @@ def _config_section(doc: Document, run: RunResults) -> None:
         doc.para("config.yaml is missing from the run folder.")
 
 
-def _write_scores(run: RunResults, scores: Scores, path: Path) -> None:
-    """scores.json: the stamps, fold counts and every pooled score, for scripts."""
+def _write_scores(
+    run: RunResults,
+    scores: Scores,
+    path: Path,
+    intervals: Intervals,
+    bootstrap: dict[str, Any],
+    versus: dict[str, Any] | None,
+) -> None:
+    """scores.json: the stamps, fold counts, every pooled score and its bootstrap interval, for scripts."""
     summary = {
         "name": run.name,
         "partial": run.partial,
@@ -251,6 +302,9 @@ def _write_scores(run: RunResults, scores: Scores, path: Path) -> None:
         "missing_folds": run.missing,
         "headline": run.headline,
         "scores": scores,
+        "intervals": intervals,
+        "bootstrap": bootstrap,
+        "svm_minus_softmax": versus,
     }
     atomic_write_json(path, summary)
 
@@ -258,16 +312,15 @@ def _write_scores(run: RunResults, scores: Scores, path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ tables
 
 
-def _scores_table(scores: Scores) -> pd.DataFrame:
+def _scores_table(scores: Scores, intervals: Intervals) -> pd.DataFrame:
     first = next(iter(scores.values()))
     rows = []
     for scope in first:
         row: dict[str, Any] = {"set": scope, "n": first[scope]["n"]}
         for clf, pooled in scores.items():
             name = CLASSIFIER_NAMES[clf]
-            row[f"{name} acc"] = pooled[scope]["accuracy"]
-            row[f"{name} UAR"] = pooled[scope]["uar"]
-            row[f"{name} UF1"] = pooled[scope]["uf1"]
+            for label, m in (("acc", "accuracy"), ("UAR", "uar"), ("UF1", "uf1")):
+                row[f"{name} {label}"] = _with_ci(pooled[scope][m], _ci(intervals, clf, scope, m))
         row["classes scored"] = ", ".join(first[scope]["classes_scored"])
         rows.append(row)
     return pd.DataFrame(rows)
@@ -345,3 +398,197 @@ def _shown_fold_table(table: pd.DataFrame, run: RunResults) -> pd.DataFrame:
 def _hms(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+# ------------------------------------------------------------------------------------------ uncertainty
+
+
+def _intervals(frames: list[pd.DataFrame], classifiers: list[str], resamples: int, seed: int) -> Intervals:
+    """Bootstrap intervals per classifier (of the seed mean when `frames` holds several seeds); {} without resamples."""
+    if resamples <= 0:
+        return {}
+    return {c: bootstrap_intervals(frames, CLASSIFIERS[c], resamples, seed) for c in classifiers}
+
+
+def _classifier_difference(
+    frames: list[pd.DataFrame], classifiers: list[str], resamples: int, seed: int
+) -> dict[str, Any] | None:
+    """Paired SVM − softmax difference over subjects, when both classifiers predicted (else None)."""
+    if resamples <= 0 or not {"svm", "softmax"} <= set(classifiers):
+        return None
+    return paired_difference(frames, frames, CLASSIFIERS["svm"], CLASSIFIERS["softmax"], resamples, seed)
+
+
+def _bootstrap_meta(resamples: int, seed: int) -> dict[str, Any]:
+    return {"resamples": resamples, "seed": seed, "level": 0.95, "unit": "subject", "stratified_by": "dataset",
+            "interval": "percentile"}  # fmt: skip
+
+
+def _ci(intervals: Intervals, clf: str, scope: str, metric: str) -> list[float | None] | None:
+    return ((intervals.get(clf) or {}).get(scope) or {}).get(metric)
+
+
+def _with_ci(value: float | None, ci: list[float | None] | None, sd: float | None = None) -> str:
+    """`0.7218 [0.5815, 0.9030]`, with ` ± sd` after the value when given; an em dash for no value."""
+    if value is None or not np.isfinite(value):
+        return "—"
+    text = f"{value:.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
+    if ci and ci[0] is not None and ci[1] is not None:
+        text += f" [{ci[0]:.4f}, {ci[1]:.4f}]"
+    return text
+
+
+def _diff_text(label: str, d: dict[str, Any]) -> str:
+    """`ΔUF1 +0.0512 [-0.0200, 0.1300] (not significant)`."""
+    return f"Δ{label} {d['diff']:+.4f} [{d['low']:.4f}, {d['high']:.4f}] ({verdict(d)})"
+
+
+# ------------------------------------------------------------------------------------------ several seeds
+
+
+def _compact(scores: Scores) -> dict[str, dict[str, dict[str, Any]]]:
+    """n, accuracy, UAR and UF1 of every classifier and scope (per-seed rows of scores.json)."""
+    return {c: {scope: {k: s[k] for k in ("n", "accuracy", "uar", "uf1")} for scope, s in pooled.items()}
+            for c, pooled in scores.items()}  # fmt: skip
+
+
+def write_seeds_report(
+    run_dir: Path,
+    out: Path | None = None,
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    refresh_seeds: bool = True,
+) -> Path:
+    """The report of a multi-seed folder: per-seed rows, mean ± sd over seeds with the bootstrap interval of the
+    seed mean, SVM − softmax paired over subjects; report.md, report.html and scores.json. Each seed's own report
+    is rewritten in its folder (`out/seed<k>` with `out`); `refresh_seeds=False` only writes missing ones.
+    Returns the report.md path."""
+    study = load_seeds(run_dir)
+    out = Path(out) if out is not None else Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for s, run in zip(study.seeds, study.runs, strict=True):
+        target = out / f"seed{s}"
+        if refresh_seeds or not (target / "report.md").is_file():
+            write_report(run.run_dir, target if out != Path(run_dir) else None, resamples=resamples, seed=seed)
+    per_seed = [r.scores() for r in study.runs]
+    classifiers = study.classifiers
+    mean, sd = seed_spread([{c: p[c] for c in classifiers} for p in per_seed])
+    frames = study.frames()
+    same = len({frozenset(map(tuple, f[["dataset", "subject", "sample_id"]].astype(str).to_numpy().tolist()))
+                for f in frames}) == 1  # fmt: skip
+    intervals = _intervals(frames, classifiers, resamples, seed) if same else {}
+    versus = _classifier_difference(frames, classifiers, resamples, seed) if same else None
+    n_subjects = study.runs[0].predictions[["dataset", "subject"]].drop_duplicates().shape[0]
+    headline = study.headline
+
+    stamp = f" [{' / '.join(study.stamps)}]" if study.stamps else ""
+    doc = Document(f"LOSO report: {study.name} ({len(study.seeds)} seeds){stamp}")
+    leaky = [s for s, r in zip(study.seeds, study.runs, strict=True) if r.leaky]
+    if leaky:
+        doc.banner(
+            f"LEAKY: model selection touched the LOSO test folds in seed(s) {', '.join(map(str, leaky))}. "
+            "These numbers are optimistic and must not be reported as unbiased LOSO results.",
+            "leaky",
+        )
+    partial = [s for s, r in zip(study.seeds, study.runs, strict=True) if r.partial]
+    if study.partial:
+        parts = [f"seed(s) {', '.join(map(str, study.missing_seeds))} not run yet"] if study.missing_seeds else []
+        parts += [f"seed(s) {', '.join(map(str, partial))} have missing folds"] if partial else []
+        doc.banner(f"PARTIAL: {'; '.join(parts)}. Rerun the same `mer loso --seeds` command to finish.", "partial")
+    comp, comp_sd = mean[headline][COMPOSITE], sd[headline][COMPOSITE]
+    doc.bullets(
+        [
+            f"Run folder: `{study.run_dir}`",
+            f"Seeds: {', '.join(map(str, study.seeds))} ({len(study.seeds)} of "
+            f"{len(study.seeds) + len(study.missing_seeds)} planned)",
+            f"Samples per seed: {len(frames[0])} from {n_subjects} subjects"
+            + ("" if same else " (the seeds hold different samples: no bootstrap interval)"),
+            f"Headline ({CLASSIFIER_NAMES[headline]}, pooled per seed; mean ± sd over seeds, 95 % bootstrap interval "
+            "over subjects): "
+            + ", ".join(
+                f"{label} {_with_ci(comp[m], _ci(intervals, headline, COMPOSITE, m), comp_sd[m])}"
+                for label, m in (("accuracy", "accuracy"), ("UAR", "uar"), ("UF1", "uf1"))
+            ),
+        ]
+    )
+    doc.heading("Seeds")
+    doc.para(
+        "One row per seed: that seed's pooled scores (composite, then UF1/UAR per dataset of the headline "
+        "classifier); then the mean and the sample standard deviation (n − 1) over seeds."
+    )
+    doc.table(_seed_rows(study, per_seed, mean, sd, classifiers))
+    doc.heading("Scores over seeds (mean ± sd [95 % interval])")
+    doc.table(_seed_scores_table(mean, sd, intervals, per_seed[0]))
+    _uncertainty_section(doc, n_subjects, resamples if same else 0, seed, versus, seeds=len(study.seeds))
+    doc.heading("Per-seed reports")
+    doc.bullets([f"seed {s}: `seed{s}/report.md`" for s in study.seeds])
+    doc.heading("Provenance")
+    info = study.run_info
+    doc.bullets(
+        [f"Git commit: `{info.get('git_commit') or 'unknown'}`", f"Command: `{info.get('command') or 'unknown'}`"]
+    )
+    doc.heading("Resolved config")
+    if study.config_text is not None:
+        doc.code(study.config_text, "yaml", summary="config.yaml (click to expand)")
+    else:
+        doc.para("config.yaml is missing from the folder; see each seed's report.")
+    md_path = out / "report.md"
+    doc.write(md_path, out / "report.html")
+    summary = {
+        "name": study.name,
+        "multi_seed": True,
+        "seeds": study.seeds,
+        "missing_seeds": study.missing_seeds,
+        "partial": study.partial,
+        "leaky": study.leaky,
+        "headline": headline,
+        "per_seed": {str(s): _compact(p) for s, p in zip(study.seeds, per_seed, strict=True)},
+        "mean": mean,
+        "sd": sd,
+        "intervals": intervals,
+        "bootstrap": _bootstrap_meta(resamples if same else 0, seed),
+        "svm_minus_softmax": versus,
+    }
+    atomic_write_json(out / "scores.json", summary)
+    return md_path
+
+
+def _seed_rows(study: SeedRuns, per_seed: list[Scores], mean: dict, sd: dict, classifiers: list[str]) -> pd.DataFrame:
+    headline = study.headline
+    datasets = [s for s in per_seed[0][headline] if s != COMPOSITE]
+    rows = []
+
+    def values(get: Any) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        for clf in classifiers:
+            for label, m in (("acc", "accuracy"), ("UAR", "uar"), ("UF1", "uf1")):
+                row[f"{CLASSIFIER_NAMES[clf]} {label}"] = get(clf, COMPOSITE, m)
+        for d in datasets:
+            row[f"{d} UF1"] = get(headline, d, "uf1")
+            row[f"{d} UAR"] = get(headline, d, "uar")
+        return row
+
+    for s, run, scores in zip(study.seeds, study.runs, per_seed, strict=True):
+        base = {"seed": str(s), "status": " / ".join(run.stamps) or "complete", "folds": f"{len(run.folds)}/"
+                f"{run.n_planned}", "n": str(len(run.predictions))}  # fmt: skip
+        rows.append({**base, **values(lambda c, sc, m, p=scores: p[c][sc][m])})
+    rows.append({"seed": "**mean**", "status": "", "folds": "", "n": "",
+                 **values(lambda c, sc, m: mean[c].get(sc, {}).get(m))})  # fmt: skip
+    rows.append({"seed": "**sd**", "status": "", "folds": "", "n": "",
+                 **values(lambda c, sc, m: sd[c].get(sc, {}).get(m))})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _seed_scores_table(mean: dict, sd: dict, intervals: Intervals, first: Scores) -> pd.DataFrame:
+    rows = []
+    for scope in next(iter(mean.values())):
+        row: dict[str, Any] = {"set": scope}
+        for clf in mean:
+            for label, m in (("acc", "accuracy"), ("UAR", "uar"), ("UF1", "uf1")):
+                row[f"{CLASSIFIER_NAMES[clf]} {label}"] = _with_ci(
+                    mean[clf][scope][m], _ci(intervals, clf, scope, m), sd[clf][scope][m]
+                )
+        row["classes scored"] = ", ".join(first[next(iter(mean))][scope]["classes_scored"])
+        rows.append(row)
+    return pd.DataFrame(rows)

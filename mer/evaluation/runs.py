@@ -2,11 +2,13 @@
 
 `load_run` reads what `mer loso` writes (`config.yaml`, `run_info.json`, optional `loso.json` notes and
 `folds/<subject>/{predictions.csv, metrics.json}`), checks it, and tells complete folds from missing ones.
+`load_seeds` reads a multi-seed folder (`seeds.json`, `seed<k>/` run folders), or one run as a single seed.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from mer.files import natural_key
 PREDICTION_COLUMNS = ("sample_id", "dataset", "subject", "label", "svm_pred", "softmax_pred")
 CLASSIFIERS = {"svm": "svm_pred", "softmax": "softmax_pred"}
 CLASSIFIER_NAMES = {"svm": "SVM", "softmax": "softmax"}
+SEEDS_FILE = "seeds.json"  # written by `mer loso --seeds` at the top of a multi-seed folder
+SEED_DIR = re.compile(r"seed(-?\d+)")
 
 
 @dataclass
@@ -218,3 +222,109 @@ def load_run(run_dir: str | Path) -> RunResults:
         notes=notes,
         problems=problems,
     )
+
+
+def seed_dir(out: str | Path, seed: int) -> Path:
+    """The run folder of one seed in a multi-seed folder: `OUT/seed<k>`."""
+    return Path(out) / f"seed{seed}"
+
+
+def _seed_dirs(run_dir: Path) -> dict[int, Path]:
+    found = {}
+    for d in run_dir.iterdir() if run_dir.is_dir() else []:
+        m = SEED_DIR.fullmatch(d.name)
+        if m and d.is_dir():
+            found[int(m.group(1))] = d
+    return found
+
+
+def is_multi_seed(run_dir: str | Path) -> bool:
+    """A multi-seed folder: `seeds.json`, or no `folds/` of its own but `seed<k>/folds/` subfolders."""
+    run_dir = Path(run_dir)
+    if (run_dir / SEEDS_FILE).is_file():
+        return True
+    return not (run_dir / "folds").is_dir() and any((d / "folds").is_dir() for d in _seed_dirs(run_dir).values())
+
+
+@dataclass
+class SeedRuns:
+    """One protocol run once per seed (`mer loso --seeds`), or a single run seen as one seed."""
+
+    run_dir: Path
+    name: str
+    seeds: list[int]  # seeds with at least one complete fold, in planned order
+    runs: list[RunResults]  # one per seed in `seeds`
+    missing_seeds: list[int]  # planned seeds without any complete fold
+    multi: bool  # a multi-seed folder (False: a plain run folder)
+    config: dict[str, Any] = field(default_factory=dict)
+    config_text: str | None = None
+    run_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def partial(self) -> bool:
+        """True when a planned seed has no result or a seed's run is partial."""
+        return bool(self.missing_seeds) or any(r.partial for r in self.runs)
+
+    @property
+    def leaky(self) -> bool:
+        """True when any seed's run is stamped LEAKY."""
+        return any(r.leaky for r in self.runs)
+
+    @property
+    def stamps(self) -> list[str]:
+        """LEAKY and/or PARTIAL, in that order."""
+        return [s for s, on in (("LEAKY", self.leaky), ("PARTIAL", self.partial)) if on]
+
+    @property
+    def classifiers(self) -> list[str]:
+        """Classifiers with predictions in every seed."""
+        return [c for c in CLASSIFIERS if all(c in r.classifiers for r in self.runs)]
+
+    @property
+    def headline(self) -> str:
+        """The headline classifier of the first seed (every seed shares the config)."""
+        wanted = self.runs[0].headline
+        return wanted if wanted in self.classifiers else self.classifiers[0]
+
+    def frames(self) -> list[pd.DataFrame]:
+        """Each seed's pooled predictions."""
+        return [r.predictions for r in self.runs]
+
+
+def load_seeds(run_dir: str | Path) -> SeedRuns:
+    """Read a multi-seed folder (every `seed<k>/` run with a complete fold) or one run folder as a single seed."""
+    run_dir = Path(run_dir)
+    if not is_multi_seed(run_dir):
+        run = load_run(run_dir)
+        seed = run.run_info.get("seed", run.config.get("seed", 0))
+        return SeedRuns(run_dir, run.name, [int(seed)], [run], [], False, run.config, run.config_text, run.run_info)
+    problems: list[str] = []
+    meta = _read_json(run_dir / SEEDS_FILE, problems) if (run_dir / SEEDS_FILE).is_file() else {}
+    found = _seed_dirs(run_dir)
+    planned = [int(s) for s in meta.get("seeds") or sorted(found)]
+    planned += [s for s in sorted(found) if s not in planned]
+    seeds, runs, missing = [], [], []
+    for s in planned:
+        d = found.get(s)
+        if d is None or not (d / "folds").is_dir() or not any((d / "folds").rglob("metrics.json")):
+            missing.append(s)
+            continue
+        try:
+            runs.append(load_run(d))
+        except MerError as exc:
+            if "no complete fold" not in str(exc):
+                raise
+            missing.append(s)
+            continue
+        seeds.append(s)
+    if not runs:
+        raise MerError(f"{run_dir}: no seed folder (seed<k>/) has a complete fold; run or resume `mer loso` first")
+    config_text = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else None
+    try:
+        loaded = yaml.safe_load(config_text) if config_text else None
+    except yaml.YAMLError:
+        loaded = None
+    config = loaded if isinstance(loaded, dict) else runs[0].config
+    run_info = _read_json(run_dir / "run_info.json", problems) if (run_dir / "run_info.json").is_file() else {}
+    name = str(meta.get("name") or config.get("name") or run_dir.resolve().name)
+    return SeedRuns(run_dir, name, seeds, runs, missing, True, config, config_text, run_info)
