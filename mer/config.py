@@ -41,13 +41,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "face.eye_mask": ("none", "rectangle", "ellipse"),
     "face.device": ("auto", "cpu", "cuda"),
     "data.smic_apex": ("middle", "spot"),
+    "data.augment_on": ("cpu", "device"),
     "train.pretrain.optimizer": ("sgd", "adam", "adamw"),
     "train.finetune.optimizer": ("sgd", "adam", "adamw"),
     "train.pretrain.regularization": ("l2", "decoupled", "none"),
     "train.finetune.regularization": ("l2", "decoupled", "none"),
     "train.pretrain.scheduler": ("none", "cosine", "step", "plateau"),
     "train.finetune.scheduler": ("none", "cosine", "step", "plateau"),
-    "train.precision": ("32-true", "16-mixed", "bf16-mixed"),
+    "train.precision": ("auto", "32-true", "16-mixed", "bf16-mixed"),
     "train.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
     "loso.classifier": ("svm", "softmax"),
     "logging.wandb_mode": ("offline", "online", "auto", "disabled"),
@@ -95,6 +96,7 @@ class DataConfig:
     num_workers: int = 0
     pin_memory: bool = False
     persistent_workers: bool = False
+    augment_on: str = "cpu"  # cpu: albumentations per sample; device: whole batches on the training device (kornia)
 
 
 @dataclass
@@ -139,9 +141,9 @@ class TrainConfig:
     )
     accelerator: str = "auto"
     devices: int = 1
-    precision: str = "32-true"
+    precision: str = "auto"  # auto: bf16-mixed on CUDA (16-mixed without bf16), 32-true elsewhere
     deterministic: bool = True
-    channels_last: bool = False
+    channels_last: bool | str = "auto"  # auto: on for CUDA, off elsewhere
     compile: bool = False
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
 
@@ -278,6 +280,8 @@ def _check_choices(cfg: Config) -> None:
     unknown = [c for c in cfg.data.classes if c not in CLASSES]
     if unknown:
         raise ConfigError(f"data.classes: unknown class {unknown}; allowed: {', '.join(CLASSES)}")
+    if cfg.train.channels_last not in ("auto", True, False):
+        raise ConfigError(f"train.channels_last: '{cfg.train.channels_last}' is not allowed; use auto, true or false")
 
 
 def load_config(
@@ -374,16 +378,36 @@ def versions() -> dict[str, str]:
     return out
 
 
+def resolve_precision(train: TrainConfig, cuda: bool, bf16: bool = True) -> tuple[str, bool]:
+    """(precision, channels_last) with 'auto' resolved: bf16-mixed (16-mixed without bf16) + channels_last on CUDA,
+    32-true and the default memory format elsewhere. `cuda`: the Trainer runs on a CUDA device."""
+    precision = train.precision
+    if precision == "auto":
+        precision = ("bf16-mixed" if bf16 else "16-mixed") if cuda else "32-true"
+    channels_last = cuda if train.channels_last == "auto" else bool(train.channels_last)
+    return precision, channels_last
+
+
+def trainer_on_cuda(train: TrainConfig) -> tuple[bool, bool]:
+    """(the Trainer will run on CUDA, that device supports bf16) for `train.accelerator` on this machine."""
+    import torch  # function-local: `mer --help` and config loading need no torch
+
+    cuda = train.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return cuda, bool(cuda and torch.cuda.is_bf16_supported())
+
+
 def write_run_info(cfg: Config, out_dir: str | Path, command: str | None = None) -> Path:
     """Write `config.yaml` (fully resolved) and `run_info.json` (versions, seed, git commit, command) to out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(to_yaml(cfg))
+    precision, channels_last = resolve_precision(cfg.train, *trainer_on_cuda(cfg.train))
     info = {
         "seed": cfg.seed,
         "git_commit": git_commit(),
         "command": command if command is not None else " ".join(sys.argv),
         "versions": versions(),
+        "resolved": {"train.precision": precision, "train.channels_last": channels_last},
     }
     (out / "run_info.json").write_text(json.dumps(info, indent=2))
     return out / "config.yaml"
