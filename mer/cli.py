@@ -250,6 +250,9 @@ def predict(
     config: Annotated[
         str | None, typer.Option("--config", "-c", help="Training config for a plain checkpoint (face pipeline).")
     ] = None,
+    engine: Annotated[
+        str, typer.Option(help="What runs the network: auto, torch, onnxruntime, openvino (pip install '.[openvino]').")
+    ] = "auto",
 ) -> None:
     """Run a trained model on your own image, frames or video: face → apex → label with probabilities.
 
@@ -265,7 +268,7 @@ def predict(
 
     if model is None:
         raise MerError("give the model with --model: a bundle folder (mer loso --final), a .ckpt/.pt or an .onnx file")
-    bundle = load_bundle(model, _cfg(config, []) if config else None)
+    bundle = load_bundle(model, _cfg(config, []) if config else None, engine=engine)
     result = predict_path(path, bundle, window=window, max_frames=max_frames, detect_max_side=detect_max_side)
     console = Console(width=max(Console().width, 120))
     console.print(result_table([result]))
@@ -337,27 +340,33 @@ def export(
 @app.command()
 def bench(
     backbones: Annotated[
-        str, typer.Option(help="Comma-separated backbones.")
-    ] = "mobilevit_xxs,mobilevit_xs,mobilevit_s",
+        str, typer.Option(help="Comma-separated backbones (mobilevit_xxs, mobilevit_xs, mobilevit_s, ...).")
+    ] = "mobilevit_s",
     image_size: Annotated[int, typer.Option(help="Input side in pixels.")] = 256,
     iterations: Annotated[int, typer.Option(help="Timed calls per engine at batch 1 (median reported).")] = 30,
     warmup: Annotated[int, typer.Option(help="Untimed calls first.")] = 5,
     batch: Annotated[list[int] | None, typer.Option(help="Throughput batch size, repeatable (default 32).")] = None,
     engines: Annotated[
-        str, typer.Option(help="Comma-separated: eager, compile, ort, ort_int8 (static), ort_int8_dynamic.")
-    ] = "eager,compile,ort,ort_int8",
+        str,
+        typer.Option(
+            help="Comma-separated: eager, compile, ort, ort_spin, ort_int8 (static), ort_int8_dynamic, openvino, "
+            "openvino_bf16."
+        ),
+    ] = "eager,ort",
     threads: Annotated[int | None, typer.Option(help="torch and ONNX Runtime threads (default: torch's).")] = None,
-    face: Annotated[bool, typer.Option(help="Measure MTCNN detection + alignment.")] = True,
-    video: Annotated[bool, typer.Option(help="Measure mer predict end to end on a generated clip.")] = True,
+    face: Annotated[bool, typer.Option(help="Measure MTCNN detection + alignment.")] = False,
+    video: Annotated[bool, typer.Option(help="Measure mer predict end to end on a generated clip.")] = False,
+    floor: Annotated[bool, typer.Option(help="Count FLOPs, time an FP32 GEMM, show each engine × floor.")] = True,
     compile_timeout: Annotated[float, typer.Option(help="Seconds allowed for torch.compile per backbone.")] = 300.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write all rows as JSON here.")] = None,
     markdown_out: Annotated[Path | None, typer.Option("--markdown", help="Write the table as Markdown.")] = None,
 ) -> None:
-    """Latency per sample and throughput: face pipeline, PyTorch eager / compiled, ONNX Runtime fp32 / int8.
+    """Latency per sample and throughput of the network against this machine's floor (FLOPs / FP32 GEMM rate).
 
-    Printed beside the paper's 35.4 ms per sample, with the thread count and CPU. Engines of one backbone are timed
-    in turns of 5 calls; on a busy machine PyTorch eager suffers most, so use an idle one (or --threads 1 and the
-    CPU ms column) for figures to report.
+    Default: mobilevit_s at 256², PyTorch eager and ONNX Runtime (about a minute on 2 idle cores); torch.compile,
+    int8, OpenVINO, other backbones, the face pipeline and video on request. Printed beside the paper's 35.4 ms per
+    sample, with the thread count and CPU. Engines of one backbone are timed in turns of 5 calls; on a busy machine
+    PyTorch eager suffers most, so use an idle one (or --threads 1 and the CPU ms column) for figures to report.
     """
     import json
 
@@ -366,16 +375,17 @@ def bench(
     from mer.inference.bench import bench_table, markdown, run_bench, summary
 
     result = run_bench(
-        [b.strip() for b in backbones.split(",") if b.strip()],
-        image_size,
-        iterations,
-        warmup,
-        tuple(batch or (32,)),
-        [e.strip() for e in engines.split(",") if e.strip()],
-        threads,
-        face,
-        video,
-        compile_timeout,
+        backbones=[b.strip() for b in backbones.split(",") if b.strip()],
+        image_size=image_size,
+        iterations=iterations,
+        warmup=warmup,
+        batches=tuple(batch or (32,)),
+        engines=[e.strip() for e in engines.split(",") if e.strip()],
+        threads=threads,
+        face=face,
+        video=video,
+        compile_timeout=compile_timeout,
+        floor=floor,
     )
     console = Console(width=max(Console().width, 160))
     console.print(bench_table(result))
