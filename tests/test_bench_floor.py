@@ -63,9 +63,10 @@ def test_gemm_probe_counts_its_flops_and_rates() -> None:
     assert probe.reps >= 1 and probe.flops == 2 * 32 * 16 * 8 * probe.reps
     probe()
     assert torch.allclose(probe.out, probe.a @ probe.b, atol=1e-5)
-    times = np.array([[2.0, 4.0], [1.0, 2.0], [3.0, 6.0]])  # ms: median wall 2, CPU 4
-    wall, cpu = probe.rates(times)
+    times = np.array([[2.0, 4.0], [1.0, 2.0], [3.0, 6.0]])  # ms: median wall 2, CPU 4, fastest 1
+    wall, cpu, best = probe.rates(times)
     assert wall == pytest.approx(probe.flops / 2e-3 / 1e9) and cpu == pytest.approx(wall / 2)
+    assert best == pytest.approx(2 * wall)
 
 
 def test_bench_reports_floor_and_ratios() -> None:
@@ -76,6 +77,7 @@ def test_bench_reports_floor_and_ratios() -> None:
     assert info["gflop"] == round(flops / 1e9, 3) and info["gflop_by_op"]["convolution"] > 0
     fl = info["batch1"]["floor_ms"]
     assert fl == pytest.approx(floor_ms(flops, info["batch1"]["gemm_gflops"]), rel=0.01)
+    assert info["batch1"]["best_floor_ms"] <= fl
     assert {r.engine for r in res.rows} == {"eager", "ort"}  # the probe is not a row
     for r in res.rows:
         assert r.x_floor == pytest.approx(r.ms_median / fl, rel=0.02)
