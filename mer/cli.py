@@ -251,7 +251,7 @@ def predict(
         str | None, typer.Option("--config", "-c", help="Training config for a plain checkpoint (face pipeline).")
     ] = None,
     engine: Annotated[
-        str, typer.Option(help="What runs the network: auto, torch, onnxruntime, openvino (pip install '.[openvino]').")
+        str, typer.Option(help="What runs the network: auto, torch, onnxruntime, openvino (the openvino extra).")
     ] = "auto",
 ) -> None:
     """Run a trained model on your own image, frames or video: face → apex → label with probabilities.
@@ -363,10 +363,11 @@ def bench(
 ) -> None:
     """Latency per sample and throughput of the network against this machine's floor (FLOPs / FP32 GEMM rate).
 
-    Default: mobilevit_s at 256², PyTorch eager and ONNX Runtime (about a minute on 2 idle cores); torch.compile,
-    int8, OpenVINO, other backbones, the face pipeline and video on request. Printed beside the paper's 35.4 ms per
-    sample, with the thread count and CPU. Engines of one backbone are timed in turns of 5 calls; on a busy machine
-    PyTorch eager suffers most, so use an idle one (or --threads 1 and the CPU ms column) for figures to report.
+    Default: mobilevit_s at 256², PyTorch eager and ONNX Runtime (meant to finish within 2 minutes on 2 idle cores);
+    torch.compile, int8, OpenVINO, other backbones, the face pipeline and video on request. Printed beside the
+    paper's 35.4 ms per sample, with the thread count and CPU. Engines of one backbone are timed in turns of 5 calls;
+    on a busy machine PyTorch eager suffers most, so use an idle one (or --threads 1 and the CPU ms column) for
+    figures to report.
     """
     import json
 
