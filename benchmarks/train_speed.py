@@ -24,6 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -258,6 +259,16 @@ def _hms(s: float) -> str:
     return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min"
 
 
+def _try(what: str, fn: Any, *args: Any) -> Any:
+    """fn(*args), or None after printing one FAILED line: the check reports each part and goes on."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        print(f"{what}: FAILED ({exc.__class__.__name__}: {first})", flush=True)
+        return None
+
+
 def check(smoke: bool) -> None:
     """Print every figure of the GPU check (see the module docstring)."""
     device = "cpu" if smoke or not torch.cuda.is_available() else "cuda"
@@ -271,50 +282,55 @@ def check(smoke: bool) -> None:
     for bb in sz.backbones:
         for bf16_cl in (False, True):
             for aug_on in ("cpu", "device"):
-                r = data_path_rate(bb, sz, device, bf16_cl, aug_on)["images_per_s"]
-                rates[(bb, bf16_cl, aug_on)] = r
                 mode = "bf16 + channels_last" if bf16_cl else "fp32"
                 path = "device (kornia, batch)" if aug_on == "device" else f"per-sample ({sz.workers} workers)"
-                print(f"{bb:<15}{mode:<22}{path:<26}{r:>10.1f}", flush=True)
+                res = _try(f"{bb} {mode} {path}", data_path_rate, bb, sz, device, bf16_cl, aug_on)
+                if res:
+                    rates[(bb, bf16_cl, aug_on)] = res["images_per_s"]
+                    print(f"{bb:<15}{mode:<22}{path:<26}{res['images_per_s']:>10.1f}", flush=True)
     t_rows = time.perf_counter() - start
-    fast_mode = device == "cuda"  # the precision `auto` resolves to
+    fast_mode = device == "cuda"  # what precision/channels_last `auto` resolve to on this device
     fold_bb = sz.fold_backbone
-    best_aug = max(("cpu", "device"), key=lambda a: rates[(fold_bb, fast_mode, a)])
+    best_aug = max(("cpu", "device"), key=lambda a: rates.get((fold_bb, fast_mode, a), 0.0))
     with tempfile.TemporaryDirectory() as tmp:
-        fold = paper_fold(sz, device, Path(tmp))
-    print(f"one fold ({fold_bb}, {fold['n_samples']} samples, {fold['n_train']} training, {fold['epochs']} epochs, "
-          f"precision {fold['precision']}, per-sample augmentation): {fold['wall_s']:.1f} s wall "
-          f"({fold['train_s']:.1f} s in trainer.fit)")  # fmt: skip
+        fold = _try("one fold", paper_fold, sz, device, Path(tmp))
+    if fold:
+        print(f"one fold ({fold_bb}, {fold['n_samples']} samples, {fold['n_train']} training, {fold['epochs']} "
+              f"epochs, precision {fold['precision']}, per-sample augmentation): {fold['wall_s']:.1f} s wall "
+              f"({fold['train_s']:.1f} s in trainer.fit)", flush=True)  # fmt: skip
     t_fold = time.perf_counter() - start - t_rows
-    agg = {1: rates[(fold_bb, fast_mode, best_aug)]}  # one process: measured above
-    for k in sz.concurrent:
-        if k > 1:
-            agg[k] = concurrent_rate(k, fold_bb, sz, device, fast_mode, best_aug)
-        print(f"{k} fold process(es) on one device: {agg[k]:.1f} images/s together "
-              f"({agg[k] / agg[1]:.2f}× one)", flush=True)  # fmt: skip
+    agg: dict[int, float] = {}
+    if (fold_bb, fast_mode, best_aug) in rates:
+        agg[1] = rates[(fold_bb, fast_mode, best_aug)]  # one process: measured above
+        for k in sz.concurrent:
+            if k > 1 and (r := _try(f"{k} fold processes", concurrent_rate, k, fold_bb, sz, device, fast_mode,
+                                    best_aug)):  # fmt: skip
+                agg[k] = r
+            if k in agg:
+                print(f"{k} fold process(es) on one device: {agg[k]:.1f} images/s together "
+                      f"({agg[k] / agg[1]:.2f}× one)", flush=True)  # fmt: skip
     t_conc = time.perf_counter() - start - t_rows - t_fold
-    # projection: pre-training from the measured step rate; folds from the measured fold × concurrency scaling
-    pre_rate = rates[(fold_bb, fast_mode, best_aug)]
-    train_imgs = PRETRAIN_IMAGES * (1 - PRETRAIN_VAL) * PRETRAIN_EPOCHS
-    val_imgs = PRETRAIN_IMAGES * PRETRAIN_VAL * PRETRAIN_EPOCHS
-    pre_s = train_imgs / pre_rate + val_imgs / (3 * pre_rate)  # validation: forward only ≈ 1/3 of a step
-    scale = (1.0 / sz.fold_scale) if sz.fold_scale < 1 else 1.0
-    fold_s = fold["wall_s"] * scale * ((30 / fold["epochs"]) if sz.fold_epochs is not None else 1.0)
-    print(
-        f"PROJECTED (not measured) time of the paper's recipe on this device with {fold_bb}, "
-        f"{'bf16 + channels_last' if fast_mode else 'fp32'}: pre-training {PRETRAIN_EPOCHS} epochs on "
-        f"{PRETRAIN_IMAGES} images ≈ {_hms(pre_s)} (at {pre_rate:.0f} images/s, {best_aug} augmentation)"
-    )
-    for k in FOLDS_PER_GPU:
-        if k not in agg:
-            print(f"  {k} folds per GPU: not measured in this run")
-            continue
-        folds_s = MICRO_SUBJECTS * fold_s * agg[1] / agg[k]
-        print(f"  {k} fold(s) per GPU: {MICRO_SUBJECTS} folds ≈ {_hms(folds_s)}; with pre-training ≈ "
-              f"{_hms(pre_s + folds_s)} per GPU (divide the folds by the number of GPUs)")  # fmt: skip
+    if fold and 1 in agg:  # pre-training from the measured step rate; folds from the fold × concurrency scaling
+        pre_rate = agg[1]
+        train_imgs = PRETRAIN_IMAGES * (1 - PRETRAIN_VAL) * PRETRAIN_EPOCHS
+        val_imgs = PRETRAIN_IMAGES * PRETRAIN_VAL * PRETRAIN_EPOCHS
+        pre_s = train_imgs / pre_rate + val_imgs / (3 * pre_rate)  # validation: forward only ≈ 1/3 of a step
+        fold_s = fold["wall_s"] / min(sz.fold_scale, 1.0) * (30 / fold["epochs"] if sz.fold_epochs else 1.0)
+        print(f"PROJECTED (not measured) time of the paper's recipe on this device with {fold_bb}, "
+              f"{'bf16 + channels_last' if fast_mode else 'fp32'}: pre-training {PRETRAIN_EPOCHS} epochs on "
+              f"{PRETRAIN_IMAGES} images ≈ {_hms(pre_s)} (at {pre_rate:.0f} images/s, "
+              f"{best_aug} augmentation)")  # fmt: skip
+        for k in FOLDS_PER_GPU:
+            if k not in agg:
+                print(f"  {k} folds per GPU: not measured in this run")
+                continue
+            folds_s = MICRO_SUBJECTS * fold_s * agg[1] / agg[k]
+            print(f"  {k} fold(s) per GPU: {MICRO_SUBJECTS} folds ≈ {_hms(folds_s)} on one GPU; with pre-training "
+                  f"≈ {_hms(pre_s + folds_s)} (on G GPUs: pre-training + {_hms(folds_s)} / G)")  # fmt: skip
     t_mt = time.perf_counter()
-    mt = mtcnn_rate(sz, device)
-    print("MTCNN detection (640×480 frames): " + ", ".join(f"batch {b}: {r:.1f} frames/s" for b, r in mt.items()))
+    mt = _try("MTCNN detection", mtcnn_rate, sz, device)
+    if mt:
+        print("MTCNN detection (640×480 frames): " + ", ".join(f"batch {b}: {r:.1f} frames/s" for b, r in mt.items()))
     print(f"# gpu_check done in {time.perf_counter() - start:.0f} s (training rows {t_rows:.0f} s, fold "
           f"{t_fold:.0f} s, concurrent folds {t_conc:.0f} s, MTCNN {time.perf_counter() - t_mt:.0f} s)")  # fmt: skip
 

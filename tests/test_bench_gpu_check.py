@@ -32,4 +32,5 @@ def test_gpu_check_cpu_smoke_prints_every_figure() -> None:
     assert re.search(r"^one fold \(mobilevit_xxs, \d+ samples.*: [\d.]+ s wall", out, re.M)
     assert re.search(r"^2 fold process\(es\) on one device: [\d.]+ images/s together", out, re.M)
     assert "PROJECTED (not measured)" in out and re.search(r"1 fold\(s\) per GPU: 68 folds ≈ [\d.]+ (h|min)", out)
+    assert "FAILED" not in out
     assert re.search(r"MTCNN detection .*batch 1: [\d.]+ frames/s, batch 4: [\d.]+ frames/s", out)
