@@ -16,8 +16,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1" -e ".[dev,onnx]" \
-	  || $(PY) -m pip install -q -e ".[dev,onnx]"
+	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1" -e ".[dev,onnx,postgres]" \
+	  || $(PY) -m pip install -q -e ".[dev,onnx,postgres]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -32,6 +32,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check mer tests benchmarks
 	$(PY) -m ruff format --check mer tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP)
 	$(PY) -m ruff format mer tests benchmarks

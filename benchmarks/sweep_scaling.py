@@ -20,12 +20,12 @@ from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.conftest.make_prepared
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.helpers.make_prepared
 
 import optuna  # noqa: E402
 
 from mer.sweep import open_storage, run_sweep, sweep_from_dict, trials_per_hour  # noqa: E402
-from tests.conftest import make_prepared  # noqa: E402
+from tests.helpers import make_prepared  # noqa: E402
 
 LRS = [0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.03, 0.05]
 
@@ -36,12 +36,10 @@ def spec_for(out: Path, points: int, epochs: int, size: int, threads: int) -> di
     lrs = LRS[: max(1, points // len(l2))]
     return {
         "study": "scaling",
-        "base": "default",
+        "base": ["default", "tiny"],  # mobilevit_xxs, max_shift 2, linear SVM
         "overrides": {
-            "model.backbone": "mobilevit_xxs",
             "data.image_size": size,
             "face.size": size,
-            "augment.max_shift": 2,
             "train.threads": threads,
             "train.finetune.epochs": epochs,
             "train.finetune.batch_size": 16,
@@ -49,7 +47,6 @@ def spec_for(out: Path, points: int, epochs: int, size: int, threads: int) -> di
             "train.finetune.unfreeze": {0: "all"},
             "logging.progress_bar": False,
             "svm.C": [1.0],
-            "svm.kernel": ["linear"],
             "svm.inner_folds": 2,
         },
         "sampler": {"type": "grid", "seed": 0},

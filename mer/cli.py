@@ -6,6 +6,7 @@ Every subcommand takes `--config` (a YAML path or a shipped name such as `demo` 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -16,6 +17,9 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import typer  # noqa: E402
 
 from mer.errors import MerError  # noqa: E402
+
+# Each command imports what it needs inside its body (lazy: `mer --help` stays instant, and `mer prepare` and
+# `mer report` do not pay for lightning, wandb or albumentations, which only training and inference use).
 
 app = typer.Typer(
     name="mer",
@@ -44,10 +48,21 @@ Overrides = Annotated[
 ]
 
 
-def _cfg(config: list[str] | None, overrides: list[str] | None):  # noqa: ANN202 - returns mer.config.Config
-    from mer.config import load_config
+def _cfg(config: list[str] | None, overrides: list[str] | None, flags: list[str] | None = None):  # noqa: ANN202
+    """The command's Config (a mer.config.Config): its files, then the trailing overrides, then the overrides that
+    stand for its flags (`--prepared` → data.prepared, ...), so a flag wins over the same key given as an override."""
+    from mer.config import load_config  # lazy: omegaconf is not needed for --help
 
-    return load_config(config or ["default"], overrides or [])
+    return load_config(config or ["default"], [*(overrides or []), *(flags or [])])
+
+
+def _flag(key: str, value: object) -> list[str]:
+    """The override a flag stands for, or none when the flag was not given."""
+    from mer.config import as_override  # lazy, as above
+
+    if value is None:
+        return []
+    return [as_override(key, str(value) if isinstance(value, Path) else value)]
 
 
 @app.command()
@@ -78,12 +93,15 @@ def prepare(
     data: Annotated[
         list[str] | None,
         typer.Option(
-            "--data", "-d", help="NAME=ROOT, repeatable. Names: casme2 samm smic ckplus oulu jaffe mug folder."
+            "--data",
+            "-d",
+            help="NAME=ROOT, repeatable (sets data.roots.NAME). Names: casme2 samm smic ckplus oulu jaffe mug folder.",
         ),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: data.prepared from config).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (sets data.prepared; default: the config's).")] = None,
     megc_list: Annotated[
-        Path | None, typer.Option(help="MEGC2019 combined_3class_gt.csv: keep exactly those samples.")
+        Path | None,
+        typer.Option(help="MEGC2019 combined_3class_gt.csv: keep exactly those samples (sets data.megc_list)."),
     ] = None,
     manifest_only: Annotated[bool, typer.Option("--manifest-only", help="Stop after manifest.csv (no faces).")] = False,
     preview: Annotated[
@@ -97,16 +115,17 @@ def prepare(
     Writes manifest.csv (every usable sample), prepare_report.csv (every skipped sample or frame with its reason),
     prepared.csv (samples with their aligned crop) and crops/ (content-addressed cache; re-runs are free).
     """
-    from mer.prepare import run_prepare
+    from mer.prepare import parse_data_args, run_prepare
 
-    cfg = _cfg(config, overrides)
-    run_prepare(cfg, data or [], out, megc_list, manifest_only=manifest_only, preview=preview)
+    flags = [f for name, root in parse_data_args(data or []).items() for f in _flag(f"data.roots.{name}", root)]
+    flags += _flag("data.prepared", out) + _flag("data.megc_list", megc_list)
+    run_prepare(_cfg(config, overrides, flags), manifest_only=manifest_only, preview=preview)
 
 
 @app.command()
 def pretrain(
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints, logs, config, metrics.")] = Path("runs/pretrain"),
-    prepared: Annotated[Path | None, typer.Option(help="Folder written by `mer prepare`.")] = None,
+    prepared: Annotated[Path | None, typer.Option(help="Folder written by `mer prepare` (sets data.prepared).")] = None,
     config: ConfigOpt = None,
     overrides: Overrides = None,
 ) -> None:
@@ -117,8 +136,7 @@ def pretrain(
     """
     from mer.train import run_pretrain
 
-    cfg = _cfg(config, overrides)
-    run_pretrain(cfg, out, prepared)
+    run_pretrain(_cfg(config, overrides, _flag("data.prepared", prepared)), out)
 
 
 @app.command()
@@ -129,12 +147,24 @@ def loso(
     pretrained: Annotated[
         Path | None, typer.Option(help="Checkpoint from `mer pretrain` (omit for no transfer).")
     ] = None,
-    prepared: Annotated[Path | None, typer.Option(help="Folder written by `mer prepare`.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Fold processes (one GPU each when present).")] = None,
-    fold_index: Annotated[int | None, typer.Option(help="Run only fold I (SLURM array task).")] = None,
-    folds: Annotated[str | None, typer.Option(help="Comma-separated held-out subjects, e.g. casme2/sub01.")] = None,
+    prepared: Annotated[Path | None, typer.Option(help="Folder written by `mer prepare` (sets data.prepared).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Fold processes, one GPU each when present (sets loso.workers).")
+    ] = None,
+    fold_index: Annotated[
+        int | None, typer.Option(help="This call runs only fold I of the run's plan (SLURM array task).")
+    ] = None,
+    folds: Annotated[
+        str | None,
+        typer.Option(
+            help="This call runs only these folds of the run's plan: comma-separated held-out subjects, e.g. "
+            "casme2/sub01. The plan and config stay the same (the report waits for every planned fold); to "
+            "restrict the plan itself, set loso.folds=[...]."
+        ),
+    ] = None,
     from_study: Annotated[
-        str | None, typer.Option(help="STORAGE_URL::STUDY: start from the best parameters of an Optuna study.")
+        str | None,
+        typer.Option(help="STORAGE_URL::STUDY: the best parameters of an Optuna study, as overrides after yours."),
     ] = None,
     final: Annotated[
         bool, typer.Option("--final", help="Instead of LOSO, train on every subject and save OUT/bundle for predict.")
@@ -149,11 +179,18 @@ def loso(
     """
     from mer.evaluation.loso import run_final, run_loso
 
-    cfg = _cfg(config, overrides)
+    study: list[str] = []
+    if from_study:
+        from mer.sweep.storage import best_overrides
+
+        study = best_overrides(from_study)
+        typer.echo(f"using the study's best parameters: {' '.join(study)}")
+    flags = _flag("data.prepared", prepared) + _flag("loso.workers", workers)
+    cfg = _cfg(config, [*(overrides or []), *study], flags)
     if final:
-        run_final(cfg, out, pretrained, prepared)
+        run_final(cfg, out, pretrained)
         return
-    run_loso(cfg, out, pretrained, prepared, workers=workers, fold_index=fold_index, folds=folds, from_study=from_study)
+    run_loso(cfg, out, pretrained, fold_index=fold_index, folds=folds)
 
 
 @app.command()
@@ -165,7 +202,8 @@ def report(
     out: Annotated[Path | None, typer.Option(help="Where to write (default: the run folder).")] = None,
 ) -> None:
     """Pool a LOSO run's predictions into MEGC metrics: report.md, report.html, confusion matrix, per-fold plot."""
-    from mer.evaluation.report import compare_runs, write_report
+    from mer.evaluation.compare import compare_runs
+    from mer.evaluation.report import write_report
 
     if compare:
         typer.echo(compare_runs(compare, out or Path("runs/compare")))
@@ -192,7 +230,7 @@ def sweep(
     best: Annotated[
         bool, typer.Option("--best", help="Print the best parameters as an override line (and its value) and exit.")
     ] = False,
-    prepared: Annotated[Path | None, typer.Option(help="Folder written by `mer prepare`.")] = None,
+    prepared: Annotated[Path | None, typer.Option(help="Folder written by `mer prepare` (sets data.prepared).")] = None,
     pretrained: Annotated[
         Path | None, typer.Option(help="Checkpoint from `mer pretrain` each trial fine-tunes from.")
     ] = None,
@@ -213,24 +251,15 @@ def sweep(
     file asks for the leaky objective). Re-running the same command resumes the study; grid points are never
     evaluated twice, also with several processes on one storage. Trials write OUT/trials/<number>/.
     """
-    from mer.sweep import run_sweep, show_best
+    from mer.sweep import apply_flags, load_sweep, path_override, run_sweep, show_best
 
+    holdouts = [s for s in (holdout or "").split(",") if s]
+    sweep_spec = apply_flags(load_sweep(spec), out=out, base=config, holdout=holdouts, pretrained=pretrained)
     if best:
-        show_best(spec, storage, out)
+        show_best(sweep_spec, storage)
         return
-    run_sweep(
-        spec,
-        prepared=prepared,
-        storage=storage,
-        workers=workers,
-        n_trials=n_trials,
-        pretrained=pretrained,
-        out=out,
-        holdout=[s for s in (holdout or "").split(",") if s],
-        cli_overrides=overrides or [],
-        config=config,
-        live=live,
-    )
+    flags = [path_override("data.prepared", prepared)] if prepared is not None else []  # --prepared wins
+    run_sweep(sweep_spec, [*(overrides or []), *flags], storage=storage, workers=workers, n_trials=n_trials, live=live)
 
 
 @app.command()
@@ -259,16 +288,14 @@ def predict(
     Prints a table (file, frames with a face, apex frame/time, label, probabilities) and writes the JSON documented
     in docs/inference.md with --json. Exits 2 with one line when the input is unreadable or holds no face.
     """
-    import json
-
     from rich.console import Console
 
     from mer.inference.bundle import load_bundle
-    from mer.inference.predict import predict_path, result_table
+    from mer.inference.predict import predict_path, result_table, use_engine
 
     if model is None:
         raise MerError("give the model with --model: a bundle folder (mer loso --final), a .ckpt/.pt or an .onnx file")
-    bundle = load_bundle(model, _cfg(config, []) if config else None, engine=engine)
+    bundle = use_engine(load_bundle(model, _cfg(config, []) if config else None), engine)
     result = predict_path(path, bundle, window=window, max_frames=max_frames, detect_max_side=detect_max_side)
     console = Console(width=max(Console().width, 120))
     console.print(result_table([result]))
@@ -304,37 +331,27 @@ def export(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the export report as JSON here.")] = None,
 ) -> None:
     """Export the network (logits + embedding, dynamic batch) to ONNX, checked against PyTorch (max abs difference)."""
-    import json
-
     from mer.inference.export import export_onnx
 
     if fmt.lower() != "onnx":
         raise MerError(f"export format '{fmt}' is not supported; use: mer export onnx CHECKPOINT --out model.onnx")
-    res = export_onnx(checkpoint, out, opset, image_size, quantize, calib, eval_data, exporter)
-    diff = res["max_abs_diff"]
-    what = f"{res['backbone']}, {res['image_size']}², opset {opset}, {exporter} exporter, {res['export_s']} s"
-    typer.echo(f"wrote {res['onnx']} ({what})")
-    verdict = "ok" if res["verified"] else "TOO LARGE"
-    typer.echo(
-        f"ONNX Runtime vs PyTorch, max abs difference: logits {diff['logits']:.2e}, "
-        f"embedding {diff['embedding']:.2e} ({verdict}, tolerance {res['atol']:g})"
+    res = export_onnx(
+        checkpoint,
+        out,
+        opset=opset,
+        image_size=image_size,
+        quantize=quantize,
+        calib=calib,
+        eval_data=eval_data,
+        exporter=exporter,
     )
-    if "int8" in res:
-        q = res["int8"]
-        typer.echo(f"wrote {q['onnx']} (int8 {q['mode']}; calibration: {q['calibration'] or 'none needed'})")
-        if "accuracy_fp32" in q:
-            typer.echo(
-                f"accuracy on {q['n_eval']} labelled crops: fp32 {q['accuracy_fp32']:.3f}, "
-                f"int8 {q['accuracy_int8']:.3f} (change {q['accuracy_change']:+.3f}; agreement {q['agreement']:.3f})"
-            )
-        else:
-            diff8 = q["max_abs_diff_logits_random"]
-            typer.echo(f"int8 vs fp32 logits on random input: max abs difference {diff8:.3f}; {q['accuracy_note']}")
+    for line in res.lines():
+        typer.echo(line)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(res, indent=2))
-    if not res["verified"]:
-        raise MerError(f"{out}: ONNX output differs from PyTorch by more than {res['atol']:g}; try --exporter dynamo")
+        json_out.write_text(json.dumps(res.to_dict(), indent=2))
+    if not res.verified:
+        raise MerError(f"{out}: ONNX output differs from PyTorch by more than {res.atol:g}; try --exporter dynamo")
 
 
 @app.command()
@@ -369,14 +386,12 @@ def bench(
     on a busy machine PyTorch eager suffers most, so use an idle one (or --threads 1 and the CPU ms column) for
     figures to report.
     """
-    import json
-
     from rich.console import Console
 
     from mer.inference.bench import bench_table, markdown, run_bench, summary
 
     result = run_bench(
-        backbones=[b.strip() for b in backbones.split(",") if b.strip()],
+        [b.strip() for b in backbones.split(",") if b.strip()],
         image_size=image_size,
         iterations=iterations,
         warmup=warmup,

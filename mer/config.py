@@ -23,34 +23,44 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mer.errors import ConfigError
+from mer.files import atomic_write_json, atomic_write_text
 
 CONF_DIR = Path(__file__).parent / "conf"
 CLASSES = ("negative", "positive", "surprise")
 
-BACKBONES = (
-    "mobilevit_xxs",
-    "mobilevit_xs",
-    "mobilevit_s",
-    "mobilenetv2_100",
-    "mobilenetv3_large_100",
-    "resnet18",
-    "deit_tiny_patch16_224",
-)
+# Backbone → number of stages between stem and head in timm's coarse parameter groups (what `stage<N>` / `top<N>`
+# unfreeze depths count). A static table so that config needs no timm; tests/test_backbones.py checks it against
+# `mer.models.backbones.MERNet.stage_groups()` for every backbone.
+BACKBONE_STAGES: dict[str, int] = {
+    "mobilevit_xxs": 5,
+    "mobilevit_xs": 5,
+    "mobilevit_s": 5,
+    "mobilenetv2_100": 7,
+    "mobilenetv3_large_100": 7,
+    "resnet18": 4,
+    "deit_tiny_patch16_224": 12,
+}
+BACKBONES = tuple(BACKBONE_STAGES)
+SVM_KERNELS = ("linear", "rbf", "poly", "sigmoid")  # sklearn's SVC kernels that work on embeddings (no precomputed)
+SVM_GAMMA_NAMES = ("scale", "auto")
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.backbone": BACKBONES,
     "face.eye_mask": ("none", "rectangle", "ellipse"),
     "face.device": ("auto", "cpu", "cuda"),
     "data.smic_apex": ("middle", "spot"),
     "data.augment_on": ("cpu", "device"),
+    "data.missing_apex": ("spot", "middle", "skip"),
     "train.pretrain.optimizer": ("sgd", "adam", "adamw"),
     "train.finetune.optimizer": ("sgd", "adam", "adamw"),
-    "train.pretrain.regularization": ("l2", "decoupled", "none"),
-    "train.finetune.regularization": ("l2", "decoupled", "none"),
+    "train.pretrain.regularization": ("l2", "decoupled", "both", "none"),
+    "train.finetune.regularization": ("l2", "decoupled", "both", "none"),
     "train.pretrain.scheduler": ("none", "cosine", "step", "plateau"),
     "train.finetune.scheduler": ("none", "cosine", "step", "plateau"),
     "train.precision": ("auto", "32-true", "16-mixed", "bf16-mixed"),
     "train.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
     "loso.classifier": ("svm", "softmax"),
+    "data.balance": ("epoch", "iteration"),
+    "augment.apply": ("all", "topups"),
     "logging.wandb_mode": ("offline", "online", "auto", "disabled"),
 }
 
@@ -90,13 +100,15 @@ class DataConfig:
     roots: dict[str, str] = field(default_factory=dict)
     megc_list: str | None = None  # combined_3class_gt.csv to select the MEGC2019 benchmark samples
     classes: list[str] = field(default_factory=lambda: list(CLASSES))
-    smic_apex: str = "middle"
+    smic_apex: str = "middle"  # SMIC has no apex labels at all: its middle frame (the paper) or "spot"
+    missing_apex: str = "spot"  # clips without an apex label (CASME II "/", SAMM -1): spot | middle | skip
     prepared: str = "runs/prepared"  # folder written by `mer prepare` (manifest, crops, reports)
     image_size: int = 256  # network input size; crops are resized to it if they differ
     num_workers: int = 0
     pin_memory: bool = False
     persistent_workers: bool = False
     augment_on: str = "cpu"  # cpu: albumentations per sample; device: whole batches on the training device (kornia)
+    balance: str = "epoch"  # epoch: each class topped up to the largest per epoch; iteration: equal counts per batch
 
 
 @dataclass
@@ -107,6 +119,8 @@ class AugmentConfig:
     hflip: bool = True
     jitter_p: float = 0.0
     jitter_max: int = 20
+    apply: str = "all"  # shifts/flips on every training sample (all) or only on the minority top-up copies (topups)
+    jitter_stages: list[str] = field(default_factory=lambda: ["pretrain", "finetune"])  # stages the jitter runs in
 
 
 @dataclass
@@ -118,9 +132,11 @@ class StageConfig:
     optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
-    weight_decay: float = 0.0  # decoupled weight decay (optimizer) when regularization == decoupled
-    regularization: str = "l2"
-    l2: float = 0.0  # explicit L2 penalty scale on conv + linear kernels when regularization == l2
+    weight_decay: float = 0.0  # decoupled (AdamW-style) weight decay; needs regularization decoupled | both
+    regularization: str = "l2"  # regularisers on: l2 | decoupled | both | none (a scale set for one that is off fails)
+    l2: float = 0.0  # Keras kernel_regularizer: l2 · Σw² over conv + linear kernels; needs regularization l2 | both
+    lr_decay: float = 0.0  # Keras 2.2.4 optimizer `decay`: lr / (1 + lr_decay · optimizer steps); 0 = off
+    train_bn: bool = False  # frozen BatchNorm normalises with batch statistics (before #13) instead of running stats
     scheduler: str = "none"
     val_subjects: float = 0.2  # fraction of training-side subjects held out for checkpoint selection
     patience: int = 0  # early-stopping patience in epochs; 0 = off
@@ -146,6 +162,7 @@ class TrainConfig:
     channels_last: bool | str = "auto"  # auto: on for CUDA, off elsewhere
     compile: bool = False
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
+    tf32: bool = False  # TF32 matmuls/convolutions on Ampere+ GPUs: faster, but results change between GPU generations
 
 
 @dataclass
@@ -262,26 +279,143 @@ def _parse_override(item: str) -> tuple[str, Any]:
     return key, yaml.safe_load(value) if value.strip() else None
 
 
+def as_override(key: str, value: Any) -> str:
+    """`key=value` that `load_config` reads back as exactly `value` (JSON is YAML, so paths stay strings)."""
+    return f"{key}={json.dumps(value)}"
+
+
 def _check_choices(cfg: Config) -> None:
+    """Every key with a fixed set of values holds one of them."""
+    structured = OmegaConf.structured(cfg)
     for key, allowed in CHOICES.items():
-        value = OmegaConf.select(OmegaConf.structured(cfg), key)
+        value = OmegaConf.select(structured, key)
         if value not in allowed:
             raise ConfigError(f"{key}: '{value}' is not allowed; choose one of: {', '.join(allowed)}")
+    if cfg.train.channels_last not in ("auto", True, False):
+        raise ConfigError(f"train.channels_last: '{cfg.train.channels_last}' is not allowed; use auto, true or false")
+
+
+def _check_unfreeze(cfg: Config) -> None:
+    """Unfreeze depths are well formed and reach no deeper than the backbone's stage count."""
+    k = BACKBONE_STAGES[cfg.model.backbone]
     for stage in ("pretrain", "finetune"):
         for epoch, what in getattr(cfg.train, stage).unfreeze.items():
-            ok = what in ("head", "all") or any(
-                what.startswith(p) and what[len(p) :].isdigit() for p in ("stage", "top")
-            )
-            if not ok:
+            key = f"train.{stage}.unfreeze.{epoch}"
+            prefix = next((p for p in ("stage", "top") if what.startswith(p) and what[len(p) :].isdigit()), None)
+            if what not in ("head", "all") and prefix is None:
                 raise ConfigError(
-                    f"train.{stage}.unfreeze.{epoch}: '{what}' is not allowed; use head, stage<N> (e.g. stage4), "
-                    "top<N> (the last N stages) or all"
+                    f"{key}: '{what}' is not allowed; use head, stage<N> (e.g. stage4), top<N> (the last N stages) "
+                    "or all"
                 )
+            if prefix is not None and not 1 <= int(what[len(prefix) :]) <= k:
+                raise ConfigError(
+                    f"{key}: '{what}' is not allowed: {cfg.model.backbone} has {k} stages; use head, "
+                    f"stage1..stage{k}, top1..top{k} or all"
+                )
+
+
+def _check_svm(svm: SVMConfig) -> None:
+    """The SVM grid: at least one C and kernel, C > 0, sklearn's kernels, gamma a name or > 0, >= 2 inner folds."""
+    if not svm.C:
+        raise ConfigError("svm.C: give at least one positive value, e.g. [0.1, 1.0, 10.0]")
+    bad_c = [c for c in svm.C if not c > 0]
+    if bad_c:
+        raise ConfigError(f"svm.C: {bad_c} not allowed; every value must be a positive number")
+    if not svm.kernel:
+        raise ConfigError(f"svm.kernel: give at least one of: {', '.join(SVM_KERNELS)}")
+    for kernel in svm.kernel:
+        if kernel not in SVM_KERNELS:
+            raise ConfigError(f"svm.kernel: '{kernel}' is not allowed; choose from: {', '.join(SVM_KERNELS)}")
+    for gamma in svm.gamma:
+        if gamma in SVM_GAMMA_NAMES:
+            continue
+        try:
+            ok = float(gamma) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"svm.gamma: '{gamma}' is not allowed; use scale, auto or a positive number")
+    if svm.inner_folds < 2:
+        raise ConfigError(f"svm.inner_folds: {svm.inner_folds} is not allowed; grouped inner CV needs at least 2")
+    if svm.class_weight not in (None, "balanced"):
+        raise ConfigError(f"svm.class_weight: '{svm.class_weight}' is not allowed; use balanced or null")
+
+
+def _check_classes(cfg: Config) -> None:
+    """Known class names, and a network head with one output per class."""
     unknown = [c for c in cfg.data.classes if c not in CLASSES]
     if unknown:
         raise ConfigError(f"data.classes: unknown class {unknown}; allowed: {', '.join(CLASSES)}")
-    if cfg.train.channels_last not in ("auto", True, False):
-        raise ConfigError(f"train.channels_last: '{cfg.train.channels_last}' is not allowed; use auto, true or false")
+    n = len(cfg.data.classes)
+    if cfg.model.num_classes != n:
+        raise ConfigError(
+            f"model.num_classes: {cfg.model.num_classes} does not match the {n} data.classes "
+            f"({', '.join(cfg.data.classes)}); set model.num_classes={n}"
+        )
+
+
+def validate(cfg: Config) -> None:
+    """Check every value whose mistake would otherwise surface mid-run; ConfigError (one line, naming the key)."""
+    _check_choices(cfg)
+    _check_unfreeze(cfg)
+    _check_svm(cfg.svm)
+    _check_classes(cfg)
+    check_effective(cfg)
+
+
+# Which `regularization` values switch each regulariser on.
+_REGULARISERS = {"l2": ("l2", "both"), "weight_decay": ("decoupled", "both")}
+
+
+def check_effective(cfg: Config) -> None:
+    """Refuse settings that would be silently ignored: a regulariser's scale set while `regularization` has it off,
+    `lr_decay` with the plateau scheduler (whose reductions it would overwrite), unknown jitter stages."""
+    for stage in ("pretrain", "finetune"):
+        s: StageConfig = getattr(cfg.train, stage)
+        key = f"train.{stage}"
+        for name in ("l2", "weight_decay", "lr_decay"):
+            if getattr(s, name) < 0:
+                raise ConfigError(f"{key}.{name}: must be >= 0, got {getattr(s, name)}")
+        for name, modes in _REGULARISERS.items():
+            if getattr(s, name) > 0 and s.regularization not in modes:
+                raise ConfigError(
+                    f"{key}.{name}={getattr(s, name)} has no effect with {key}.regularization={s.regularization}; "
+                    f"set {key}.regularization to {' or '.join(modes)}, or {key}.{name}=0"
+                )
+        if s.lr_decay > 0 and s.scheduler == "plateau":
+            raise ConfigError(
+                f"{key}.lr_decay cannot be combined with {key}.scheduler=plateau (the per-step decay would overwrite "
+                "the plateau reductions); use scheduler none, cosine or step, or lr_decay=0"
+            )
+    bad = [s for s in cfg.augment.jitter_stages if s not in ("pretrain", "finetune")]
+    if bad:
+        raise ConfigError(f"augment.jitter_stages: unknown stage(s) {bad}; use pretrain and/or finetune")
+
+
+def ignored_keys(cfg: Config) -> dict[str, str]:
+    """Keys whose value has no effect under this config, with the reason (sweeps refuse to search them)."""
+    out: dict[str, str] = {}
+    for stage in ("pretrain", "finetune"):
+        s: StageConfig = getattr(cfg.train, stage)
+        key = f"train.{stage}"
+        if s.optimizer != "sgd":
+            out[f"{key}.momentum"] = f"only SGD uses momentum ({key}.optimizer={s.optimizer})"
+        if not any(int(epoch) > 0 for epoch in s.unfreeze):
+            out[f"{key}.unfreeze_lr_factor"] = f"nothing is unfrozen after epoch 0 ({key}.unfreeze={dict(s.unfreeze)})"
+        if not s.unfreeze or s.unfreeze.get(0) == "all":
+            out[f"{key}.train_bn"] = f"no layer is frozen ({key}.unfreeze={dict(s.unfreeze)})"
+        if s.val_subjects <= 0:
+            out[f"{key}.patience"] = f"no validation subjects to stop on ({key}.val_subjects={s.val_subjects})"
+    a = cfg.augment
+    if not a.jitter_stages:
+        reason = "the pixel jitter runs in no stage (augment.jitter_stages=[])"
+        out["augment.jitter_p"] = out["augment.jitter_max"] = reason
+    else:
+        if a.jitter_p <= 0:
+            out["augment.jitter_max"] = f"the pixel jitter is off (augment.jitter_p={a.jitter_p})"
+        if a.jitter_max <= 0:
+            out["augment.jitter_p"] = f"the pixel jitter is off (augment.jitter_max={a.jitter_max})"
+    return out
 
 
 def load_config(
@@ -314,7 +448,7 @@ def load_config(
         raise
     except OmegaConfBaseException as exc:
         raise ConfigError(_short(exc)) from None
-    _check_choices(cfg)
+    validate(cfg)
     return cfg
 
 
@@ -397,17 +531,23 @@ def trainer_on_cuda(train: TrainConfig) -> tuple[bool, bool]:
 
 
 def write_run_info(cfg: Config, out_dir: str | Path, command: str | None = None) -> Path:
-    """Write `config.yaml` (fully resolved) and `run_info.json` (versions, seed, git commit, command) to out_dir."""
+    """Write `config.yaml` (fully resolved) and `run_info.json` (versions, seed, git commit, command) to out_dir,
+    each atomically (a resumed run compares against config.yaml, so it must never be half written)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(to_yaml(cfg))
-    precision, channels_last = resolve_precision(cfg.train, *trainer_on_cuda(cfg.train))
+    atomic_write_text(out / "config.yaml", to_yaml(cfg))
+    precision, channels_last = resolve_precision(cfg.train, *trainer_on_cuda(cfg.train))  # "auto" resolved here
     info = {
         "seed": cfg.seed,
         "git_commit": git_commit(),
         "command": command if command is not None else " ".join(sys.argv),
         "versions": versions(),
+        "numerics": {
+            "precision": precision,
+            "tf32": cfg.train.tf32,
+            "deterministic": cfg.train.deterministic,
+            "threads": cfg.train.threads,
+        },
         "resolved": {"train.precision": precision, "train.channels_last": channels_last},
     }
-    (out / "run_info.json").write_text(json.dumps(info, indent=2))
+    atomic_write_json(out / "run_info.json", info)
     return out / "config.yaml"

@@ -13,3 +13,17 @@ class ConfigError(MerError):
 
 class DataError(MerError):
     """A dataset root, layout, label file or image that cannot be read as expected."""
+
+
+class UnreadableFileError(DataError):
+    """A file that is missing, empty or cannot be decoded (image, crop); the message names the file and the problem."""
+
+    def __init__(self, path: object, problem: str, hint: str = "") -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.hint = hint
+        super().__init__(f"{path}: {problem}" + (f"; {hint}" if hint else ""))
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        """Pickle with the constructor's arguments (errors cross process pools in LOSO and sweeps)."""
+        return (type(self), (self.path, self.problem, self.hint))

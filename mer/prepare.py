@@ -5,21 +5,23 @@ Writes into the output folder (default `data.prepared`):
 * ``manifest.csv``        every usable sample the readers found (`mer.data.manifest` contract);
 * ``prepare_report.csv``  every skipped sample or frame with its reason (readers' skips, then face problems, which
                           start with ``face:``; a crop kept despite a remark, e.g. several faces, starts with
-                          ``face (kept):``);
+                          ``face (kept):``, a sample kept without an apex label with ``apex (kept):``);
 * ``crops/``              the content-addressed crop cache (`mer.face.cache`); re-runs cost no detection;
 * ``prepared.csv``        the manifest rows that got a face, plus ``crop`` (path relative to the folder),
                           ``crop_index`` (which frame was cropped) and ``face_note``;
 * ``config.yaml``, ``run_info.json``, and with ``--preview`` ``preview.png`` (aligned crops per dataset and class).
 
 Which frame is cropped: the apex frame when the row has one (micro-expressions; macro rows hold a single frame);
-a clip without an apex (SMIC with ``data.smic_apex=spot``) is aligned on its onset frame's face and the apex is
-spotted (`mer.face.spot.spot_apex`); the spotted index is written to ``apex`` and noted in ``face_note``.
+a clip without an apex label gets one by ``data.missing_apex`` (CASME II "/", SAMM -1, folder clips without
+apex.txt; SMIC, which has no labels, by ``data.smic_apex``): ``middle`` frame, ``skip``, or ``spot`` (default):
+the readers leave apex empty with ``apex_source=spotted``, and here the clip is aligned on its onset frame's face and
+the apex spotted (`mer.face.spot.spot_apex`); the spotted index is written to ``apex`` and noted in ``face_note``.
+Such clips are listed in prepare_report.csv as ``apex (kept): ...`` remarks.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,15 +29,21 @@ from typing import Any
 import cv2
 import numpy as np
 import pandas as pd
+from rich.console import Console
+from rich.table import Table
 from tqdm.auto import tqdm
 
 from mer.config import Config, write_run_info
-from mer.data.manifest import counts, load_manifest, make_report, save_manifest
+from mer.data import datasets
+from mer.data.manifest import counts, make_report, save_manifest, skip
+from mer.data.prepared import REBUILD_HINT, absolute_crops
 from mer.errors import DataError, MerError
 from mer.face.align import align, region_mask, warp_face
-from mer.face.cache import CropCache, file_hash, load_crop, read_image
+from mer.face.cache import CropCache, file_hash
 from mer.face.detect import FaceDetector
 from mer.face.spot import spot_apex
+from mer.files import read_gray, read_image
+from mer.runtime import configure_torch
 
 SPOT_VERSION = 1  # bump when apex spotting changes (invalidates the stored spotted apexes)
 
@@ -54,42 +62,27 @@ def parse_data_args(items: Sequence[str]) -> dict[str, str]:
     return roots
 
 
-def _canonical(name: str) -> str:
-    """Reader name of a dataset name or alias (the readers' table when present, else the lower-cased name)."""
-    try:
-        from mer.data.datasets import canonical
-    except ImportError:  # pragma: no cover - readers not installed yet
-        return name.strip().lower()
-    return canonical(name)
-
-
-def merged_roots(cfg: Config, data: Sequence[str]) -> dict[str, str]:
+def merged_roots(cfg: Config, data: Sequence[str] = ()) -> dict[str, str]:
     """`data.roots` from the config, with `--data NAME=ROOT` items replacing roots of the same dataset."""
-    roots = {_canonical(k): str(v) for k, v in (cfg.data.roots or {}).items()}
+    roots = {datasets.canonical(k): str(v) for k, v in (cfg.data.roots or {}).items()}
     for name, root in parse_data_args(data).items():
-        roots[_canonical(name)] = root
+        roots[datasets.canonical(name)] = root
     return roots
 
 
-def run_prepare(
-    cfg: Config,
-    data: list[str],
-    out: Path | None,
-    megc_list: Path | None,
-    manifest_only: bool = False,
-    preview: bool = False,
-) -> Path:
-    """The `mer prepare` command: read the datasets, write the manifest and report, then crop faces; returns `out`."""
-    from mer.data import datasets
-    from mer.train import configure_torch
-
-    configure_torch(cfg)  # train.threads also caps MTCNN's threads (oversubscribed cores slow it down many times)
-    roots = merged_roots(cfg, data)
+def run_prepare(cfg: Config, *, manifest_only: bool = False, preview: bool = False) -> Path:
+    """The `mer prepare` command: read `data.roots` (with `data.megc_list`), write the manifest and report, then crop
+    faces into `data.prepared`; returns that folder."""
+    # train.threads also caps MTCNN's threads (oversubscribed cores slow it down many times)
+    configure_torch(cfg.train.threads, cfg.train.tf32)
+    roots = merged_roots(cfg)
     if not roots:
         raise MerError("no datasets given: pass --data NAME=ROOT (e.g. --data casme2=/data/CASME2) or set data.roots")
-    out_dir = Path(out if out is not None else cfg.data.prepared)
-    megc = megc_list if megc_list is not None else cfg.data.megc_list
-    manifest, report = datasets.build_manifest(roots, megc_list=megc, smic_apex=cfg.data.smic_apex)
+    out_dir = Path(cfg.data.prepared)
+    megc = Path(cfg.data.megc_list) if cfg.data.megc_list else None
+    manifest, report = datasets.build_manifest(
+        roots, megc_list=megc, smic_apex=cfg.data.smic_apex, missing_apex=cfg.data.missing_apex
+    )
     return prepare_from_manifest(cfg, manifest, report, out_dir, manifest_only=manifest_only, preview=preview)
 
 
@@ -129,20 +122,15 @@ def prepare_from_manifest(
         f"{s['aligned']} aligned, {s['failed']} without a face"
     )
     if preview:
-        png = write_preview(_absolute_crops(prepared, out), out / "preview.png")
+        png = write_preview(absolute_crops(prepared, out), out / "preview.png")
         _echo(f"wrote {png}")
     _echo(f"wrote {out / 'prepared.csv'} and {out / 'prepare_report.csv'}")
     return out
 
 
-def _report_row(row: dict[str, Any], path: str, reason: str) -> dict[str, Any]:
-    return {
-        "dataset": row["dataset"],
-        "subject": row["subject"],
-        "sample_id": row["sample_id"],
-        "path": path,
-        "reason": reason,
-    }
+def _skip(row: dict[str, Any], path: str, reason: str) -> dict[str, Any]:
+    """A report row (`mer.data.manifest.skip`) for a manifest row."""
+    return skip(row["dataset"], row["subject"], row["sample_id"], path, reason)
 
 
 def _valid_index(value: Any, n: int) -> int | None:
@@ -170,17 +158,18 @@ def prepare_faces(
     for i, row in enumerate(rows):
         frames = list(row["frames"])
         if not frames:
-            skipped.append(_report_row(row, "", "face: sample has no frames"))
+            skipped.append(_skip(row, "", "face: sample has no frames"))
             continue
         apex = row["apex"]
         if apex is not None and not pd.isna(apex):
             idx = _valid_index(apex, len(frames))
             if idx is None:
-                skipped.append(_report_row(row, frames[0], f"face: apex index {apex} outside 0..{len(frames) - 1}"))
+                skipped.append(_skip(row, frames[0], f"face: apex index {apex} outside 0..{len(frames) - 1}"))
                 continue
             chosen[i] = idx
         elif len(frames) == 1:
             chosen[i] = 0
+            row["apex"], row["apex_source"] = 0, "middle"  # the middle (and only) frame
         else:
             to_spot.append(i)
     if to_spot:
@@ -191,11 +180,11 @@ def prepare_faces(
     for i, res in zip(order, results, strict=True):
         row = rows[i]
         if not res.ok:
-            skipped.append(_report_row(row, res.source, f"face: {res.reason}"))
+            skipped.append(_skip(row, res.source, f"face: {res.reason}"))
             continue
         note = "; ".join(n for n in (notes.get(i, ""), res.note) if n)
         if res.note:
-            skipped.append(_report_row(row, res.source, f"face (kept): {res.note}"))
+            skipped.append(_skip(row, res.source, f"face (kept): {res.note}"))
         kept.append(
             {
                 **row,
@@ -248,9 +237,7 @@ def _spot_clips(
         onset, offset = spans[i]
         if not res.ok or res.landmarks is None:
             skipped.append(
-                _report_row(
-                    row, res.source, f"face: onset frame has no usable face ({res.reason}); cannot spot the apex"
-                )
+                _skip(row, res.source, f"face: onset frame has no usable face ({res.reason}); cannot spot the apex")
             )
             continue
         span = row["frames"][onset : offset + 1]
@@ -266,43 +253,17 @@ def _spot_clips(
                 k = int(memo["apex"])
         except (DataError, OSError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            skipped.append(_report_row(row, res.source, f"face: cannot spot the apex ({reason})"))
+            skipped.append(_skip(row, res.source, f"face: cannot spot the apex ({reason})"))
             continue
         chosen[i] = onset + k
         row["apex"] = onset + k
         notes[i] = f"apex spotted at frame {onset + k}"
 
 
-def _absolute_crops(prepared: pd.DataFrame, out: Path) -> pd.DataFrame:
-    df = prepared.copy()
-    df["crop"] = [str((out / c).resolve()) for c in df["crop"]]
-    return df
-
-
-def load_prepared(prepared_dir: str | Path) -> pd.DataFrame:
-    """Read `prepared.csv` from a `mer prepare` folder with `crop` as absolute paths; DataError when not prepared."""
-    folder = Path(prepared_dir)
-    path = folder / "prepared.csv"
-    if not path.is_file():
-        hint = " (only manifest.csv: it was run with --manifest-only)" if (folder / "manifest.csv").is_file() else ""
-        raise DataError(f"{path} not found{hint}: run `mer prepare --out {folder}` first (it writes the aligned crops)")
-    df = load_manifest(path)
-    if "crop" not in df.columns:
-        raise DataError(f"{path}: no 'crop' column; it is not a prepared.csv written by `mer prepare`")
-    df = _absolute_crops(df, folder)
-    df["face_note"] = df["face_note"].fillna("").astype(str) if "face_note" in df else ""
-    missing = [c for c in df["crop"] if not os.path.isfile(c)]
-    if missing:
-        raise DataError(
-            f"{path}: {len(missing)} crop file(s) missing (first: {missing[0]}); re-run `mer prepare` to rebuild them"
-        )
-    return df
-
-
 def write_preview(prepared: pd.DataFrame, path: str | Path, per_group: int = 8, thumb: int = 96) -> Path:
     """Contact sheet PNG: one row per (dataset, label) with up to `per_group` aligned crops from different subjects.
 
-    `prepared` must have absolute `crop` paths (as `load_prepared` returns).
+    `prepared` must have absolute `crop` paths (as `mer.data.prepared.load_prepared` returns).
     """
     path = Path(path)
     label_w = 150
@@ -317,7 +278,7 @@ def write_preview(prepared: pd.DataFrame, path: str | Path, per_group: int = 8, 
         for j, t in enumerate(text):
             cv2.putText(sheet, t, (8, y + 24 + 26 * j), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 0, 1, cv2.LINE_AA)
         for c, crop_path in enumerate(picks):
-            img = cv2.resize(load_crop(crop_path), (thumb, thumb), interpolation=cv2.INTER_AREA)
+            img = read_gray(crop_path, size=thumb, hint=REBUILD_HINT)
             x = label_w + 4 + c * (thumb + 4)
             sheet[y : y + thumb, x : x + thumb] = img
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -338,16 +299,11 @@ def _spread(df: pd.DataFrame, k: int) -> list[str]:
 
 
 def _echo(text: str) -> None:
-    from rich.console import Console
-
     Console(highlight=False).print(text)
 
 
 def _print_counts(title: str, df: pd.DataFrame, n_skipped: int) -> None:
     """Per-dataset × class sample counts as a table (rich)."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console(highlight=False)
     table_df = counts(df)
     if table_df.empty:

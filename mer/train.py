@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import netrc
 import os
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -21,14 +23,16 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 
-from mer.config import Config, StageConfig, resolve_precision, trainer_on_cuda, write_run_info
+from mer.config import Config, StageConfig, flatten, resolve_precision, to_dict, trainer_on_cuda, write_run_info
 from mer.data.datamodule import MERDataModule
+from mer.data.prepared import load_prepared
 from mer.errors import MerError
-from mer.models.backbones import load_weights, save_weights
+from mer.models.backbones import MERNet, load_weights, save_weights
 from mer.models.module import MERModule
 from mer.models.unfreeze import GradualUnfreeze
+from mer.runtime import configure_torch
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,7 @@ for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accele
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*LeafSpec.*")
 warnings.filterwarnings("ignore", ".*number of training batches.*smaller than the logging interval.*")
+warnings.filterwarnings("ignore", ".*The `srun` command is available on your system.*")  # a login node with Slurm
 
 
 @dataclass
@@ -62,8 +67,6 @@ def wandb_mode(cfg: Config) -> str:
     if os.environ.get("WANDB_API_KEY"):
         return "online"
     try:
-        import netrc
-
         auth = netrc.netrc().authenticators("api.wandb.ai")
         return "online" if auth else "offline"
     except (OSError, netrc.NetrcParseError):
@@ -76,14 +79,8 @@ def build_loggers(
     """CSV always; TensorBoard and W&B when the config turns them on (W&B offline unless logged in)."""
     loggers: list[Logger] = [CSVLogger(str(out_dir), name="logs", version="")]
     if cfg.logging.tensorboard:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
         loggers.append(TensorBoardLogger(str(out_dir), name="tensorboard", version=""))
     if cfg.logging.wandb:
-        from lightning.pytorch.loggers import WandbLogger
-
-        from mer.config import flatten, to_dict
-
         loggers.append(
             WandbLogger(
                 project=cfg.logging.wandb_project,
@@ -102,20 +99,11 @@ def build_loggers(
 
 def finish_wandb() -> None:
     """Close the current W&B run, if any, so the next fold/trial starts its own."""
-    import sys
-
     if "wandb" in sys.modules:
-        import wandb
+        import wandb  # lazy: only when a W&B logger has loaded it already (importing it costs ~0.7 s)
 
         if wandb.run is not None:
             wandb.finish()
-
-
-def configure_torch(cfg: Config) -> None:
-    """CPU threads and matmul precision from the config."""
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
-    torch.set_float32_matmul_precision("high")
 
 
 def train_stage(
@@ -143,7 +131,7 @@ def train_stage(
     stage_cfg: StageConfig = getattr(cfg.train, stage)
     seed = cfg.seed if seed is None else seed
     pl.seed_everything(seed, workers=True, verbose=False)
-    configure_torch(cfg)
+    configure_torch(cfg.train.threads, cfg.train.tf32)
     dm = MERDataModule(prepared, cfg, stage=stage, held_out=held_out)
     precision, channels_last = resolve_precision(cfg.train, *trainer_on_cuda(cfg.train))  # "auto" → per device
     module = MERModule.from_config(cfg.model, stage_cfg, cfg.data.image_size, channels_last)
@@ -166,7 +154,7 @@ def train_stage(
     )
     cbs.append(ckpt)
     if stage_cfg.unfreeze:
-        cbs.append(GradualUnfreeze(stage_cfg.unfreeze, stage_cfg.unfreeze_lr_factor))
+        cbs.append(GradualUnfreeze(stage_cfg.unfreeze, stage_cfg.unfreeze_lr_factor, stage_cfg.train_bn))
     if stage_cfg.patience > 0 and monitor:
         cbs.append(EarlyStopping(monitor=monitor, mode="max", patience=stage_cfg.patience))
     progress = cfg.logging.progress_bar if enable_progress is None else enable_progress
@@ -220,12 +208,11 @@ def embed_split(module: MERModule, dm: MERDataModule, split: str, batch_size: in
     return {k: np.concatenate(v) if v else empty[k] for k, v in outs.items()}
 
 
-def run_pretrain(cfg: Config, out: str | Path, prepared_dir: str | Path | None = None) -> Path:
-    """`mer pretrain`: macro-expression pre-training; writes best.ckpt, pretrained.pt and pretrain.json to `out`."""
-    from mer.prepare import load_prepared
-
+def run_pretrain(cfg: Config, out: str | Path) -> Path:
+    """`mer pretrain`: macro-expression pre-training on `data.prepared`; writes best.ckpt, pretrained.pt and
+    pretrain.json to `out`."""
     out = Path(out)
-    prepared = load_prepared(Path(prepared_dir or cfg.data.prepared))
+    prepared = load_prepared(Path(cfg.data.prepared))
     write_run_info(cfg, out)
     result = train_stage(cfg, prepared, "pretrain", out, run_name=f"{cfg.name}-pretrain", job_type="pretrain")
     finish_wandb()
@@ -255,8 +242,6 @@ def check_pretrained(cfg: Config, path: str | Path | None) -> None:
     """Fail before any training if a pre-trained checkpoint is missing or built for another network."""
     if path is None:
         return
-    from mer.models.backbones import MERNet
-
     net = MERNet(cfg.model.backbone, cfg.model.in_chans, cfg.model.num_classes, 0.0, cfg.data.image_size)
     try:
         load_weights(net, path, strict=True, skip_head=True)

@@ -32,9 +32,41 @@ def write_image(path: Path, value: int = 96) -> Path:
     return path
 
 
-def write_frames(folder: Path, names: Iterable[str]) -> list[Path]:
-    """One tiny image per file name in `folder`."""
-    return [write_image(folder / name) for name in names]
+def write_frames(folder: Path, names: Iterable[str], images: Sequence[np.ndarray] | None = None) -> list[Path]:
+    """One image per file name in `folder`: a tiny one, or `images[i]` (an array as cv2 writes it) when given."""
+    names = list(names)
+    if images is None:
+        return [write_image(folder / name) for name in names]
+    assert len(images) == len(names), f"{len(images)} images for {len(names)} frames"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, image in zip(names, images, strict=True):
+        assert cv2.imwrite(str(folder / name), image), folder / name
+    return [folder / name for name in names]
+
+
+@cache
+def _astronaut(size: int) -> np.ndarray:
+    from skimage import data as skdata  # only the tests that need real faces pay for skimage's import
+
+    return cv2.cvtColor(cv2.resize(skdata.astronaut(), (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2BGR)
+
+
+def moving_blob_clip(n: int, apex: int, size: int = 256, shift: float = 5.0) -> list[np.ndarray]:
+    """n BGR frames of skimage's astronaut with a bright blob on the mouth that moves right, furthest at `apex`.
+
+    The blob's shift is `shift`·exp(-(t - apex)² / 1.28) pixels: frame `apex` moved most from the onset (frame 0),
+    so the optical-flow spotter has real motion to find and exactly one right answer. The face is MTCNN-detectable.
+    """
+    face = _astronaut(size)
+    scale = size / 512
+    cx, cy, radius = 223 * scale, 140 * scale, 10 * scale  # the astronaut's mouth centre
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    frames = []
+    for t in range(n):
+        d = shift * np.exp(-((t - apex) ** 2) / (2 * 0.8**2))
+        blob = 110.0 * np.exp(-((xx - cx - d) ** 2 + (yy - cy) ** 2) / (2 * radius**2))
+        frames.append(np.clip(face.astype(np.float32) + blob[..., None], 0, 255).astype(np.uint8))
+    return frames
 
 
 def write_xlsx(path: Path, rows: Sequence[Sequence[Any]]) -> Path:
@@ -55,13 +87,17 @@ def casme2_sample(
     subject: int | str = 1,
     filename: str = "EP02_01f",
     onset: int = 46,
-    apex: int | str = 50,
+    apex: int | str | None = 50,
     offset: int = 55,
     emotion: str = "happiness",
     frames: Iterable[int] | None = None,
     write: bool = True,
+    images: Sequence[np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """One CASME II coding row (+ its frames img<onset>..img<offset>.jpg unless `frames`/`write` say otherwise)."""
+    """One CASME II coding row (+ its frames img<onset>..img<offset>.jpg unless `frames`/`write` say otherwise).
+
+    `apex` may be "/" or None (a blank cell), as in the real sheet; `images` are the frames' pixels (default tiny).
+    """
     return dict(
         subject=subject,
         filename=filename,
@@ -71,6 +107,7 @@ def casme2_sample(
         emotion=emotion,
         frames=list(frames) if frames is not None else list(range(onset, offset + 1)),
         write=write,
+        images=images,
     )
 
 
@@ -86,7 +123,7 @@ def make_casme2(
         if s["write"]:
             number = int(str(s["subject"]).lower().removeprefix("sub"))
             folder = root / "CASME2_RAW_selected" / f"sub{number:02d}" / s["filename"]
-            write_frames(folder, [f"img{n}.jpg" for n in s["frames"]])
+            write_frames(folder, [f"img{n}.jpg" for n in s["frames"]], s.get("images"))
     write_xlsx(root / coding_name, table)
     return root
 
@@ -115,8 +152,12 @@ def samm_sample(
     emotion: str = "Anger",
     frames: Iterable[int] | None = None,
     write: bool = True,
+    images: Sequence[np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """One SAMM coding row (+ frames <subject>_<NNNNN>.jpg for onset..offset unless told otherwise)."""
+    """One SAMM coding row (+ frames <subject>_<NNNNN>.jpg for onset..offset unless told otherwise).
+
+    `apex` -1 is how SAMM codes a clip without an apex; `images` are the frames' pixels (default tiny).
+    """
     return dict(
         subject=subject,
         filename=filename,
@@ -126,6 +167,7 @@ def samm_sample(
         emotion=emotion,
         frames=list(frames) if frames is not None else list(range(onset, offset + 1)),
         write=write,
+        images=images,
     )
 
 
@@ -157,7 +199,8 @@ def make_samm(
         )
         if s["write"]:
             sub = f"{int(s['subject']):03d}"
-            write_frames(root / "SAMM" / sub / s["filename"], [f"{sub}_{n:05d}.jpg" for n in s["frames"]])
+            names = [f"{sub}_{n:05d}.jpg" for n in s["frames"]]
+            write_frames(root / "SAMM" / sub / s["filename"], names, s.get("images"))
     write_xlsx(root / coding_name, table)
     return root
 

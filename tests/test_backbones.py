@@ -6,7 +6,7 @@ import pytest
 import timm
 import torch
 
-from mer.config import BACKBONES, ModelConfig
+from mer.config import BACKBONE_STAGES, BACKBONES, ModelConfig
 from mer.errors import MerError
 from mer.models.backbones import MERNet, build_model, count_parameters, load_weights, save_weights
 
@@ -44,6 +44,13 @@ def test_mobilevit_parameter_counts_match_paper(name, paper_millions, ours_3clas
     assert abs(imagenet - paper_millions) / paper_millions < 0.05  # MobileViT paper, 1000 classes, RGB
     ours = count_parameters(MERNet(name, in_chans=1, num_classes=3)) / 1e6
     assert abs(ours - ours_3class) < 0.01
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_config_stage_table_matches_the_networks(name):
+    net = MERNet(name, image_size=64)
+    stages = [g for g in net.stage_groups() if g.startswith("stage")]
+    assert stages == [f"stage{i}" for i in range(1, BACKBONE_STAGES[name] + 1)]
 
 
 def test_unknown_backbone():

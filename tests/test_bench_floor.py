@@ -15,6 +15,7 @@ from mer.config import load_config
 from mer.errors import MerError
 from mer.inference.bench import GemmProbe, count_flops, floor_ms, run_bench, summary, typical_gemm, x_floor
 from mer.inference.bundle import load_bundle, openvino_model, save_bundle
+from mer.inference.predict import use_engine
 from mer.models.backbones import MERNet
 
 
@@ -93,7 +94,7 @@ def test_unknown_engine_is_an_error(tmp_path: Path) -> None:
     cfg = load_config(None, ["model.backbone=mobilevit_xxs", "data.image_size=64", "face.size=64"])
     path = save_bundle(tmp_path / "b", MERNet("mobilevit_xxs", 1, 3, 0.0, 64), cfg)
     with pytest.raises(MerError, match="unknown engine"):
-        load_bundle(path, engine="tensorrt")
+        use_engine(load_bundle(path), "tensorrt")
 
 
 def test_openvino_missing_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -118,9 +119,9 @@ def test_openvino_engine_in_bench_and_predict(bundle_path: Path) -> None:
     assert "precision f32" in ov[0].note
     crops = np.random.default_rng(0).integers(0, 256, (5, 64, 64), dtype=np.uint8)
     torch_bundle = load_bundle(bundle_path)
-    ov_bundle = load_bundle(bundle_path, engine="openvino")
+    ov_bundle = use_engine(load_bundle(bundle_path), "openvino")
     assert (torch_bundle.engine, ov_bundle.engine) == ("torch", "openvino")
     (lt, et), (lo, eo) = torch_bundle.forward(crops), ov_bundle.forward(crops)
     assert np.abs(lt - lo).max() < 1e-3 and np.abs(et - eo).max() < 1e-3
-    ort_bundle = load_bundle(bundle_path, engine="onnxruntime")
+    ort_bundle = use_engine(load_bundle(bundle_path), "onnxruntime")
     assert ort_bundle.engine == "onnxruntime" and np.abs(ort_bundle.forward(crops)[0] - lt).max() < 1e-3

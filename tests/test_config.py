@@ -31,7 +31,7 @@ def test_paper_values():
     assert cfg.model.backbone == "mobilevit_s" and cfg.model.in_chans == 1 and cfg.model.drop_rate == 0.5
     p, f = cfg.train.pretrain, cfg.train.finetune
     assert (p.optimizer, p.lr, p.momentum, p.batch_size, p.epochs) == ("sgd", 0.01, 0.9, 32, 100)
-    assert (f.optimizer, f.lr, f.batch_size, f.l2, f.regularization) == ("adam", 0.007, 64, 0.01, "l2")
+    assert (f.optimizer, f.lr, f.batch_size, f.l2, f.lr_decay, f.regularization) == ("adam", 0.007, 64, 0.2, 0.01, "l2")
     assert cfg.augment.jitter_p == 0.3 and cfg.augment.jitter_max == 20
     assert cfg.face.size == 256 and cfg.face.eye_mask != "none"
 
@@ -67,11 +67,39 @@ def test_override_types_are_converted():
         ("train.finetune.unfreeze={0: layer3}", "stage<N>"),
         ("seed", "key=value"),
         ("data.classes=[happy]", "data.classes"),
+        ("svm.C=[1, 0]", "svm.C: [0.0] not allowed"),
+        ("svm.C=[]", "svm.C: give at least one"),
+        ("svm.kernel=[linear, cubic]", "svm.kernel: 'cubic' is not allowed; choose from: linear, rbf, poly, sigmoid"),
+        ("svm.kernel=[]", "svm.kernel"),
+        ("svm.gamma=[scale, 0]", "svm.gamma: '0' is not allowed; use scale, auto or a positive number"),
+        ("svm.gamma=[fast]", "svm.gamma: 'fast'"),
+        ("svm.inner_folds=1", "svm.inner_folds: 1"),
+        ("svm.class_weight=even", "svm.class_weight"),
+        ("model.num_classes=4", "model.num_classes: 4 does not match the 3 data.classes"),
+        ("data.classes=[negative, positive]", "set model.num_classes=2"),
+        ("train.finetune.unfreeze={0: top7}", "unfreeze.0: 'top7' .* 5 stages; use head, stage1..stage5"),
+        ("train.finetune.unfreeze={0: head, 3: stage6}", "train.finetune.unfreeze.3: 'stage6'"),
+        ("train.pretrain.unfreeze={0: top0}", "train.pretrain.unfreeze.0: 'top0'"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")) as info:
         load_config("default", [override])
+    assert "\n" not in str(info.value)  # one line
+
+
+def test_unfreeze_depth_is_checked_against_the_chosen_backbone():
+    cfg = load_config("default", ["model.backbone=mobilenetv2_100", "train.finetune.unfreeze={0: head, 2: top7}"])
+    assert cfg.train.finetune.unfreeze == {0: "head", 2: "top7"}  # mobilenetv2 has 7 stages
+    with pytest.raises(ConfigError, match="resnet18 has 4 stages"):
+        load_config("default", ["model.backbone=resnet18", "train.finetune.unfreeze={0: top5}"])
+
+
+def test_valid_svm_grid_and_class_subsets_load():
+    cfg = load_config("default", ["svm.gamma=[scale, 0.01]", "svm.kernel=[rbf, poly]", "svm.inner_folds=2"])
+    assert cfg.svm.gamma == ["scale", "0.01"] and cfg.svm.kernel == ["rbf", "poly"]
+    cfg = load_config("default", ["data.classes=[negative, surprise]", "model.num_classes=2", "svm.class_weight=null"])
+    assert cfg.model.num_classes == 2 and cfg.svm.class_weight is None
 
 
 def test_bad_files(tmp_path):

@@ -119,11 +119,11 @@ def test_casme2_skips_with_reasons(tmp_path: Path) -> None:
         ],
     )
     (tmp_path / "CASME2_RAW_selected" / "sub04" / "EP99_orphan").mkdir()
-    rows, skipped = casme2.read(tmp_path)
+    rows, skipped = casme2.read(tmp_path, missing_apex="skip")
     check_row_shapes(rows, skipped)
     assert [r["sample_id"] for r in rows] == ["sub04_EP04_ok"]
     why = reasons(skipped)
-    assert "apex frame '/' is not a frame number" in why["sub01_EP01_slash"]
+    assert why["sub01_EP01_slash"] == "no apex label ('/'); skipped (data.missing_apex=skip)"
     assert "apex frame 80 not found" in why["sub01_EP01_far"] and "46..55" in why["sub01_EP01_far"]
     assert why["sub02_EP02_fear"] == "emotion 'fear' is not in the MEGC2019 3-class protocol"
     assert why["sub02_EP02_others"] == "emotion 'others' is not in the MEGC2019 3-class protocol"
@@ -194,7 +194,9 @@ def test_samm_header_row_14_subject_padding_and_apex_minus_one(tmp_path: Path) -
     rows, skipped = samm.read(tmp_path)
     check_row_shapes(rows, skipped)
     got = by_id(rows)
-    assert set(got) == {"006_1_2", "007_3_1", "011_2_1"}
+    assert set(got) == {"006_1_2", "007_3_1", "011_2_1", "006_1_5"}
+    assert got["006_1_5"]["apex"] is None and got["006_1_5"]["apex_source"] == "spotted"
+    assert (got["006_1_5"]["onset"], got["006_1_5"]["offset"]) == (0, 10)
     anger = got["006_1_2"]
     assert anger["subject"] == "samm/006" and anger["label"] == "negative" and anger["emotion"] == "Anger"
     assert names(anger["frames"])[anger["apex"]] == "006_05588.jpg" and anger["apex"] == 26
@@ -202,7 +204,7 @@ def test_samm_header_row_14_subject_padding_and_apex_minus_one(tmp_path: Path) -
     assert got["007_3_1"]["subject"] == "samm/007" and got["007_3_1"]["label"] == "positive"
     assert got["011_2_1"]["subject"] == "samm/011" and got["011_2_1"]["label"] == "negative"
     why = reasons(skipped)
-    assert "apex frame '-1' is not a frame number" in why["006_1_5"]
+    assert why["006_1_5"] == "apex (kept): no apex label ('-1'); spotted by optical flow (data.missing_apex=spot)"
     assert why["007_5_2"] == "emotion 'Other' is not in the MEGC2019 3-class protocol"
 
 
@@ -232,13 +234,14 @@ def test_smic_middle_and_spot_apex(tmp_path: Path) -> None:
     check_row_shapes(rows, skipped)
     got = by_id(rows)
     assert (got["s1_ne_01"]["onset"], got["s1_ne_01"]["apex"], got["s1_ne_01"]["offset"]) == (0, 2, 4)
+    assert {r["apex_source"] for r in rows} == {"middle"}
     assert got["s1_po_02"]["apex"] == 1 and got["s1_po_02"]["label"] == "positive"
     assert got["s20_sur_01"]["apex"] == 5 and got["s20_sur_01"]["subject"] == "smic/s20"
     assert got["s1_ne_01"]["subject"] == "smic/s1" and got["s1_ne_01"]["emotion"] == "negative"
     assert names(got["s1_ne_01"]["frames"])[0] == "image090823.jpg"
 
-    rows, _ = smic.read(tmp_path, apex="spot")
-    assert all(r["apex"] is None for r in rows)
+    rows, _ = smic.read(tmp_path, missing_apex="spot")
+    assert all(r["apex"] is None and r["apex_source"] == "spotted" for r in rows)
     manifest = make_frame(rows)
     assert manifest["apex"].isna().all() and str(manifest["apex"].dtype) == "Int64"
 
@@ -253,10 +256,11 @@ def test_smic_skips_and_errors(tmp_path: Path) -> None:
     rows, skipped = smic.read(tmp_path)
     assert [r["sample_id"] for r in rows] == ["s2_ne_01"]
     why = reasons(skipped)
+    assert why["s2_ne_01"] == "apex (kept): SMIC has no apex labels; middle frame 1 (data.smic_apex=middle)"
     assert why["s2_ha_01"].startswith("unknown emotion label 'happy'")
     assert why["s2_sur_09"].startswith("no images in")
-    with pytest.raises(DataError, match="smic apex option 'apex'"):
-        smic.read(tmp_path, apex="apex")
+    with pytest.raises(DataError, match="smic missing_apex option 'apex' unknown; use one of: spot, middle, skip"):
+        smic.read(tmp_path, missing_apex="apex")
     (tmp_path / "other" / "HS" / "x").mkdir(parents=True)
     with pytest.raises(
         DataError, match=r"expected <root>/HS/s1/micro/negative/s1_ne_01/image090823.jpg; found in .*HS: x/"
@@ -406,10 +410,16 @@ def test_folder_micro_and_macro(tmp_path: Path) -> None:
     check_row_shapes(rows, skipped)
     got = by_id(rows)
     assert set(got) == {"alice_clip1", "alice_clip2"}
-    assert got["alice_clip1"]["apex"] == 2 and got["alice_clip1"]["subject"] == "folder/alice"
+    # no apex.txt: no apex label, spotted by `mer prepare` (data.missing_apex default) or the middle frame
+    assert got["alice_clip1"]["apex"] is None and got["alice_clip1"]["apex_source"] == "spotted"
+    assert got["alice_clip1"]["subject"] == "folder/alice"
     assert got["alice_clip2"]["apex"] == 4 and got["alice_clip2"]["label"] == "negative"
+    assert got["alice_clip2"]["apex_source"] == "label"
     assert got["alice_clip1"]["kind"] == "micro" and got["alice_clip1"]["offset"] == 4
+    middle_clip = by_id(folder.read(tmp_path, missing_apex="middle")[0])["alice_clip1"]
+    assert middle_clip["apex"] == 2 and middle_clip["apex_source"] == "middle"
     why = reasons(skipped)
+    assert why["alice_clip1"].startswith("apex (kept): no apex label (no apex.txt); spotted by optical flow")
     assert "is not a frame index in 0..2" in why["bob_clip1"] and "is not a frame index" in why["bob_clip3"]
     assert why[""].startswith("unknown emotion label 'joy'")
 
@@ -472,10 +482,16 @@ def test_build_manifest_all_readers(tmp_path: Path) -> None:
         assert list(kind) == [KIND[name]]
     assert all(s.startswith(f"{d}/") for d, s in zip(manifest["dataset"], manifest["subject"], strict=True))
     assert str(manifest["apex"].dtype) == "Int64"
-    assert set(report["reason"]) == {
+    kept = report["reason"].str.startswith("apex (kept):")
+    assert set(report.loc[~kept, "reason"]) == {
         "emotion 'fear' is not in the MEGC2019 3-class protocol",
         "emotion 'neutral' is not in the MEGC2019 3-class protocol",
     }
+    # every row whose apex is not a label is listed as kept with a remark, and only those
+    unlabelled = manifest[manifest["apex_source"] != "label"]
+    assert sorted(report.loc[kept, "sample_id"]) == sorted(unlabelled["sample_id"])
+    assert set(unlabelled["dataset"]) == {"smic", "folder"}
+    assert manifest.groupby("dataset")["apex_source"].unique().map(list).to_dict()["smic"] == ["middle"]
     # the manifest round-trips through its CSV form
     again = load_manifest(save_manifest(manifest, tmp_path / "out" / "manifest.csv"))
     assert again["frames"].tolist() == manifest["frames"].tolist()
@@ -556,7 +572,8 @@ def test_megc_selection(tmp_path: Path, header: bool) -> None:
     assert (manifest["dataset"] == "jaffe").sum() == 3  # macro rows pass through the selection
     assert manifest.set_index("sample_id").loc["006_1_3", "label"] == "positive"
     why = dict(zip(report["sample_id"], report["reason"], strict=True))
-    assert why["sub01_EP03_02"] == "not in the MEGC2019 list" and "s1_po_01" not in why
+    assert why["sub01_EP03_02"] == "not in the MEGC2019 list"
+    assert why["s1_po_01"].startswith("apex (kept): SMIC has no apex labels")  # listed and found: only the remark
     assert why["006_1_3"].startswith("label differs: MEGC2019 list says positive")
     assert why["s2_sur_05"].startswith("in the MEGC2019 list (surprise) but not in the manifest")
     assert report.set_index("sample_id").loc["s2_sur_05", "subject"] == "smic/s2"
@@ -565,7 +582,8 @@ def test_megc_selection(tmp_path: Path, header: bool) -> None:
 def test_megc_only_reports_missing_entries_of_read_datasets(tmp_path: Path) -> None:
     list_path = write_megc_list(tmp_path / "gt.csv", [("smic", "s1", "s1_ne_01", 0), ("samm", "6", "006_9_9", 0)])
     manifest, report = build_manifest({"smic": make_smic(tmp_path / "smic")}, megc_list=list_path)
-    assert manifest["sample_id"].tolist() == ["s1_ne_01"] and report.empty
+    assert manifest["sample_id"].tolist() == ["s1_ne_01"]
+    assert report["reason"].tolist() == ["apex (kept): SMIC has no apex labels; middle frame 2 (data.smic_apex=middle)"]
 
 
 def test_megc_list_errors(tmp_path: Path) -> None:
@@ -584,3 +602,119 @@ def test_megc_list_errors(tmp_path: Path) -> None:
         {"dataset": "casme2", "subject": "sub01", "filename": "EP02_01f", "label": "positive"}
     ]
     assert isinstance(table, pd.DataFrame)
+
+
+# --------------------------------------------------------------------------- samples without an apex label
+
+
+def apexless_roots(tmp_path: Path) -> dict[str, Path]:
+    """CASME II with an apex '/' row and a blank apex cell, SAMM with an apex -1 row, each beside a labelled row."""
+    return {
+        "casme2": make_casme2(
+            tmp_path / "casme2",
+            [
+                casme2_sample(1, "EP02_01f", onset=46, apex=50, offset=55),
+                casme2_sample(1, "EP03_02", onset=46, apex="/", offset=55, emotion="disgust"),
+                casme2_sample(2, "EP05_03", onset=10, apex=None, offset=16, emotion="surprise"),
+            ],
+        ),
+        "samm": make_samm(
+            tmp_path / "samm",
+            [
+                samm_sample(6, "006_1_2", onset=5562, apex=5588, offset=5600),
+                samm_sample(6, "006_1_5", onset=200, apex=-1, offset=210, emotion="Happiness"),
+            ],
+        ),
+    }
+
+
+APEXLESS = {"sub01_EP03_02": 10, "sub02_EP05_03": 7, "006_1_5": 11}  # sample → number of frames
+
+
+def test_rows_without_an_apex_label_are_kept_for_the_spotter(tmp_path: Path) -> None:
+    roots = apexless_roots(tmp_path)
+    rows, skipped = casme2.read(roots["casme2"])
+    check_row_shapes(rows, skipped)
+    assert all(s["reason"].startswith("apex (kept):") for s in skipped)
+    got = by_id(rows)
+    assert got["sub01_EP03_02"]["apex"] is None and got["sub01_EP03_02"]["apex_source"] == "spotted"
+    assert (got["sub01_EP03_02"]["onset"], got["sub01_EP03_02"]["offset"]) == (0, 9)
+    assert got["sub01_EP02_01f"]["apex"] == 4 and got["sub01_EP02_01f"]["apex_source"] == "label"
+
+    manifest, report = build_manifest(roots)  # default data.missing_apex: spot
+    assert list(manifest.columns) == COLUMNS
+    m = manifest.set_index("sample_id")
+    assert set(m.index) == {"sub01_EP02_01f", "006_1_2", *APEXLESS}
+    for sid, n in APEXLESS.items():
+        assert m.loc[sid, "apex_source"] == "spotted" and pd.isna(m.loc[sid, "apex"]), sid
+        assert (m.loc[sid, "onset"], m.loc[sid, "offset"]) == (0, n - 1), sid
+    assert m.loc["sub01_EP02_01f", "apex_source"] == "label" and m.loc["006_1_2", "apex_source"] == "label"
+    why = dict(zip(report["sample_id"], report["reason"], strict=True))
+    assert set(why) == set(APEXLESS)
+    assert why["sub01_EP03_02"] == "apex (kept): no apex label ('/'); spotted by optical flow (data.missing_apex=spot)"
+    assert why["sub02_EP05_03"].startswith("apex (kept): no apex label (blank)")
+    assert why["006_1_5"].startswith("apex (kept): no apex label ('-1')")
+
+    # the manifest CSV keeps the column
+    again = load_manifest(save_manifest(manifest, tmp_path / "manifest.csv"))
+    assert again["apex_source"].tolist() == manifest["apex_source"].tolist()
+
+
+def test_missing_apex_middle_and_skip(tmp_path: Path) -> None:
+    roots = apexless_roots(tmp_path)
+    manifest, report = build_manifest(roots, missing_apex="middle")
+    m = manifest.set_index("sample_id")
+    for sid, n in APEXLESS.items():
+        assert m.loc[sid, "apex_source"] == "middle" and m.loc[sid, "apex"] == (n - 1) // 2, sid
+    why = dict(zip(report["sample_id"], report["reason"], strict=True))
+    assert why["006_1_5"] == "apex (kept): no apex label ('-1'); middle frame 5 (data.missing_apex=middle)"
+
+    manifest, report = build_manifest(roots, missing_apex="skip")
+    assert set(manifest["sample_id"]) == {"sub01_EP02_01f", "006_1_2"}
+    assert set(manifest["apex_source"]) == {"label"}
+    why = dict(zip(report["sample_id"], report["reason"], strict=True))
+    assert why["sub01_EP03_02"] == "no apex label ('/'); skipped (data.missing_apex=skip)"
+    with pytest.raises(ConfigError, match="data.missing_apex: 'peak' unknown; use one of: spot, middle, skip"):
+        build_manifest(roots, missing_apex="peak")
+
+
+def test_megc_list_keeps_every_listed_sample_on_disk(tmp_path: Path) -> None:
+    roots = apexless_roots(tmp_path)
+    entries = [
+        ("casme2", "sub01", "EP02_01f", 1),
+        ("casme2", "sub01", "EP03_02", 0),  # apex '/'
+        ("casme2", "2", "EP05_03", 2),  # blank apex cell
+        ("samm", "006", "006_1_2", 0),
+        ("samm", "6", "006_1_5", 1),  # apex -1
+    ]
+    list_path = write_megc_list(tmp_path / "combined_3class_gt.csv", entries)
+    manifest, report = build_manifest(roots, megc_list=list_path)
+    assert len(manifest) == len(entries)
+    assert set(manifest["sample_id"]) == {"sub01_EP02_01f", "006_1_2", *APEXLESS}
+    assert not report["reason"].str.contains("not in the manifest").any()
+    assert (manifest.set_index("sample_id").loc[list(APEXLESS), "apex_source"] == "spotted").all()
+    # a sample the list leaves out gets no "apex (kept)" remark: it is not kept
+    short = write_megc_list(tmp_path / "short.csv", entries[:-1])
+    manifest, report = build_manifest(roots, megc_list=short)
+    assert "006_1_5" not in set(manifest["sample_id"])
+    assert report.loc[report["sample_id"] == "006_1_5", "reason"].tolist() == ["not in the MEGC2019 list"]
+
+
+def test_smic_apex_is_the_missing_apex_policy_for_smic(tmp_path: Path) -> None:
+    root = make_smic(tmp_path, [("s1", "negative", "s1_ne_01", 5), ("s1", "positive", "s1_po_02", 8)])
+    manifest, report = build_manifest({"smic": root})  # data.smic_apex default: middle (the paper)
+    assert manifest["apex"].tolist() == [2, 3] and set(manifest["apex_source"]) == {"middle"}
+    assert report["reason"].str.startswith("apex (kept): SMIC has no apex labels; middle frame").all()
+    manifest, _ = build_manifest({"smic": root}, smic_apex="spot", missing_apex="middle")
+    assert manifest["apex"].isna().all() and set(manifest["apex_source"]) == {"spotted"}
+
+
+def test_old_manifest_without_apex_source_reads_with_a_default(tmp_path: Path) -> None:
+    manifest, _ = build_manifest(apexless_roots(tmp_path))
+    smic_rows, _ = build_manifest({"smic": make_smic(tmp_path / "smic")})
+    both = pd.concat([manifest, smic_rows], ignore_index=True)
+    path = save_manifest(both.drop(columns=["apex_source"]), tmp_path / "old.csv")
+    old = load_manifest(path).set_index("sample_id")
+    assert old.loc["sub01_EP02_01f", "apex_source"] == "label"
+    assert old.loc["006_1_5", "apex_source"] == "spotted"  # apex empty: spotted by prepare
+    assert old.loc["s1_ne_01", "apex_source"] == "middle"  # SMIC has no labels: its apex was the middle frame

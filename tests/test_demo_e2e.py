@@ -9,7 +9,7 @@ import pytest
 
 from mer.cli import main
 from mer.demo import demo_config
-from tests.test_report import SECTIONS
+from tests.helpers import SECTIONS
 
 
 @pytest.mark.slow

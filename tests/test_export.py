@@ -12,36 +12,29 @@ import pytest
 import torch
 
 from mer.cli import main
-from mer.config import load_config
 from mer.inference.bench import PAPER_MS, markdown, run_bench, summary
 from mer.inference.bundle import load_bundle, save_bundle, to_tensor
-from mer.inference.export import export_onnx, load_crops, load_labelled_crops
+from mer.inference.export import ExportResult, export_onnx, load_crops, load_labelled_crops
 from mer.models.backbones import MERNet, save_weights
+from tests.helpers import NET_SIZE, small_config
 
-SIZE = 64
+SIZE = NET_SIZE
 CLASSES = ["negative", "positive", "surprise"]
 
 
 @pytest.fixture(scope="module")
-def net() -> MERNet:
-    torch.manual_seed(0)
-    return MERNet("mobilevit_xxs", 1, 3, 0.5, SIZE).eval()
-
-
-@pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory, net: MERNet) -> Path:
-    cfg = load_config(None, ["model.backbone=mobilevit_xxs", f"face.size={SIZE}", f"data.image_size={SIZE}"])
-    return save_bundle(tmp_path_factory.mktemp("export") / "model", net, cfg)
+    return save_bundle(tmp_path_factory.mktemp("export") / "model", net, small_config())
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory, bundle_dir: Path) -> dict:
+def exported(tmp_path_factory: pytest.TempPathFactory, bundle_dir: Path) -> ExportResult:
     return export_onnx(bundle_dir, tmp_path_factory.mktemp("onnx") / "m.onnx")
 
 
-def test_onnx_matches_pytorch_on_a_dynamic_batch(exported: dict, net: MERNet) -> None:
-    assert exported["verified"] and max(exported["max_abs_diff"].values()) < 1e-4
-    session = ort.InferenceSession(exported["onnx"], providers=["CPUExecutionProvider"])
+def test_onnx_matches_pytorch_on_a_dynamic_batch(exported: ExportResult, net: MERNet) -> None:
+    assert exported.verified and max(exported.max_abs_diff.values()) < 1e-4
+    session = ort.InferenceSession(exported.onnx, providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["logits", "embedding"]
     x = torch.rand(5, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(3)) * 2 - 1  # batch 5: not the export's
     logits, emb = session.run(None, {"input": x.numpy()})
@@ -52,8 +45,8 @@ def test_onnx_matches_pytorch_on_a_dynamic_batch(exported: dict, net: MERNet) ->
     assert np.abs(emb - ref_emb.numpy()).max() < 1e-4
 
 
-def test_onnx_file_is_a_model_for_predict(exported: dict, bundle_dir: Path) -> None:
-    onnx_model, torch_model = load_bundle(exported["onnx"]), load_bundle(bundle_dir)
+def test_onnx_file_is_a_model_for_predict(exported: ExportResult, bundle_dir: Path) -> None:
+    onnx_model, torch_model = load_bundle(exported.onnx), load_bundle(bundle_dir)
     assert onnx_model.kind == "onnx" and onnx_model.engine == "onnxruntime" and onnx_model.classes == CLASSES
     assert onnx_model.image_size == SIZE and onnx_model.cfg.face.size == SIZE and onnx_model.backbone == "mobilevit_xxs"
     crops = np.random.default_rng(0).integers(0, 256, (4, SIZE, SIZE), dtype=np.uint8)
@@ -81,11 +74,12 @@ def test_static_int8_with_calibration_and_accuracy(bundle_dir: Path, tmp_path: P
     crops, labels = load_labelled_crops(labelled, SIZE)
     assert crops.shape == (6, SIZE, SIZE) and sorted(set(labels)) == CLASSES
     res = export_onnx(bundle_dir, tmp_path / "q.onnx", quantize="static", calib=calib, eval_data=labelled)
-    q = res["int8"]
-    assert Path(q["onnx"]).name == "q.int8.onnx" and q["mode"] == "static" and "6 crops" in q["calibration"]
-    assert q["n_eval"] == 6 and 0 <= q["agreement"] <= 1
-    assert q["accuracy_change"] == pytest.approx(q["accuracy_int8"] - q["accuracy_fp32"])
-    model = load_bundle(q["onnx"])  # the int8 file carries the same metadata and predicts
+    q = res.int8
+    assert Path(q.onnx).name == "q.int8.onnx" and q.mode == "static" and "6 crops" in q.calibration
+    assert q.n_eval == 6 and 0 <= q.agreement <= 1
+    assert q.accuracy_change == pytest.approx(q.accuracy_int8 - q.accuracy_fp32)
+    assert "accuracy on 6 labelled crops" in res.lines()[-1] and "accuracy_note" not in res.to_dict()["int8"]
+    model = load_bundle(q.onnx)  # the int8 file carries the same metadata and predicts
     labels_q, probs_q, _ = model.classify(crops)
     assert len(labels_q) == 6 and np.allclose(probs_q.sum(1), 1.0)
     # a CSV of label,crop works as well
@@ -102,9 +96,9 @@ def test_static_int8_with_calibration_and_accuracy(bundle_dir: Path, tmp_path: P
 def test_dynamic_int8_and_checkpoint_source(net: MERNet, tmp_path: Path) -> None:
     ckpt = save_weights(net, tmp_path / "w.pt")
     res = export_onnx(ckpt, tmp_path / "d.onnx", quantize="dynamic")
-    assert res["verified"] and res["int8"]["mode"] == "dynamic" and res["int8"]["calibration"] is None
-    assert "accuracy_note" in res["int8"]
-    session = ort.InferenceSession(res["int8"]["onnx"], providers=["CPUExecutionProvider"])
+    assert res.verified and res.int8.mode == "dynamic" and res.int8.calibration is None
+    assert "accuracy_note" in res.to_dict()["int8"]
+    session = ort.InferenceSession(res.int8.onnx, providers=["CPUExecutionProvider"])
     x = to_tensor(np.full((2, SIZE, SIZE), 128, np.uint8)).numpy()
     assert session.run(["logits"], {"input": x})[0].shape == (2, 3)
 
@@ -131,7 +125,7 @@ def test_cli_export_and_errors(bundle_dir: Path, tmp_path: Path, capsys: pytest.
 @pytest.mark.slow
 def test_dynamo_exporter_also_matches(bundle_dir: Path, tmp_path: Path) -> None:
     res = export_onnx(bundle_dir, tmp_path / "dyn.onnx", exporter="dynamo", opset=18)
-    assert res["verified"] and res["exporter"] == "dynamo"
+    assert res.verified and res.exporter == "dynamo"
 
 
 def test_bench_rows_and_table() -> None:

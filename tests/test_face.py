@@ -17,6 +17,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from mer.config import FaceConfig
+from mer.data.prepared import REBUILD_HINT
 from mer.errors import DataError
 from mer.face.align import (
     MASK_VALUE,
@@ -29,9 +30,10 @@ from mer.face.align import (
     transform_points,
     warp_face,
 )
-from mer.face.cache import CropCache, config_hash, detection_hash, load_crop
+from mer.face.cache import CropCache, config_hash, detection_hash
 from mer.face.detect import FaceDetector
 from mer.face.spot import spot_apex
+from mer.files import read_gray
 
 ALPHAS = (-20.0, -15.0, -10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0)
 
@@ -244,7 +246,7 @@ def test_cache_cold_run_results_and_reasons(first_run):
     assert counting.images == 4  # the copy with identical bytes is detected once; unreadable files never
     for r in (astro, grace, two, copy):
         assert r.ok and r.crop is not None and r.crop.is_file()
-        crop = load_crop(r.crop)
+        crop = read_gray(r.crop)
         assert crop.shape == (128, 128) and crop.dtype == np.uint8
     assert copy.crop == astro.crop and copy.source == str(paths[4])
     assert not brick.ok and brick.reason == "no face found" and brick.crop is None
@@ -282,7 +284,7 @@ def test_changing_alignment_setting_reuses_detections_but_makes_new_crops(first_
     assert calls == [] and not any(r.cached for r in res)
     assert [r.ok for r in res] == [c.ok for c in cold[:4]]
     assert res[0].crop != cold[0].crop
-    assert not np.array_equal(load_crop(res[0].crop), load_crop(cold[0].crop))
+    assert not np.array_equal(read_gray(res[0].crop), read_gray(cold[0].crop))
     assert cache.stats == {"hits": 0, "detected": 0, "aligned": 3, "failed": 1}
 
 
@@ -296,9 +298,10 @@ def test_changing_detection_setting_reruns_detection(first_run, detector):
     assert counting.images == 1 and res.ok
 
 
-def test_load_crop_missing_is_a_clear_error(tmp_path):
-    with pytest.raises(DataError, match="re-run `mer prepare`"):
-        load_crop(tmp_path / "nope.png")
+def test_missing_crop_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="re-run `mer prepare`") as err:
+        read_gray(tmp_path / "nope.png", hint=REBUILD_HINT)
+    assert str(err.value).startswith(f"{tmp_path / 'nope.png'}: file not found")
 
 
 # ---------------------------------------------------------------- apex spotting

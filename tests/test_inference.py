@@ -14,15 +14,15 @@ import pytest
 import torch
 
 from mer.cli import main
-from mer.config import load_config
 from mer.errors import MerError
 from mer.face.detect import Face, FaceDetector, pick_face
 from mer.inference.bundle import load_bundle, save_bundle, to_tensor
 from mer.inference.predict import peaks, predict_path, segments, track_faces
 from mer.inference.video import expression_clip, open_media, sample_photos, write_video
 from mer.models.backbones import MERNet, save_weights
+from tests.helpers import NET_SIZE, small_config
 
-SIZE = 64
+SIZE = NET_SIZE
 CLASSES = ["negative", "positive", "surprise"]
 # The documented JSON schema of `mer predict --json` (docs/inference.md); changing it is a breaking change.
 EXPECTED_KEYS = [
@@ -34,19 +34,9 @@ EXPECTED_KEYS = [
 EXPECTED_CANDIDATE_KEYS = ["frame", "time_s", "score", "label", "probabilities", "softmax_label"]
 
 
-def _cfg():  # noqa: ANN202
-    return load_config(None, ["model.backbone=mobilevit_xxs", f"face.size={SIZE}", f"data.image_size={SIZE}"])
-
-
-@pytest.fixture(scope="module")
-def net() -> MERNet:
-    torch.manual_seed(0)
-    return MERNet("mobilevit_xxs", 1, 3, 0.5, SIZE).eval()
-
-
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory, net: MERNet) -> Path:
-    return save_bundle(tmp_path_factory.mktemp("bundle") / "model", net, _cfg(), info={"trained_on": "nothing"})
+    return save_bundle(tmp_path_factory.mktemp("bundle") / "model", net, small_config(), info={"trained_on": "nothing"})
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +108,7 @@ def test_bundle_with_svm_labels_from_svm(tmp_path: Path, net: MERNet) -> None:
         emb = net.embed(to_tensor(crops)).numpy()
     y = np.array(CLASSES * 4)
     svm = make_pipeline(StandardScaler(), SVC(kernel="linear")).fit(emb, y)
-    path = save_bundle(tmp_path / "b", net, _cfg(), svm=svm, info={"svm": {"n_train": 12}})
+    path = save_bundle(tmp_path / "b", net, small_config(), svm=svm, info={"svm": {"n_train": 12}})
     assert json.loads((path / "bundle.json").read_text())["classifier"] == "svm"
     b = load_bundle(path)
     labels, probs, _ = b.classify(crops)
@@ -126,7 +116,7 @@ def test_bundle_with_svm_labels_from_svm(tmp_path: Path, net: MERNet) -> None:
     assert labels == list(svm.predict(emb))  # the label comes from the SVM ...
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-6)  # ... the probabilities from the softmax head
     # re-saving without an SVM removes the stale one
-    save_bundle(path, net, _cfg())
+    save_bundle(path, net, small_config())
     assert load_bundle(path).classifier == "softmax"
 
 

@@ -11,7 +11,7 @@ import pytest
 from mer.errors import DataError, MerError
 from mer.evaluation.loso import fold_complete, plan_folds, run_loso
 from mer.models.backbones import MERNet, save_weights
-from tests.conftest import make_prepared, tiny_config, write_prepared_dir
+from tests.helpers import all_predictions, make_prepared, tiny_config, write_prepared_dir
 
 SUBJECTS = {f"{d}/s{i}": "micro" for d in ("casme2", "samm") for i in range(2)}
 
@@ -22,24 +22,19 @@ def prepared_dir(tmp_path_factory):
     return write_prepared_dir(root, make_prepared(root, SUBJECTS, per_class=3))
 
 
-def cfg(*extra):
-    return tiny_config("train.finetune.val_subjects=0.3", "train.threads=1", *extra)
-
-
-def all_predictions(out):
-    files = sorted((out / "folds").rglob("predictions.csv"))
-    return pd.concat([pd.read_csv(f) for f in files]).sort_values("sample_id").reset_index(drop=True)
+def cfg(prepared_dir, *extra):
+    return tiny_config("train.finetune.val_subjects=0.3", "train.threads=1", f"data.prepared={prepared_dir}", *extra)
 
 
 @pytest.fixture(scope="module")
 def full_run(prepared_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("full")
-    run_loso(cfg(), out, None, prepared_dir)
+    run_loso(cfg(prepared_dir), out, None)
     return out
 
 
 def test_plan_one_fold_per_subject(prepared_dir):
-    from mer.prepare import load_prepared
+    from mer.data.prepared import load_prepared
 
     df = load_prepared(prepared_dir)
     plan = plan_folds(df)
@@ -72,14 +67,14 @@ def test_full_run_outputs_and_no_leakage(full_run):
 
 def test_resume_after_kill_gives_identical_predictions(full_run, prepared_dir, tmp_path):
     out = tmp_path / "resumed"
-    run_loso(cfg(), out, None, prepared_dir, folds="casme2/s0,samm/s1")  # "killed" after two folds
+    run_loso(cfg(prepared_dir), out, None, folds="casme2/s0,samm/s1")  # "killed" after two folds
     assert not (out / "report.md").exists()
     # a fold killed mid-write: predictions without metrics is incomplete and is redone
     half = out / "folds" / "casme2" / "s1"
     half.mkdir(parents=True)
     (half / "predictions.csv").write_text("garbage")
     before = (out / "folds/casme2/s0/metrics.json").stat().st_mtime_ns
-    run_loso(cfg(), out, None, prepared_dir)
+    run_loso(cfg(prepared_dir), out, None)
     assert (out / "folds/casme2/s0/metrics.json").stat().st_mtime_ns == before  # complete fold skipped
     pd.testing.assert_frame_equal(all_predictions(out), all_predictions(full_run))
     assert (out / "report.md").is_file()
@@ -89,34 +84,42 @@ def test_resume_with_another_config_is_refused(full_run, prepared_dir, tmp_path)
     out = tmp_path / "copy"
     shutil.copytree(full_run, out)
     with pytest.raises(MerError, match="another config"):
-        run_loso(cfg("train.finetune.lr=0.5"), out, None, prepared_dir)
+        run_loso(cfg(prepared_dir, "train.finetune.lr=0.5"), out, None)
+
+
+def test_resume_with_more_workers_is_the_same_run(full_run, prepared_dir, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(full_run, out)
+    (out / "report.md").unlink()
+    run_loso(cfg(prepared_dir, "loso.workers=2"), out, None)  # every fold complete: nothing to train
+    assert (out / "report.md").is_file()
 
 
 def test_fold_index_matches_sequential(full_run, prepared_dir, tmp_path):
     out = tmp_path / "array"
     for i in range(len(SUBJECTS)):
-        run_loso(cfg(), out, None, prepared_dir, fold_index=i)
+        run_loso(cfg(prepared_dir), out, None, fold_index=i)
     pd.testing.assert_frame_equal(all_predictions(out), all_predictions(full_run))
     with pytest.raises(MerError, match="out of range"):
-        run_loso(cfg(), out, None, prepared_dir, fold_index=len(SUBJECTS))
+        run_loso(cfg(prepared_dir), out, None, fold_index=len(SUBJECTS))
 
 
 @pytest.mark.slow
 def test_two_workers_match_sequential(full_run, prepared_dir, tmp_path):
     out = tmp_path / "workers"
-    run_loso(cfg(), out, None, prepared_dir, workers=2)
+    run_loso(cfg(prepared_dir, "loso.workers=2"), out, None)
     pd.testing.assert_frame_equal(all_predictions(out), all_predictions(full_run))
 
 
 def test_checks_fail_before_training(prepared_dir, tmp_path):
     out = tmp_path / "bad"
     with pytest.raises(MerError, match="not found"):
-        run_loso(cfg(), out, tmp_path / "missing.ckpt", prepared_dir)
+        run_loso(cfg(prepared_dir), out, tmp_path / "missing.ckpt")
     other = save_weights(MERNet("resnet18", image_size=64), tmp_path / "resnet.pt")
     with pytest.raises(MerError, match="resnet18"):
-        run_loso(cfg(), out, other, prepared_dir)
+        run_loso(cfg(prepared_dir), out, other)
     with pytest.raises(MerError, match="unknown fold"):
-        run_loso(cfg(), out, None, prepared_dir, folds="smic/s7")
+        run_loso(cfg(prepared_dir), out, None, folds="smic/s7")
     assert not (out / "folds").exists()  # nothing trained
 
 
@@ -124,14 +127,14 @@ def test_one_class_manifest_is_refused(tmp_path):
     df = make_prepared(tmp_path, SUBJECTS, per_class=1)
     write_prepared_dir(tmp_path, df[df.label == "positive"])
     with pytest.raises(DataError, match="only class"):
-        run_loso(cfg(), tmp_path / "out", None, tmp_path)
+        run_loso(cfg(tmp_path), tmp_path / "out", None)
 
 
 def test_final_bundle(prepared_dir, tmp_path):
     from mer.evaluation.loso import run_final
     from mer.inference.bundle import load_bundle
 
-    bundle = run_final(cfg(), tmp_path / "final", None, prepared_dir)
+    bundle = run_final(cfg(prepared_dir), tmp_path / "final", None)
     b = load_bundle(bundle)
     assert b.svm is not None
     info = json.loads((bundle / "bundle.json").read_text())["info"]
@@ -142,9 +145,9 @@ def test_softmax_only_and_no_transfer_ablations(prepared_dir, tmp_path):
     from mer.config import load_config, to_yaml
 
     pre = save_weights(MERNet("mobilevit_xxs", image_size=64), tmp_path / "pre.pt")
-    c = load_config(text=to_yaml(cfg()), overrides=["loso.classifier=softmax", "loso.transfer=false"])
+    c = load_config(text=to_yaml(cfg(prepared_dir)), overrides=["loso.classifier=softmax", "loso.transfer=false"])
     out = tmp_path / "ablation"
-    run_loso(c, out, pre, prepared_dir, folds="casme2/s0")
+    run_loso(c, out, pre, folds="casme2/s0")
     preds = pd.read_csv(out / "folds/casme2/s0/predictions.csv", keep_default_na=False)
     assert (preds.svm_pred == "").all() and preds.softmax_pred.isin(["negative", "positive", "surprise"]).all()
     assert json.loads((out / "folds/casme2/s0/metrics.json").read_text())["svm_params"] is None

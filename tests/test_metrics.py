@@ -145,3 +145,15 @@ def test_bad_inputs_raise_clear_errors() -> None:
         pooled_scores(df)
     with pytest.raises(MerError, match="lacks columns"):
         pooled_scores(two_folds(), "softmax_pred")
+
+
+def test_report_and_model_selection_share_one_numpy_only_function() -> None:
+    import subprocess
+    import sys
+
+    import mer.scoring
+
+    assert megc_scores is mer.scoring.megc_scores  # mer.evaluation.metrics re-exports it, no copy
+    code = "import sys, mer.scoring; print(sorted({'pandas', 'sklearn', 'torch', 'mer.config'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

@@ -19,9 +19,11 @@ from skimage import data as skdata
 
 from mer.config import load_config
 from mer.data.manifest import load_manifest, make_frame, make_report
+from mer.data.prepared import load_prepared
 from mer.errors import DataError, MerError
 from mer.face.detect import FaceDetector
-from mer.prepare import load_prepared, merged_roots, parse_data_args, prepare_from_manifest, run_prepare
+from mer.prepare import merged_roots, parse_data_args, prepare_from_manifest, run_prepare
+from tests.layouts import casme2_sample, make_casme2, make_samm, moving_blob_clip, samm_sample, write_megc_list
 
 SPOT_APEX = 6  # frame with the strongest warp in the clip that has no apex label
 ASTRONAUT_MOUTH = np.array([[201.2, 139.6], [245.1, 141.1]])  # MTCNN mouth corners on skimage's astronaut (x, y)
@@ -223,18 +225,27 @@ def test_run_prepare_calls_the_readers_and_defaults_to_data_prepared(corpus, tmp
 
     seen = {}
 
-    def fake_build(roots, megc_list=None, smic_apex="middle"):
-        seen.update(roots=dict(roots), megc_list=megc_list, smic_apex=smic_apex)
+    def fake_build(roots, megc_list=None, smic_apex="middle", missing_apex="spot"):
+        seen.update(roots=dict(roots), megc_list=megc_list, smic_apex=smic_apex, missing_apex=missing_apex)
         return manifest.iloc[:1].reset_index(drop=True), make_report([])
 
     monkeypatch.setattr(datasets, "build_manifest", fake_build)
     monkeypatch.chdir(tmp_path)
-    cfg = load_config("demo", ["data.prepared=here/prepared", "data.smic_apex=spot"])
-    out = run_prepare(cfg, ["casme2=/d/c2"], None, Path("list.csv"), manifest_only=True)
+    cli = ["data.roots.casme2=/d/c2", "data.megc_list=list.csv"]  # what `--data casme2=/d/c2 --megc-list` set
+    cfg = load_config("demo", ["data.prepared=here/prepared", "data.smic_apex=spot", "data.missing_apex=middle", *cli])
+    out = run_prepare(cfg, manifest_only=True)
     assert out == Path("here/prepared") and (tmp_path / "here/prepared/manifest.csv").is_file()
-    assert seen == {"roots": {"casme2": "/d/c2"}, "megc_list": Path("list.csv"), "smic_apex": "spot"}
+    assert seen == {
+        "roots": {"casme2": "/d/c2"},
+        "megc_list": Path("list.csv"),
+        "smic_apex": "spot",
+        "missing_apex": "middle",
+    }
+    assert load_config("default").data.missing_apex == "spot"
+    with pytest.raises(MerError, match="data.missing_apex: 'peak' is not allowed; choose one of: spot, middle, skip"):
+        load_config("demo", ["data.missing_apex=peak"])
     with pytest.raises(MerError, match="no datasets given"):
-        run_prepare(load_config("demo"), [], None, None)
+        run_prepare(load_config("demo"))
 
 
 def test_cli_bad_data_argument_is_one_line_error(capsys):
@@ -245,3 +256,43 @@ def test_cli_bad_data_argument_is_one_line_error(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --data 'casme2' is not of the form NAME=ROOT") and "\n" not in err
+
+
+def test_mer_prepare_spots_the_apex_of_casme2_and_samm_rows_without_one(tmp_path, capsys):
+    """CASME II apex '/' and SAMM apex -1 rows are kept, spotted on the frame that moved most, and all listed."""
+    from mer.cli import main
+
+    c2 = make_casme2(
+        tmp_path / "CASME2",
+        [
+            casme2_sample(1, "EP02_01f", onset=46, apex=48, offset=54, images=moving_blob_clip(9, 2)),
+            casme2_sample(1, "EP03_02", 46, "/", 54, emotion="disgust", images=moving_blob_clip(9, 6)),
+        ],
+    )
+    samm = make_samm(
+        tmp_path / "SAMM",
+        [samm_sample(6, "006_1_5", 200, -1, 209, emotion="Happiness", images=moving_blob_clip(10, 3))],
+    )
+    megc = write_megc_list(
+        tmp_path / "combined_3class_gt.csv",
+        [("casme2", "sub01", "EP02_01f", 1), ("casme2", "sub01", "EP03_02", 0), ("samm", "006", "006_1_5", 1)],
+    )
+    out = tmp_path / "prepared"
+    argv = ["prepare", "--config", "demo", "--data", f"casme2={c2}", "--data", f"samm={samm}"]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--megc-list", str(megc), "--out", str(out), "face.device=cpu"])
+    assert exc.value.code in (0, None), capsys.readouterr().err
+
+    manifest = load_manifest(out / "manifest.csv").set_index("sample_id")
+    assert sorted(manifest.index) == ["006_1_5", "sub01_EP02_01f", "sub01_EP03_02"]  # every listed sample
+    sources = {"sub01_EP02_01f": "label", "sub01_EP03_02": "spotted", "006_1_5": "spotted"}
+    assert manifest["apex_source"].to_dict() == sources
+    prepared = load_prepared(out).set_index("sample_id")
+    assert prepared["apex"].to_dict() == {"sub01_EP02_01f": 2, "sub01_EP03_02": 6, "006_1_5": 3}
+    assert (prepared["crop_index"] == prepared["apex"]).all()
+    assert prepared.loc["sub01_EP03_02", "apex_source"] == "spotted"
+    assert prepared.loc["006_1_5", "face_note"].startswith("apex spotted at frame 3")
+    report = pd.read_csv(out / "prepare_report.csv")
+    kept = report[report["reason"].str.startswith("apex (kept):")]
+    assert sorted(kept["sample_id"]) == ["006_1_5", "sub01_EP03_02"]
+    assert not report["reason"].str.contains("not in the manifest").any()

@@ -6,75 +6,18 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from mer.cli import app
-from mer.config import CLASSES, load_config, write_run_info
 from mer.errors import MerError
+from mer.evaluation.compare import compare_runs
+from mer.evaluation.megc_log import read_megc_log
 from mer.evaluation.metrics import pooled_scores
-from mer.evaluation.report import compare_runs, load_run, read_megc_log, write_report
-
-SUBJECTS = ["casme2/sub01", "casme2/sub02", "samm/006", "samm/007", "smic/s1", "smic/s2"]
-SECTIONS = [
-    "## Scores (pooled over all folds)",
-    "## Per-class scores (composite)",
-    "## Confusion matrices (composite)",
-    "## Comparison with published results",
-    "## Per-fold results",
-    "## Time per fold",
-    "## MEGC log",
-    "## Provenance",
-    "## Resolved config",
-]
-
-
-def make_run(
-    root: Path, seed: int = 0, name: str = "synthetic", subjects: list[str] = SUBJECTS, notes: dict | None = None
-) -> Path:
-    """A run folder: config.yaml, run_info.json, folds/<subject>/{predictions.csv, metrics.json} (random preds)."""
-    rng = np.random.default_rng(seed)
-    cfg = load_config("demo", [f"name={name}", f"seed={seed}"])
-    write_run_info(cfg, root, command=f"mer loso --out {root.name}")
-    if notes is not None:
-        (root / "loso.json").write_text(json.dumps(notes))
-    for i, subject in enumerate(subjects):
-        dataset = subject.split("/")[0]
-        n = int(rng.integers(3, 8))
-        labels = rng.choice(CLASSES, size=n)
-        svm = np.where(rng.random(n) < 0.7, labels, rng.choice(CLASSES, size=n))
-        soft = np.where(rng.random(n) < 0.5, labels, rng.choice(CLASSES, size=n))
-        probs = rng.dirichlet(np.ones(3), size=n)
-        folder = root / "folds" / subject
-        folder.mkdir(parents=True)
-        pd.DataFrame(
-            {
-                "sample_id": [f"EP{i:02d}_{k:02d}" for k in range(n)],
-                "dataset": dataset,
-                "subject": subject,
-                "label": labels,
-                "svm_pred": svm,
-                "softmax_pred": soft,
-                "prob_negative": probs[:, 0],
-                "prob_positive": probs[:, 1],
-                "prob_surprise": probs[:, 2],
-            }
-        ).to_csv(folder / "predictions.csv", index=False)
-        metrics = {
-            "fold": subject,
-            "held_out": [subject],
-            "n_test": n,
-            "n_train": 40 - n,
-            "svm_accuracy": float(np.mean(svm == labels)),
-            "softmax_accuracy": float(np.mean(soft == labels)),
-            "seconds": 10.0 + i,
-            "svm_params": {"C": 1.0, "kernel": "rbf", "gamma": "scale", "inner_cv_f1": 0.5, "fallback": None},
-            "best_epoch": i % 3,
-        }
-        (folder / "metrics.json").write_text(json.dumps(metrics))
-    return root
+from mer.evaluation.report import write_report
+from mer.evaluation.runs import load_run
+from tests.helpers import SECTIONS, SUBJECTS, make_run
 
 
 @pytest.fixture(scope="module")

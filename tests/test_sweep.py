@@ -27,73 +27,31 @@ from mer.config import load_config
 from mer.data.manifest import save_manifest
 from mer.errors import MerError
 from mer.sweep import (
+    apply_flags,
     best_overrides,
     load_sweep,
     open_storage,
+    path_override,
     run_sweep,
     show_best,
     sweep_from_dict,
 )
 from mer.sweep.objective import find_duplicate, suggest, worker_tag
-from mer.sweep.runner import fail_dead_trials, open_study, work
-from tests.conftest import make_prepared
+from mer.sweep.scheduling import fail_dead_trials, open_study, work
+from tests.helpers import (
+    BASE,
+    MICRO,
+    TINY,
+    complete,
+    grid_points,
+    make_prepared,
+    point,
+    spec_dict,
+    trials,
+    write_spec,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-MICRO = {f"{d}/s{i}": "micro" for d in ("casme2", "samm") for i in range(3)}
-TINY = {
-    "model.backbone": "mobilevit_xxs",
-    "data.image_size": 32,
-    "face.size": 32,
-    "augment.max_shift": 2,
-    "train.threads": 1,  # 2 threads on 2 shared cores: OpenMP spin-waits make trials 10-20x slower
-    "train.finetune.epochs": 1,
-    "train.finetune.batch_size": 16,
-    "train.finetune.val_subjects": 0.0,
-    "train.finetune.unfreeze": {0: "all"},
-    "logging.progress_bar": False,
-    "svm.C": [1.0],
-    "svm.kernel": ["linear"],
-    "svm.inner_folds": 2,
-}
-GRID = {"train.finetune.lr": [0.001, 0.003], "train.finetune.l2": [1.0e-4, 1.0e-2]}
-
-
-def spec_dict(out: Path, **changes) -> dict:
-    """A tiny grid sweep (4 points, 2 inner folds) writing to `out`."""
-    raw = {
-        "study": "t",
-        "base": "default",
-        "overrides": dict(TINY),
-        "sampler": {"type": "grid", "seed": 0},
-        "inner_folds": 2,
-        "search": dict(GRID),
-        "out": str(out),
-    }
-    raw.update(changes)
-    return raw
-
-
-def write_spec(path: Path, raw: dict) -> Path:
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
-
-
-def trials(out: Path, name: str = "t", url: str | None = None) -> list[optuna.trial.FrozenTrial]:
-    storage = open_storage(url or f"sqlite:///{out / 'study.db'}", create=False)
-    return optuna.load_study(study_name=name, storage=storage).get_trials()
-
-
-def point(t: optuna.trial.FrozenTrial) -> tuple:
-    return tuple(sorted(t.params.items()))
-
-
-def complete(ts: list) -> list:
-    return [t for t in ts if t.state == TrialState.COMPLETE]
-
-
-def grid_points() -> set[tuple]:
-    return {tuple(sorted({"train.finetune.lr": a, "train.finetune.l2": b}.items())) for a in GRID["train.finetune.lr"]
-            for b in GRID["train.finetune.l2"]}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -297,7 +255,7 @@ def test_lightning_pruning_callback_works_with_our_trainer(tmp_path):
     from mer.train import train_stage
 
     df = make_prepared(tmp_path, {f"casme2/s{i}": "micro" for i in range(5)}, per_class=2, size=32)
-    cfg = load_config("default", [f"{k}={v}" for k, v in TINY.items() if k != "train.finetune.val_subjects"]
+    cfg = load_config(BASE, [f"{k}={v}" for k, v in TINY.items() if k != "train.finetune.val_subjects"]
                       + ["train.finetune.val_subjects=0.4", "train.finetune.epochs=3"])  # fmt: skip
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.5))
     trial = study.ask()
@@ -321,43 +279,8 @@ def test_pretrain_stage_pretrains_per_trial_then_scores_inner_folds(tmp_path):
     preds = pd.read_csv(folder / "predictions.csv")
     assert set(preds["subject"]) == {f"casme2/s{i}" for i in range(4)}  # scored on micro subjects only
     with pytest.raises(MerError) as exc:
-        run_sweep(sweep_from_dict(raw), prepared=df, pretrained=tmp_path / "x.pt")
+        run_sweep(apply_flags(sweep_from_dict(raw), pretrained=tmp_path / "x.pt"), prepared=df)
     assert "drop --pretrained" in one_line(exc)
-
-
-@pytest.mark.slow
-def test_each_trial_is_one_wandb_run_in_the_study_group(tmp_path, data, monkeypatch):
-    import wandb
-
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    seen = []
-    real_init = wandb.init
-
-    def spy(**kwargs):
-        seen.append(kwargs)
-        return real_init(**kwargs)
-
-    monkeypatch.setattr(wandb, "init", spy)
-    summaries = []
-    real_finish = wandb.sdk.wandb_run.Run.finish
-
-    def finish(self, *args, **kwargs):
-        summaries.append(dict(self.summary))
-        return real_finish(self, *args, **kwargs)
-
-    monkeypatch.setattr(wandb.sdk.wandb_run.Run, "finish", finish)
-    raw = spec_dict(tmp_path / "sw", search={"train.finetune.lr": [0.001, 0.003]},
-                    overrides={**TINY, "logging.wandb": True})  # fmt: skip
-    run_sweep(sweep_from_dict(raw), prepared=data, live=False)
-    assert [k["job_type"] for k in seen] == ["trial", "trial"]  # one run per trial, none per inner fold
-    assert {k["group"] for k in seen} == {"t"} and {k["name"] for k in seen} == {"t-trial0", "t-trial1"}
-    assert {k["config"]["train.finetune.lr"] for k in seen} == {0.001, 0.003}
-    assert wandb.run is None  # finished between and after trials
-    values = {t.number: t.value for t in trials(tmp_path / "sw")}
-    assert [(s["state"], s["objective"]) for s in summaries] == [("COMPLETE", values[0]), ("COMPLETE", values[1])]
-    assert all("inner/uf1" in s for s in summaries)  # the pooled metric after each inner fold, as history
-    for n in (0, 1):
-        assert list((tmp_path / "sw" / "trials" / str(n) / "wandb").glob("offline-run-*/run-*.wandb"))
 
 
 # ---------------------------------------------------------------- leakage
@@ -375,7 +298,7 @@ def test_trials_never_touch_subjects_outside_the_training_set(tmp_path, data, mo
 
     monkeypatch.setattr(objective_module, "run_fold", spy)
     raw = spec_dict(tmp_path / "sw", search={"train.finetune.lr": [0.001]})
-    run_sweep(sweep_from_dict(raw), prepared=data, holdout=holdout, live=False)
+    run_sweep(apply_flags(sweep_from_dict(raw), holdout=holdout), prepared=data, live=False)
     assert len(calls) == 2
     for subjects, held in calls:
         assert subjects == training  # the data handed to training never contains the holdout
@@ -435,15 +358,16 @@ def test_bad_sweep_files_are_one_line_errors(tmp_path, data, changes, expected):
 
 
 def test_unreachable_storage_is_one_line(tmp_path, data):
+    url = "postgresql+psycopg2://127.0.0.1:1/x"
     with pytest.raises(MerError) as exc:
-        run_sweep(sweep_from_dict(spec_dict(tmp_path / "sw")), prepared=data, storage="postgresql://127.0.0.1:1/x")
+        run_sweep(sweep_from_dict(spec_dict(tmp_path / "sw")), prepared=data, storage=url)
     text = one_line(exc)
     try:
         import psycopg2  # noqa: F401
     except ImportError:
-        assert "is not installed; pip install mer-lightning[postgres]" in text
+        assert "the database driver 'psycopg2' is not installed; pip install mer-lightning[postgres]" in text
     else:
-        assert text.startswith("cannot open storage postgresql://127.0.0.1:1/x")
+        assert text.startswith(f"cannot open storage {url}")
     with pytest.raises(MerError) as exc:
         open_storage("not a url")
     assert "not understood" in one_line(exc)
@@ -454,7 +378,7 @@ def test_unreachable_storage_is_one_line(tmp_path, data):
 
 def test_more_bad_input(tmp_path, data):
     with pytest.raises(MerError) as exc:
-        run_sweep(sweep_from_dict(spec_dict(tmp_path / "sw")), prepared=data, holdout=["casme2/nobody"])
+        run_sweep(apply_flags(sweep_from_dict(spec_dict(tmp_path / "sw")), holdout=["casme2/nobody"]), prepared=data)
     assert "casme2/nobody" in one_line(exc)
     with pytest.raises(MerError) as exc:
         run_sweep(sweep_from_dict(spec_dict(tmp_path / "sw", inner_folds=7)), prepared=data)
@@ -495,7 +419,8 @@ def test_cli_runs_a_sweep_from_a_prepared_folder(tmp_path):
     df["crop"] = [str(Path(c).relative_to(prepared)) for c in df["crop"]]
     save_manifest(df, prepared / "prepared.csv")
     path = write_spec(tmp_path / "s.yaml", spec_dict(tmp_path / "sw", search={"train.finetune.lr": [0.001]}))
-    args = ["sweep", str(path), "--prepared", str(prepared), "--no-live", "-c", "default", "-c", "ablation/no_transfer"]
+    args = ["sweep", str(path), "--prepared", str(prepared), "--no-live", "-c", "default", "-c", "ablation/no_transfer",
+            "-c", "tiny"]  # fmt: skip
     result = CliRunner().invoke(app, [*args, "train.finetune.l2=0.001"])
     assert result.exit_code == 0, result.output
     assert "1 complete" in result.output and "override: train.finetune.lr=0.001" in result.output
@@ -522,3 +447,11 @@ def test_shipped_sweep_files_are_valid():
         check_space(spec)
         sizes[name] = spec.budget()
     assert sizes == {"paper_grid": 36, "tpe": 40, "demo_grid": 4}
+
+
+def test_the_prepared_folder_is_one_config_setting(tmp_path):
+    spec = sweep_from_dict({**spec_dict(tmp_path / "sw"), "prepared": "from/file"})
+    assert load_config(spec.base, spec.base_overrides()).data.prepared == "from/file"
+    flag = [path_override("data.prepared", "2024-01-01")]  # --prepared comes last and wins; a date stays a name
+    assert load_config(spec.base, spec.base_overrides(["data.prepared=other", *flag])).data.prepared == "2024-01-01"
+    assert spec.identity(flag) == spec.identity()  # where the table is read from is not what the study is

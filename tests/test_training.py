@@ -17,7 +17,7 @@ from mer.models.backbones import MERNet, load_weights
 from mer.models.module import MERModule, l2_penalty
 from mer.models.unfreeze import stages_for
 from mer.train import train_stage
-from tests.conftest import make_prepared, tiny_config
+from tests.helpers import make_prepared, tiny_config
 
 
 def test_balanced_sampler_equal_class_counts_every_epoch():
@@ -26,7 +26,7 @@ def test_balanced_sampler_equal_class_counts_every_epoch():
     seen = []
     for epoch in range(3):
         sampler.set_epoch(epoch)
-        idx = list(sampler)
+        idx = [i for i, _ in sampler]
         counts = Counter(labels[i] for i in idx)
         assert counts == {0: 10, 1: 10, 2: 10}
         assert len(idx) == len(sampler) == 30
@@ -34,7 +34,7 @@ def test_balanced_sampler_equal_class_counts_every_epoch():
         seen.append(idx)
     assert seen[0] != seen[1]  # reshuffled per epoch
     sampler.set_epoch(0)
-    assert list(sampler) == seen[0]  # reproducible
+    assert [i for i, _ in sampler] == seen[0]  # reproducible
 
 
 def test_augmentation_keeps_shape_dtype_and_bounds_shift():

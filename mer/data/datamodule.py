@@ -1,12 +1,19 @@
-"""MERDataModule: the samples of one stage and fold, class-balanced training epochs, subject-wise validation.
+"""MERDataModule: the samples of one stage and fold, class-balanced training, subject-wise validation.
 
 The held-out subjects of a fold are split off first and only ever reach `test_dataloader`; the validation subjects
 (for checkpoint selection and early stopping) come from the training side. Crops are loaded into memory once.
+
+Balancing (`data.balance`): `epoch` tops every class up to the largest one over an epoch (`BalancedSampler`);
+`iteration` gives every batch the same number of samples of each class (`BalancedBatchSampler`, the paper's "the
+same number of emotion category samples is randomly selected in each training iteration"). Both samplers yield
+`(index, topup)` keys: a sample's first use in an epoch is the original, every further use a top-up copy, and
+`augment.apply: topups` shifts/flips only the copies (`all`: every training sample).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Union
 
 import lightning.pytorch as pl
 import numpy as np
@@ -16,52 +23,59 @@ from sklearn.model_selection import GroupShuffleSplit
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mer.config import AugmentConfig, Config
+from mer.data.prepared import REBUILD_HINT
 from mer.data.transforms import normalize, resize_crops, train_transform
 from mer.errors import DataError
+from mer.files import read_crops
 
 STAGE_KIND = {"pretrain": "macro", "finetune": "micro"}
 
 
-def load_crops(paths: Sequence[str]) -> np.ndarray:
-    """Read aligned grayscale crops (PNG) into one uint8 array (N, H, W)."""
-    import cv2
-
-    out = []
-    for p in paths:
-        img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise DataError(
-                f"cannot read aligned crop {p} (re-run `mer prepare`; the crop cache may have been deleted)"
-            )
-        out.append(img)
-    if len({im.shape for im in out}) > 1:
-        raise DataError("aligned crops have different sizes; re-run `mer prepare` with one face.size")
-    return np.stack(out) if out else np.zeros((0, 1, 1), np.uint8)
+Key = Union[int, tuple[int, bool]]  # noqa: UP007 - a sample index, or (index, is a top-up copy)
 
 
 class CropDataset(Dataset):
-    """In-memory crops + integer labels; applies the augmentation (if any) then normalises to (1, H, W)."""
+    """In-memory crops + integer labels; applies the augmentation (if any) then normalises to (1, H, W).
 
-    def __init__(self, crops: np.ndarray, labels: np.ndarray, augment: AugmentConfig | None = None, seed: int = 0):
+    Keys are indices or `(index, topup)` from the balancing samplers. Shifts/flips go on every sample
+    (`augment.apply: all`) or on top-up copies only (`topups`); the pixel jitter goes on every sample when `stage`
+    is in `augment.jitter_stages` (an unknown stage, None, counts as in them).
+    """
+
+    def __init__(
+        self,
+        crops: np.ndarray,
+        labels: np.ndarray,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        stage: str | None = None,
+    ):
         self.crops = crops
         self.labels = torch.tensor(np.asarray(labels), dtype=torch.long)
-        self.transform = train_transform(augment, seed=seed) if augment is not None else None
+        self.topups_only = augment is not None and augment.apply == "topups"
+        jitter = augment is not None and (stage is None or stage in augment.jitter_stages)
+        # With apply=all one pipeline (shift, flip, jitter) as before; originals under topups get the jitter alone.
+        self.transform = train_transform(augment, seed=seed, jitter=jitter) if augment is not None else None
+        self.plain = train_transform(augment, seed=seed + 1, geometric=False) if self.topups_only and jitter else None
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: Key) -> tuple[torch.Tensor, torch.Tensor]:
+        i, topup = key if isinstance(key, tuple) else (key, False)
         img = self.crops[i]
-        if self.transform is not None:
-            img = self.transform(image=img)["image"]
+        transform = self.plain if self.topups_only and not topup else self.transform
+        if transform is not None:
+            img = transform(image=img)["image"]
         return normalize(img)[0], self.labels[i]
 
 
-class BalancedSampler(Sampler[int]):
+class BalancedSampler(Sampler[tuple[int, bool]]):
     """Every class contributes as many samples per epoch as the largest class: all of its own, then random repeats.
 
     Repeats are drawn without replacement where possible, so each minority sample is used about equally often; the
-    augmentation makes every repeat a different shifted/flipped copy. `set_epoch` (called by Lightning) reseeds.
+    augmentation makes every repeat a different shifted/flipped copy. Yields `(index, topup)`: topup is False for a
+    sample's own appearance, True for its repeats. `set_epoch` (called by Lightning) reseeds.
     """
 
     def __init__(self, labels: Sequence[int], seed: int = 0) -> None:
@@ -78,7 +92,7 @@ class BalancedSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.per_class * len(self.classes)
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[tuple[int, bool]]:
         rng = np.random.default_rng((self.seed, self.epoch))
         picks = []
         for c in self.classes:
@@ -87,8 +101,66 @@ class BalancedSampler(Sampler[int]):
             chosen = np.concatenate([np.tile(idx, reps), rng.choice(idx, size=rest, replace=False)])
             picks.append(chosen)
         order = np.concatenate(picks)
-        rng.shuffle(order)
-        return iter(order.tolist())
+        topup = np.concatenate(
+            [np.arange(len(p)) >= (self.labels == c).sum() for p, c in zip(picks, self.classes, strict=True)]
+        )
+        perm = rng.permutation(len(order)) if len(order) else np.zeros(0, np.int64)
+        return iter(zip(order[perm].tolist(), topup[perm].tolist(), strict=True))
+
+
+class BalancedBatchSampler(Sampler[list[tuple[int, bool]]]):
+    """Every batch holds the same number of samples of each class present (the paper's per-iteration balance).
+
+    `batch_size // n_classes` per class; when the batch size is not a multiple of the class count, the remaining
+    slots go to the classes in turn (a fixed random class order per epoch, continued from batch to batch), so within
+    a batch counts differ by at most one and over the epoch every class gets the same share (±1). An epoch has as
+    many batches as `BalancedSampler` has samples / batch size (rounded up); each class's samples are drawn in a
+    fresh random order, all of them once (the originals) before any repeats (top-up copies, `topup=True`).
+    """
+
+    def __init__(self, labels: Sequence[int], batch_size: int, seed: int = 0) -> None:
+        self.labels = np.asarray(labels)
+        self.batch_size = int(batch_size)
+        self.seed = seed
+        self.epoch = 0
+        self.classes = np.unique(self.labels)
+        if self.batch_size < len(self.classes):
+            raise DataError(
+                f"data.balance=iteration needs a batch size of at least the class count ({len(self.classes)}), "
+                f"got {self.batch_size}"
+            )
+        self.per_class = int(max((self.labels == c).sum() for c in self.classes)) if len(self.labels) else 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this each epoch so the draw differs per epoch but is reproducible."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.per_class * len(self.classes) // self.batch_size) if len(self.classes) else 0
+
+    def __iter__(self) -> Iterator[list[tuple[int, bool]]]:
+        rng = np.random.default_rng((self.seed, self.epoch, 1))
+        n_cls = len(self.classes)
+        base, extra = divmod(self.batch_size, max(1, n_cls))
+        order = rng.permutation(n_cls)
+        pools = [np.flatnonzero(self.labels == c) for c in self.classes]
+        streams: list[list[tuple[int, bool]]] = [[] for _ in pools]
+        used = [0] * n_cls
+
+        def draw(c: int, k: int) -> list[tuple[int, bool]]:
+            while len(streams[c]) < k:  # refill with a fresh permutation: the first one is the originals
+                streams[c].extend((int(i), used[c] > 0) for i in rng.permutation(pools[c]))
+                used[c] += 1
+            out = streams[c][:k]
+            del streams[c][:k]
+            return out
+
+        for b in range(len(self)):
+            counts = [base] * n_cls
+            for j in range(extra):
+                counts[order[(b * extra + j) % n_cls]] += 1
+            batch = [key for c in range(n_cls) for key in draw(c, counts[c])]
+            yield [batch[i] for i in rng.permutation(len(batch))]
 
 
 def split_validation(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -156,7 +228,11 @@ class MERDataModule(pl.LightningDataModule):
         """(crops uint8 (N,H,W) at the network's size, labels) of 'train', 'val' or 'test', loaded once."""
         if split not in self._arrays:
             df = {"train": self.train_df, "val": self.val_df, "test": self.test_df}[split]
-            crops = resize_crops(load_crops(df["crop"].tolist()), self.cfg.data.image_size) if len(df) else None
+            crops = (
+                resize_crops(read_crops(df["crop"].tolist(), hint=REBUILD_HINT), self.cfg.data.image_size)
+                if len(df)
+                else None
+            )
             if crops is None:
                 size = self.cfg.data.image_size
                 crops = np.zeros((0, size, size), np.uint8)
@@ -165,21 +241,26 @@ class MERDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, train: bool, shuffle: bool = False) -> DataLoader:
         crops, labels = self.arrays(split)
-        ds = CropDataset(crops, labels, self.cfg.augment if train else None, seed=self.cfg.seed)
+        ds = CropDataset(crops, labels, self.cfg.augment if train else None, seed=self.cfg.seed, stage=self.stage_name)
         data = self.cfg.data
+        workers = {
+            "num_workers": data.num_workers,
+            "pin_memory": data.pin_memory,
+            "persistent_workers": data.persistent_workers and data.num_workers > 0,
+        }
+        if train and data.balance == "iteration":
+            return DataLoader(ds, batch_sampler=BalancedBatchSampler(labels, self.batch_size, self.cfg.seed), **workers)
         return DataLoader(
             ds,
             batch_size=self.batch_size,
             sampler=BalancedSampler(labels, seed=self.cfg.seed) if train else None,
             shuffle=shuffle,
-            num_workers=data.num_workers,
-            pin_memory=data.pin_memory,
-            persistent_workers=data.persistent_workers and data.num_workers > 0,
             drop_last=False,
+            **workers,
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Class-balanced, augmented batches of the training subjects."""
+        """Class-balanced (per epoch or per batch, `data.balance`), augmented batches of the training subjects."""
         return self._loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader | list:

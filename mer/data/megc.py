@@ -15,39 +15,13 @@ from pathlib import Path
 import pandas as pd
 
 from mer.config import CLASSES
-from mer.data.datasets._common import as_int, skip
-from mer.data.manifest import make_report
+from mer.data.manifest import as_int, make_report, skip
+from mer.data.names import dataset_key, normalize_subject
 from mer.errors import DataError
 
 MEGC_DATASETS = ("casme2", "samm", "smic")
 LIST_COLUMNS = ["dataset", "subject", "filename", "label"]
-_DATASET_NAMES = {
-    "casme2": "casme2",
-    "casmeii": "casme2",
-    "casme_ii": "casme2",
-    "samm": "samm",
-    "smic": "smic",
-    "smichs": "smic",
-    "smic-hs": "smic",
-    "smic_hs": "smic",
-}
 _FORMAT = "rows 'dataset,subject,filename,label' with label 0 negative / 1 positive / 2 surprise"
-
-
-def normalize_subject(dataset: str, subject: object) -> str:
-    """A subject as the readers name its folder: casme2 sub01, samm 006, smic s1 (dataset prefix stripped)."""
-    text = str(subject).strip().split("/")[-1]
-    lowered = text.lower()
-    if dataset == "casme2":
-        number = as_int(lowered.removeprefix("sub"))
-        return f"sub{number:02d}" if number is not None else text
-    if dataset == "samm":
-        number = as_int(lowered)
-        return f"{number:03d}" if number is not None else text
-    if dataset == "smic":
-        number = as_int(lowered.removeprefix("s"))
-        return f"s{number}" if number is not None else text
-    return text
 
 
 def _parse_label(value: object) -> str | None:
@@ -77,9 +51,9 @@ def read_megc_list(path: str | Path) -> pd.DataFrame:
     for line, cells in enumerate(raw.to_dict("records"), start=1):
         if not any(str(v).strip() for v in cells.values()):
             continue
-        dataset = _DATASET_NAMES.get(str(cells["dataset"]).strip().lower())
+        dataset = dataset_key(cells["dataset"])
         label = _parse_label(cells["label"])
-        if dataset is None or label is None:
+        if dataset not in MEGC_DATASETS or label is None:
             raise DataError(f"{path}: row {line} {list(cells.values())} is not a MEGC2019 entry (expected {_FORMAT})")
         subject = normalize_subject(dataset, cells["subject"])
         out.append({"dataset": dataset, "subject": subject, "filename": str(cells["filename"]).strip(), "label": label})

@@ -38,13 +38,17 @@ def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops])
 
 
-def train_transform(cfg: AugmentConfig, seed: int | None = None) -> A.Compose:
+def train_transform(
+    cfg: AugmentConfig, seed: int | None = None, geometric: bool = True, jitter: bool = True
+) -> A.Compose:
     """Random shift of up to `max_shift` px each way (border replicated), horizontal flip, optional pixel jitter.
 
-    The jitter is the paper's (p=0.3, max 20 grey levels): a brightness offset drawn uniformly in ±jitter_max.
+    The jitter is our reading of the paper's "pixel fine-tuning with probability 0.3 (maximum value 20)": with
+    probability `jitter_p` a brightness offset drawn uniformly in ±`jitter_max` grey levels. `geometric=False` leaves
+    out the shift and flip (originals under `augment.apply: topups`), `jitter=False` the jitter (stages without it).
     """
     ops: list[A.BasicTransform] = []
-    if cfg.max_shift > 0:
+    if geometric and cfg.max_shift > 0:
         ops.append(
             A.Affine(
                 translate_px={"x": (-cfg.max_shift, cfg.max_shift), "y": (-cfg.max_shift, cfg.max_shift)},
@@ -53,9 +57,9 @@ def train_transform(cfg: AugmentConfig, seed: int | None = None) -> A.Compose:
                 p=1.0,
             )
         )
-    if cfg.hflip:
+    if geometric and cfg.hflip:
         ops.append(A.HorizontalFlip(p=0.5))
-    if cfg.jitter_p > 0 and cfg.jitter_max > 0:
+    if jitter and cfg.jitter_p > 0 and cfg.jitter_max > 0:
         limit = cfg.jitter_max / 255.0
         ops.append(A.RandomBrightnessContrast(brightness_limit=(-limit, limit), contrast_limit=(0, 0), p=cfg.jitter_p))
     return A.Compose(ops, seed=seed)

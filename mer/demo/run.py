@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mer.config import Config, load_config
+from mer.config import Config, as_override, load_config
 from mer.demo.corpus import DemoSummary
 from mer.evaluation.loso import run_loso
 from mer.prepare import run_prepare
@@ -23,17 +23,17 @@ def run_demo(
 ) -> Path:
     """Run every stage on the generated corpus whose readers' roots are in `summary.roots`; returns the report path."""
     out = Path(out)
-    cfg = demo_config(out, quick, seed, overrides)
+    roots = [as_override(f"data.roots.{name}", str(root)) for name, root in summary.roots.items()]
+    cfg = demo_config(out, quick, seed, [*roots, *(overrides or [])])
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    data = [f"{name}={root}" for name, root in summary.roots.items()]
-    prepared = run_prepare(cfg, data, out / "prepared", None, preview=True)
+    run_prepare(cfg, preview=True)  # into data.prepared = out/prepared
     timings["prepare"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    weights = run_pretrain(cfg, out / "pretrain", prepared)
+    weights = run_pretrain(cfg, out / "pretrain")
     timings["pretrain"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    run_loso(cfg, out / "loso", weights, prepared)
+    run_loso(cfg, out / "loso", weights)
     timings["loso"] = time.perf_counter() - t2
     total = time.perf_counter() - t0
     report = out / "loso" / "report.md"

@@ -6,7 +6,7 @@ Each fold's seed derives from the config seed and the fold's name, never from ru
 
 from __future__ import annotations
 
-import json
+import multiprocessing as mp
 import os
 import time
 import zlib
@@ -18,13 +18,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from lightning.pytorch.callbacks import Callback
+from sklearn.pipeline import Pipeline
 from tqdm.auto import tqdm
 
 from mer.config import CLASSES, Config, flatten, load_config, to_dict, to_yaml, write_run_info
+from mer.data.prepared import load_prepared
 from mer.errors import DataError, MerError
+from mer.evaluation.report import write_report
+from mer.evaluation.svm import fit_svm
+from mer.files import atomic_write_json, atomic_write_text
+from mer.inference.bundle import save_bundle
+from mer.train import StageResult, check_pretrained, embed_split, finish_wandb, train_stage
 
 PRED_COLUMNS = ["sample_id", "dataset", "subject", "label", "svm_pred", "softmax_pred"] + [f"prob_{c}" for c in CLASSES]
+# Config keys that only say how a run executes, not what it computes: resuming may change them.
+EXECUTION_KEYS = ("loso.workers",)
 
 
 @dataclass(frozen=True)
@@ -72,16 +82,8 @@ def fold_complete(fold_dir: Path) -> bool:
     return (fold_dir / "predictions.csv").is_file() and (fold_dir / "metrics.json").is_file()
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def check_inputs(cfg: Config, prepared: pd.DataFrame, pretrained: str | Path | None) -> None:
     """Everything that can be wrong before training starts: checkpoint, classes, subjects."""
-    from mer.train import check_pretrained
-
     micro = prepared[prepared["kind"] == "micro"]
     labels = sorted(set(micro["label"]) & set(cfg.data.classes))
     if len(labels) < 2:
@@ -89,6 +91,59 @@ def check_inputs(cfg: Config, prepared: pd.DataFrame, pretrained: str | Path | N
     if micro["subject"].nunique() < 2:
         raise DataError("LOSO needs at least two micro-expression subjects")
     check_pretrained(cfg, pretrained)
+
+
+@dataclass
+class FittedModel:
+    """A fine-tuned network with its training side (train + validation rows) and the SVM fitted on their embeddings."""
+
+    result: StageResult
+    train_side: pd.DataFrame
+    svm: Pipeline | None
+    svm_info: dict[str, Any] | None
+
+
+def fit_network_and_svm(
+    cfg: Config,
+    prepared: pd.DataFrame,
+    out_dir: Path,
+    *,
+    held_out: Sequence[str] = (),
+    pretrained: str | Path | None,
+    seed: int,
+    run_name: str,
+    job_type: str,
+    fit_classifier: bool = True,
+    enable_progress: bool | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> FittedModel:
+    """Fine-tune on every micro subject except `held_out`, embed the training side, fit the SVM on it.
+
+    The sequence a LOSO fold and `--final` share; with `fit_classifier=False` (softmax-only ablation) no SVM is fitted.
+    """
+    res = train_stage(
+        cfg,
+        prepared,
+        "finetune",
+        out_dir,
+        held_out=held_out,
+        init_weights=pretrained,
+        seed=seed,
+        run_name=run_name,
+        group=cfg.name,
+        job_type=job_type,
+        keep_checkpoint=False,
+        enable_progress=enable_progress,
+        callbacks=callbacks,
+    )
+    finish_wandb()
+    dm = res.datamodule
+    side = pd.concat([dm.train_df, dm.val_df], ignore_index=True)
+    emb = np.concatenate([embed_split(res.module, dm, s)["embeddings"] for s in ("train", "val")])
+    if not fit_classifier:
+        return FittedModel(res, side, None, None)
+    svm, svm_info = fit_svm(emb, side["label"].to_numpy(), side["subject"].to_numpy(), cfg.svm, seed)
+    return FittedModel(res, side, svm, svm_info)
 
 
 def run_fold(
@@ -103,42 +158,32 @@ def run_fold(
 
     `callbacks` go to the fold's Lightning Trainer (a sweep's per-epoch pruning callback, for instance).
     """
-    from mer.evaluation.svm import fit_svm
-    from mer.train import embed_split, finish_wandb, train_stage
-
     fold_dir = fold.dir(out)
     fold_dir.mkdir(parents=True, exist_ok=True)
     seed = cfg.seed + fold.seed_offset
     start = time.perf_counter()
-    res = train_stage(
+    fitted = fit_network_and_svm(
         cfg,
         prepared,
-        "finetune",
         out / "train" / fold.name,
         held_out=fold.held_out,
-        init_weights=pretrained,
+        pretrained=pretrained,
         seed=seed,
         run_name=f"{cfg.name}-{fold.name}",
-        group=cfg.name,
         job_type="fold",
-        keep_checkpoint=False,
+        fit_classifier=cfg.loso.classifier == "svm",
         enable_progress=False,
         callbacks=callbacks,
     )
-    finish_wandb()
+    res, svm, svm_info = fitted.result, fitted.svm, fitted.svm_info
     dm = res.datamodule
-    train_side = pd.concat([dm.train_df, dm.val_df], ignore_index=True)
-    emb_train = np.concatenate([embed_split(res.module, dm, s)["embeddings"] for s in ("train", "val")])
     test = embed_split(res.module, dm, "test")
     emb_te = test["embeddings"]
     classes = list(cfg.data.classes)
     preds = dm.test_df[["sample_id", "dataset", "subject", "label"]].copy()
-    if cfg.loso.classifier == "svm":
-        y, groups = train_side["label"].to_numpy(), train_side["subject"].to_numpy()
-        svm, svm_info = fit_svm(emb_train, y, groups, cfg.svm, seed)
+    if svm is not None:
         preds["svm_pred"] = svm.predict(emb_te) if len(emb_te) else []
     else:  # softmax-only ablation: no SVM is fitted, its column stays empty
-        svm_info = None
         preds["svm_pred"] = ""
     preds["softmax_pred"] = [classes[i] for i in test["probs"].argmax(1)] if len(emb_te) else []
     for i, c in enumerate(CLASSES):
@@ -162,22 +207,18 @@ def run_fold(
         "epochs": res.epochs_run,
         "seconds": round(seconds, 2),
     }
-    _atomic_write(fold_dir / "predictions.csv", preds[PRED_COLUMNS].to_csv(index=False))
-    _atomic_write(fold_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    atomic_write_text(fold_dir / "predictions.csv", preds[PRED_COLUMNS].to_csv(index=False))
+    atomic_write_json(fold_dir / "metrics.json", metrics, default=float)
     return metrics
 
 
 def _worker_init(threads: int, gpu_queue: Any) -> None:
-    import torch
-
     if gpu_queue is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())
     torch.set_num_threads(threads)
 
 
 def _run_fold_in_worker(config_yaml: str, prepared_dir: str, fold: Fold, out: str, pretrained: str | None) -> dict:
-    from mer.prepare import load_prepared
-
     return run_fold(load_config(text=config_yaml), load_prepared(Path(prepared_dir)), fold, Path(out), pretrained)
 
 
@@ -185,23 +226,17 @@ def run_loso(
     cfg: Config,
     out: str | Path,
     pretrained: str | Path | None = None,
-    prepared_dir: str | Path | None = None,
-    workers: int | None = None,
+    *,
     fold_index: int | None = None,
     folds: str | Sequence[str] | None = None,
-    from_study: str | None = None,
 ) -> Path:
-    """`mer loso`: run the planned folds that are not complete yet; write the report once every fold is done."""
-    from mer.prepare import load_prepared
+    """`mer loso`: run the planned folds that are not complete yet; write the report once every fold is done.
 
-    if from_study:
-        from mer.sweep import best_overrides
-
-        overrides = best_overrides(from_study)
-        cfg = load_config(text=to_yaml(cfg), overrides=overrides)
-        print(f"using the study's best parameters: {' '.join(overrides)}")
+    The plan is the config's (`loso.folds`, or every micro subject); `folds` (names) or `fold_index` only choose
+    which of its folds this call runs, so they change neither the run's config nor when its report is due.
+    """
     out = Path(out)
-    prepared_dir = Path(prepared_dir or cfg.data.prepared)
+    prepared_dir = Path(cfg.data.prepared)
     prepared = load_prepared(prepared_dir)
     # The run's plan (config `loso.folds` or every subject) decides when the report is due; --folds and
     # --fold-index only choose which of its folds this call runs.
@@ -223,12 +258,12 @@ def run_loso(
     planned = [f.name for f in everything]
     notes = {"pretrained": str(pretrained) if pretrained else None, "prepared": str(prepared_dir),
              "objective": "loso", "leaky": False, "planned_folds": planned}  # fmt: skip
-    _atomic_write(out / "loso.json", json.dumps(notes, indent=2))
+    atomic_write_json(out / "loso.json", notes)
     todo = [f for f in plan if not fold_complete(f.dir(out))]
     done = len(plan) - len(todo)
     if done:
         print(f"{done} of {len(plan)} folds already complete in {out}; running the other {len(todo)}")
-    n_workers = max(1, workers if workers is not None else cfg.loso.workers)
+    n_workers = max(1, cfg.loso.workers)
     bar = tqdm(total=len(plan), initial=done, desc="LOSO folds", unit="fold")
     if n_workers == 1 or len(todo) <= 1:
         for fold in todo:
@@ -243,8 +278,6 @@ def run_loso(
         print(f"{len(everything) - len(missing)} of {len(everything)} folds complete; run again (or the other array "
               f"tasks) to finish, then `mer report {out}`")  # fmt: skip
         return out
-    from mer.evaluation.report import write_report
-
     report = write_report(out)
     print(f"report → {report}")
     return out
@@ -253,10 +286,6 @@ def run_loso(
 def _run_parallel(
     cfg: Config, prepared_dir: Path, todo: list[Fold], out: Path, pretrained: Any, n: int, bar: tqdm
 ) -> None:
-    import multiprocessing as mp
-
-    import torch
-
     ctx = mp.get_context("spawn")
     gpus = torch.cuda.device_count()
     queue = None
@@ -293,7 +322,8 @@ def _check_same_config(cfg: Config, out: Path) -> None:
     if not previous.is_file() or not any((out / "folds").rglob("metrics.json")):
         return
     old, new = flatten(to_dict(load_config(previous))), flatten(to_dict(cfg))
-    changed = [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    keys = sorted((set(old) | set(new)) - set(EXECUTION_KEYS))
+    changed = [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
     if changed:
         raise MerError(
             f"{out} holds folds from another config ({'; '.join(changed[:3])}); "
@@ -301,42 +331,29 @@ def _check_same_config(cfg: Config, out: Path) -> None:
         )
 
 
-def run_final(
-    cfg: Config, out: str | Path, pretrained: str | Path | None = None, prepared_dir: str | Path | None = None
-) -> Path:
+def run_final(cfg: Config, out: str | Path, pretrained: str | Path | None = None) -> Path:
     """`mer loso --final`: fine-tune on every micro subject, fit the SVM on all of them, save a bundle for predict.
 
     Not an evaluation (nothing is held out): run LOSO first to know how well this recipe does on unseen subjects.
     """
-    from mer.evaluation.svm import fit_svm
-    from mer.inference.bundle import save_bundle
-    from mer.prepare import load_prepared
-    from mer.train import embed_split, finish_wandb, train_stage
-
     out = Path(out)
-    prepared_dir = Path(prepared_dir or cfg.data.prepared)
+    prepared_dir = Path(cfg.data.prepared)
     prepared = load_prepared(prepared_dir)
     check_inputs(cfg, prepared, pretrained)
     write_run_info(cfg, out)
-    res = train_stage(
+    fitted = fit_network_and_svm(
         cfg,
         prepared,
-        "finetune",
         out / "train" / "final",
-        init_weights=pretrained,
+        pretrained=pretrained,
+        seed=cfg.seed,
         run_name=f"{cfg.name}-final",
-        group=cfg.name,
         job_type="final",
-        keep_checkpoint=False,
     )
-    finish_wandb()
-    dm = res.datamodule
-    side = pd.concat([dm.train_df, dm.val_df], ignore_index=True)
-    emb = np.concatenate([embed_split(res.module, dm, s)["embeddings"] for s in ("train", "val")])
-    svm, svm_info = fit_svm(emb, side["label"].to_numpy(), side["subject"].to_numpy(), cfg.svm, cfg.seed)
+    side, svm_info = fitted.train_side, fitted.svm_info
     info = {"trained_on": sorted(side["subject"].unique().tolist()), "n_train": len(side), "svm": svm_info,
             "pretrained": str(pretrained) if pretrained else None, "prepared": str(prepared_dir)}  # fmt: skip
-    bundle = save_bundle(out / "bundle", res.module.net, cfg, svm, info)
+    bundle = save_bundle(out / "bundle", fitted.result.module.net, cfg, fitted.svm, info)
     print(f"final model on {len(side)} samples of {side['subject'].nunique()} subjects → {bundle} "
           f"(use: mer predict VIDEO --model {bundle})")  # fmt: skip
     return bundle

@@ -15,96 +15,19 @@ such a class still count as false negatives of the true class.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix
 
 from mer.config import CLASSES
 from mer.errors import MerError
+from mer.files import natural_key
+from mer.scoring import megc_scores
+
+__all__ = ["COMPOSITE", "megc_scores", "natural_key", "per_fold_table", "pooled_scores"]
 
 COMPOSITE = "composite"
-
-_DIGITS = re.compile(r"(\d+)")
-
-
-def natural_key(text: str) -> list[Any]:
-    """Sort key that puts casme2/sub2 before casme2/sub10 (digit runs compared as numbers)."""
-    return [int(t) if t.isdigit() else t.lower() for t in _DIGITS.split(str(text))]
-
-
-def _float(value: float) -> float | None:
-    """A JSON-friendly float: NaN becomes None."""
-    return None if value is None or not np.isfinite(value) else float(value)
-
-
-def _as_labels(values: Sequence[Any] | np.ndarray | pd.Series, what: str) -> np.ndarray:
-    arr = np.asarray(list(values), dtype=object)
-    missing = pd.isna(arr)
-    if missing.any():
-        raise MerError(f"{what}: {int(missing.sum())} of {len(arr)} labels are missing (NaN/empty)")
-    return arr.astype(str)
-
-
-def megc_scores(
-    y_true: Sequence[Any] | np.ndarray | pd.Series,
-    y_pred: Sequence[Any] | np.ndarray | pd.Series,
-    classes: Sequence[str] = CLASSES,
-) -> dict[str, Any]:
-    """Accuracy, UAR and UF1 of one pooled set of predictions, with per-class counts and the confusion matrix.
-
-    Returns a JSON-serialisable dict: `n`, `accuracy`, `uar`, `uf1`, `classes`, `classes_scored` (classes
-    with ground-truth samples, the ones averaged), `per_class` ({class: support, predicted, tp, fp, fn,
-    recall, f1}) and `confusion` (rows = true class, columns = predicted class, in `classes` order).
-    """
-    classes = [str(c) for c in classes]
-    truth = _as_labels(y_true, "y_true")
-    pred = _as_labels(y_pred, "y_pred")
-    if len(truth) != len(pred):
-        raise MerError(f"y_true has {len(truth)} labels but y_pred has {len(pred)}")
-    if len(truth) == 0:
-        raise MerError("no predictions to score (empty y_true / y_pred)")
-    unknown = sorted((set(truth) | set(pred)) - set(classes))
-    if unknown:
-        raise MerError(f"labels {unknown} are not among the classes {classes}")
-
-    cm = confusion_matrix(truth, pred, labels=classes)
-    tp = np.diag(cm).astype(float)
-    support = cm.sum(axis=1).astype(float)  # N_c: true samples of class c
-    predicted = cm.sum(axis=0).astype(float)
-    fp = predicted - tp
-    fn = support - tp
-    with np.errstate(divide="ignore", invalid="ignore"):
-        recall = np.where(support > 0, tp / support, np.nan)
-        denom = 2 * tp + fp + fn
-        f1 = np.where(denom > 0, 2 * tp / denom, np.nan)
-    scored = support > 0
-
-    per_class = {
-        c: {
-            "support": int(support[i]),
-            "predicted": int(predicted[i]),
-            "tp": int(tp[i]),
-            "fp": int(fp[i]),
-            "fn": int(fn[i]),
-            "recall": _float(recall[i]),
-            "f1": _float(f1[i]),
-        }
-        for i, c in enumerate(classes)
-    }
-    return {
-        "n": int(len(truth)),
-        "accuracy": float(tp.sum() / len(truth)),
-        "uar": float(recall[scored].mean()),
-        "uf1": float(f1[scored].mean()),
-        "classes": classes,
-        "classes_scored": [c for c, s in zip(classes, scored, strict=True) if s],
-        "per_class": per_class,
-        "confusion": cm.astype(int).tolist(),
-    }
 
 
 def _check_columns(df: pd.DataFrame, needed: Sequence[str]) -> None:

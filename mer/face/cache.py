@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,9 +30,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mer.config import FaceConfig
-from mer.errors import DataError
+from mer.errors import UnreadableFileError
 from mer.face.align import align
 from mer.face.detect import Face, FaceDetector, pick_face
+from mer.files import atomic_write_bytes, read_image
 
 PIPELINE_VERSION = 1  # bump when the alignment code changes what a crop looks like
 DETECT_VERSION = 1  # bump when detection changes
@@ -68,45 +67,6 @@ def file_hash(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def decode_image(data: bytes, source: str | Path = "<bytes>") -> np.ndarray:
-    """Encoded image bytes (jpg, png, tiff, bmp...) → uint8 RGB H×W×3; DataError when they cannot be decoded."""
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DataError(f"{source}: cannot decode image (expected a jpg/png/tiff/bmp file)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as uint8 RGB H×W×3; DataError naming the file when missing or unreadable."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read image ({exc.strerror or exc})") from None
-    return decode_image(data, path)
-
-
-def load_crop(path: str | Path) -> np.ndarray:
-    """Read a cached crop as uint8 H×W; DataError naming the file when missing (re-run `mer prepare`)."""
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise DataError(f"{path}: crop missing or unreadable (re-run `mer prepare` to rebuild the crop cache)")
-    return img
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file + rename, so an interrupted run never leaves half a file in the cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -226,13 +186,13 @@ class CropCache:
 
     def memo_put(self, kind: str, key: str, value: dict[str, Any]) -> None:
         """Store a small JSON result under this pipeline setting (read back with `memo_get`)."""
-        _write_atomic(self.root / self.cfg_hash / kind / key[:2] / f"{key}.json", json.dumps(value).encode())
+        atomic_write_bytes(self.root / self.cfg_hash / kind / key[:2] / f"{key}.json", json.dumps(value).encode())
 
     def _write_config_note(self) -> None:
         note = self.root / self.cfg_hash / "face_config.json"
         if not note.is_file():
             settings = {**_settings(self.cfg, ALIGN_KEYS), **_settings(self.cfg, DETECT_KEYS)}
-            _write_atomic(note, json.dumps({"pipeline_version": PIPELINE_VERSION, **settings}, indent=2).encode())
+            atomic_write_bytes(note, json.dumps({"pipeline_version": PIPELINE_VERSION, **settings}, indent=2).encode())
 
     def lookup(self, path: str | Path, content_hash: str | None = None) -> CropResult | None:
         """The cached result for one source file, or None when it has to be computed."""
@@ -304,7 +264,7 @@ class CropCache:
                     for i, faces in zip(todo, found, strict=True):
                         digest = part[i][0]
                         stored[i] = faces
-                        _write_atomic(self._detection_path(digest), _faces_to_json(faces, images[i].shape))
+                        atomic_write_bytes(self._detection_path(digest), _faces_to_json(faces, images[i].shape))
                     self.stats["detected"] += len(todo)
                 jobs = [
                     (digest, src, img, faces) for (digest, src), img, faces in zip(part, images, stored, strict=True)
@@ -329,7 +289,8 @@ class CropCache:
     def _finish(self, digest: str, src: str, image: np.ndarray | Exception, faces: list[Face] | None) -> CropResult:
         """Pick the face, align, write the crop and its record (records for failures too, except unreadable files)."""
         if isinstance(image, Exception):
-            return CropResult(source=src, ok=False, content_hash=digest, reason=str(image).split(": ", 1)[-1])
+            reason = image.problem if isinstance(image, UnreadableFileError) else str(image)
+            return CropResult(source=src, ok=False, content_hash=digest, reason=reason)
         faces = faces or []
         face, note = pick_face(faces)
         if face is None:
@@ -339,7 +300,7 @@ class CropCache:
             ok, png = cv2.imencode(".png", aligned.crop)
             if not ok:  # pragma: no cover - OpenCV cannot fail on a uint8 gray image
                 raise RuntimeError("PNG encoding failed")
-            _write_atomic(self.crop_path(digest), png.tobytes())
+            atomic_write_bytes(self.crop_path(digest), png.tobytes())
             res = CropResult(
                 source=src,
                 ok=True,
@@ -352,7 +313,7 @@ class CropCache:
                 n_faces=len(faces),
                 roll=aligned.roll,
             )
-        _write_atomic(self._record_path(digest), json.dumps(res.record()).encode())
+        atomic_write_bytes(self._record_path(digest), json.dumps(res.record()).encode())
         return res
 
 
@@ -373,7 +334,7 @@ def _safe_hash(path: str) -> str | Exception:
 def _safe_decode(path: str) -> np.ndarray | Exception:
     try:
         return read_image(path)
-    except DataError as exc:
+    except UnreadableFileError as exc:
         return exc
 
 

@@ -480,8 +480,8 @@ def bench_video(backbone: str, size: int, n_frames: int = 60) -> Row:
 
 
 def run_bench(
-    *,
     backbones: Sequence[str] = DEFAULT_BACKBONES,
+    *,
     image_size: int = 256,
     iterations: int = 30,
     warmup: int = 5,

@@ -8,9 +8,8 @@ A bundle is a folder with
                  creation time and what the SVM was trained on.
 
 `load_bundle` also accepts a plain checkpoint (`.ckpt`/`.pt`, softmax only) or an ONNX file written by
-`mer export onnx` (softmax only, run with ONNX Runtime), so `mer predict --model` takes any of the three. Its
-`engine` runs the network with PyTorch, ONNX Runtime or OpenVINO (the `openvino` extra); a PyTorch network is
-exported to ONNX in memory for the other two.
+`mer export onnx` (softmax only, run with ONNX Runtime), so `mer predict --model` takes any of the three.
+`Bundle.engine` says what runs the network: PyTorch, ONNX Runtime or OpenVINO (the `openvino` extra).
 `svm.joblib` is a pickle: load bundles only from sources you trust.
 """
 
@@ -433,41 +432,14 @@ def _load_onnx(path: Path, cfg: Config | None) -> Bundle:
     return Bundle(cfg=cfg, classes=list(classes), info=info, source=path, kind="onnx", session=session)
 
 
-def use_engine(bundle: Bundle, engine: str) -> Bundle:
-    """Run `bundle`'s network with `engine` (see ENGINES); a PyTorch network goes through a temporary ONNX export."""
-    if engine not in ENGINES:
-        raise MerError(f"unknown engine '{engine}'; choose from: {', '.join(ENGINES)}")
-    if engine in ("auto", bundle.engine):
-        return bundle
-    if engine == "torch":
-        raise MerError(f"{bundle.source}: an ONNX model has no PyTorch network; use --engine onnxruntime or openvino")
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:  # both engines read the file into memory when they load it
-        onnx_path = bundle.source if bundle.kind == "onnx" else Path(tmp) / "net.onnx"
-        if bundle.kind != "onnx":
-            from mer.inference.export import _export_graph  # function-local: export imports this module
-
-            _export_graph(bundle.net, Path(onnx_path), bundle.image_size, 17, "torchscript")
-        if engine == "openvino":
-            compiled = openvino_model(onnx_path)
-            return dataclasses.replace(bundle, openvino=compiled, session=None, _runner=None)
-        return dataclasses.replace(bundle, session=onnx_session(onnx_path), _runner=None)
-
-
-def load_bundle(path: str | Path, cfg: Config | None = None, engine: str = "auto") -> Bundle:
+def load_bundle(path: str | Path, cfg: Config | None = None) -> Bundle:
     """Load a bundle folder, a plain checkpoint (.ckpt/.pt: softmax only) or an ONNX file (softmax only).
 
     For a checkpoint, `cfg` (or the run's config.yaml found beside it) gives the face pipeline and classes;
-    without either, defaults at the network's image size are used. `engine` picks what runs the network (ENGINES).
+    without either, defaults at the network's image size are used. `mer.inference.predict.use_engine` switches
+    what runs the network.
     """
-    if engine not in ENGINES:
-        raise MerError(f"unknown engine '{engine}'; choose from: {', '.join(ENGINES)}")
-    bundle = _load_any(Path(path), cfg)
-    return use_engine(bundle, engine)
-
-
-def _load_any(path: Path, cfg: Config | None) -> Bundle:
+    path = Path(path)
     if not path.exists():
         raise MerError(f"model not found: {path} (give a bundle folder, a .ckpt/.pt checkpoint or an .onnx file)")
     if path.is_dir():

@@ -20,22 +20,29 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
 
 import mer
-from mer.config import FaceConfig, to_yaml
+from mer.config import FaceConfig, load_config, to_yaml
+from mer.data.transforms import resize_crops
 from mer.errors import MerError
+from mer.face.align import align_face
+from mer.face.detect import FaceDetector, pick_face
+from mer.files import IMAGE_SUFFIXES, image_files, read_crops, read_gray
 from mer.inference.bundle import NORMALIZATION, Bundle, load_bundle, onnx_session, softmax, to_tensor
+from mer.inference.video import sample_photos
 from mer.models.backbones import MERNet
 
 EXPORTERS = ("torchscript", "dynamo")
 QUANTIZE = ("dynamic", "static")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+CROP_HINT = "expected an aligned face crop"
 
 
 class LogitsAndEmbedding(nn.Module):
@@ -67,8 +74,6 @@ def _source_bundle(source: str | Path | Bundle | MERNet) -> Bundle:
     if isinstance(source, Bundle):
         bundle = source
     elif isinstance(source, MERNet):
-        from mer.config import load_config
-
         cfg = load_config(None, [f"face.size={source.image_size}", f"data.image_size={source.image_size}"])
         bundle = Bundle(cfg=cfg, classes=list(cfg.data.classes), net=source.eval(), kind="network")
     else:
@@ -82,7 +87,7 @@ def _source_bundle(source: str | Path | Bundle | MERNet) -> Bundle:
 
 def _add_metadata(path: Path, bundle: Bundle, image_size: int, extra: dict[str, str]) -> None:
     """Store what `load_bundle` needs to use the ONNX file alone: classes, config, backbone, size, normalisation."""
-    import onnx
+    import onnx  # lazy: onnx costs ~1.4 s and only export needs it (the `onnx` extra)
 
     model = onnx.load(str(path))
     props = {
@@ -133,9 +138,85 @@ def compare_with_torch(net: MERNet, onnx_path: str | Path, image_size: int, batc
     return worst
 
 
+@dataclass
+class Int8Result:
+    """The int8 copy of an export and how it differs from the float model (accuracy only with labelled crops)."""
+
+    onnx: str
+    mode: str
+    calibration: str | None
+    max_abs_diff_logits_random: float
+    accuracy_note: str | None = None
+    n_eval: int | None = None
+    accuracy_fp32: float | None = None
+    accuracy_int8: float | None = None
+    agreement: float | None = None
+    max_abs_diff_probabilities: float | None = None
+    accuracy_change: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form; measurements that were not made are left out."""
+        return {k: v for k, v in asdict(self).items() if v is not None or k == "calibration"}
+
+    def lines(self) -> list[str]:
+        """What `mer export` prints about the int8 model."""
+        out = [f"wrote {self.onnx} (int8 {self.mode}; calibration: {self.calibration or 'none needed'})"]
+        if self.accuracy_fp32 is not None:
+            out.append(
+                f"accuracy on {self.n_eval} labelled crops: fp32 {self.accuracy_fp32:.3f}, "
+                f"int8 {self.accuracy_int8:.3f} (change {self.accuracy_change:+.3f}; agreement {self.agreement:.3f})"
+            )
+        else:
+            out.append(
+                f"int8 vs fp32 logits on random input: max abs difference {self.max_abs_diff_logits_random:.3f}; "
+                f"{self.accuracy_note}"
+            )
+        return out
+
+
+@dataclass
+class ExportResult:
+    """An ONNX export: where it is, what it holds, and how far ONNX Runtime is from PyTorch on it."""
+
+    onnx: str
+    source: str
+    backbone: str
+    exporter: str
+    opset: int
+    image_size: int
+    outputs: list[str]
+    dynamic_batch: bool
+    export_s: float
+    max_abs_diff: dict[str, float]  # {logits, embedding}: worst over the checked batch sizes
+    atol: float
+    verified: bool  # both differences below atol
+    classifier_note: str
+    int8: Int8Result | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (what `mer export --json` writes); `int8` only when quantised."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "int8"}
+        if self.int8 is not None:
+            out["int8"] = self.int8.to_dict()
+        return out
+
+    def lines(self) -> list[str]:
+        """What `mer export` prints: the file, the check against PyTorch and, when quantised, the int8 model."""
+        what = f"{self.backbone}, {self.image_size}², opset {self.opset}, {self.exporter} exporter, {self.export_s} s"
+        diff = self.max_abs_diff
+        verdict = "ok" if self.verified else "TOO LARGE"
+        out = [
+            f"wrote {self.onnx} ({what})",
+            f"ONNX Runtime vs PyTorch, max abs difference: logits {diff['logits']:.2e}, "
+            f"embedding {diff['embedding']:.2e} ({verdict}, tolerance {self.atol:g})",
+        ]
+        return out + (self.int8.lines() if self.int8 is not None else [])
+
+
 def export_onnx(
     checkpoint_or_bundle: str | Path | Bundle | MERNet,
     out: str | Path,
+    *,
     opset: int = 17,
     image_size: int | None = None,
     quantize: str | None = None,
@@ -143,12 +224,11 @@ def export_onnx(
     eval_data: str | Path | None = None,
     exporter: str = "torchscript",
     atol: float = 1e-4,
-) -> dict[str, Any]:
+) -> ExportResult:
     """Export the network to ONNX (outputs `logits`, `embedding`; dynamic batch) and verify it against PyTorch.
 
-    Returns a JSON-friendly dict: `onnx` (path), `max_abs_diff` {logits, embedding}, `verified` (both < `atol`),
-    `exporter`, `opset`, `image_size`, `export_s`, and with `quantize` the int8 model's path and how it compares
-    (`int8`: {path, mode, calibration, max_abs_diff_logits, ...accuracy on `eval_data` when given}).
+    With `quantize`, also writes OUT.int8.onnx and says how it compares (`int8`, with accuracy on `eval_data` when
+    given). `ExportResult.to_dict()` is the JSON form, `.lines()` the printed summary.
     """
     if exporter not in EXPORTERS:
         raise MerError(f"exporter '{exporter}' is not known; choose one of: {', '.join(EXPORTERS)}")
@@ -175,21 +255,21 @@ def export_onnx(
     export_s = time.perf_counter() - start
     _add_metadata(out, bundle, size, {"mer.exporter": exporter, "mer.source": str(bundle.source)})
     diff = compare_with_torch(net, out, size)
-    result: dict[str, Any] = {
-        "onnx": str(out),
-        "source": str(bundle.source),
-        "backbone": bundle.backbone,
-        "exporter": exporter,
-        "opset": opset,
-        "image_size": size,
-        "outputs": ["logits", "embedding"],
-        "dynamic_batch": True,
-        "export_s": round(export_s, 2),
-        "max_abs_diff": diff,
-        "atol": atol,
-        "verified": max(diff.values()) < atol,
-        "classifier_note": "the SVM of a bundle is not part of the ONNX graph; ONNX prediction uses the softmax head",
-    }
+    result = ExportResult(
+        onnx=str(out),
+        source=str(bundle.source),
+        backbone=bundle.backbone,
+        exporter=exporter,
+        opset=opset,
+        image_size=size,
+        outputs=["logits", "embedding"],
+        dynamic_batch=True,
+        export_s=round(export_s, 2),
+        max_abs_diff=diff,
+        atol=atol,
+        verified=max(diff.values()) < atol,
+        classifier_note="the SVM of a bundle is not part of the ONNX graph; ONNX prediction uses the softmax head",
+    )
     if quantize:
         q_path = out.with_name(f"{out.stem}.int8{out.suffix}")
         crops = None
@@ -200,8 +280,8 @@ def export_onnx(
         _add_metadata(
             q_path, bundle, size, {"mer.exporter": exporter, "mer.quantization": quantize, "mer.source": str(out)}
         )
-        result["int8"] = {"onnx": str(q_path), "mode": quantize, "calibration": calibration}
-        result["int8"].update(compare_models(out, q_path, size, eval_data, bundle.classes))
+        compared = compare_models(out, q_path, size, eval_data, bundle.classes)
+        result.int8 = Int8Result(onnx=str(q_path), mode=quantize, calibration=calibration, **compared)
     return result
 
 
@@ -209,7 +289,7 @@ def export_onnx(
 
 
 def _reader(crops: np.ndarray, size: int) -> Any:
-    from onnxruntime.quantization import CalibrationDataReader
+    from onnxruntime.quantization import CalibrationDataReader  # lazy: imports onnx (~1.4 s); quantisation only
 
     class CropReader(CalibrationDataReader):
         """Feeds normalised crops one batch of 8 at a time to the calibrator."""
@@ -228,6 +308,7 @@ def quantize_onnx(
     src: str | Path, dst: str | Path, mode: str, crops: np.ndarray | None = None, size: int = 256
 ) -> Path:
     """int8 copy of an ONNX model: `dynamic` (weights only) or `static` (QDQ, per-channel, calibrated on `crops`)."""
+    # lazy: onnxruntime's quantiser imports onnx (~1.4 s); only int8 export needs it
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -294,24 +375,6 @@ def compare_models(
 # ---------------------------------------------------------------------------------------------- crops on disk
 
 
-def _image_files(folder: Path) -> list[Path]:
-    from mer.data.manifest import sort_frames
-
-    files = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    return [Path(p) for p in sort_frames([str(p) for p in files])]
-
-
-def _read_gray(path: Path, size: int) -> np.ndarray:
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise MerError(f"{path}: not a readable image (expected an aligned face crop)")
-    if img.shape != (size, size):
-        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-    return img
-
-
 def load_crops(path: str | Path, size: int, max_crops: int = 256, seed: int = 0) -> np.ndarray:
     """Aligned gray crops (N, size, size) uint8 from a folder of images (searched recursively) or a .npy/.npz array;
     at most `max_crops` of them, drawn at random (seeded) when there are more."""
@@ -329,18 +392,16 @@ def load_crops(path: str | Path, size: int, max_crops: int = 256, seed: int = 0)
         if len(arr) > max_crops:
             arr = arr[np.sort(np.random.default_rng(seed).choice(len(arr), max_crops, replace=False))]
         return to_uint8_crops(arr, size)
-    files = _image_files(path) if path.is_dir() else [path]
+    files = image_files(path, recursive=True) if path.is_dir() else [path]
     if not files:
         raise MerError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     if len(files) > max_crops:
         files = [files[i] for i in np.sort(np.random.default_rng(seed).choice(len(files), max_crops, replace=False))]
-    return np.stack([_read_gray(p, size) for p in files])
+    return read_crops(files, size, hint=CROP_HINT)
 
 
 def to_uint8_crops(arr: np.ndarray, size: int) -> np.ndarray:
     """Clip to uint8 and resize a (N, H, W) array of crops to size×size."""
-    from mer.data.transforms import resize_crops
-
     return resize_crops(np.clip(arr, 0, 255).astype(np.uint8), size)
 
 
@@ -357,8 +418,8 @@ def load_labelled_crops(path: str | Path, size: int) -> tuple[np.ndarray, list[s
         path = path / "prepared.csv"
     if path.is_dir():
         for sub in sorted(p for p in path.iterdir() if p.is_dir()):
-            for f in _image_files(sub):
-                crops.append(_read_gray(f, size))
+            for f in image_files(sub, recursive=True):
+                crops.append(read_gray(f, size, hint=CROP_HINT))
                 labels.append(sub.name)
     else:
         with path.open(newline="") as fh:
@@ -368,7 +429,7 @@ def load_labelled_crops(path: str | Path, size: int) -> tuple[np.ndarray, list[s
             raise MerError(f"{path}: expected CSV columns 'label' and 'crop' (or 'path')")
         for row in rows:
             f = Path(row[key]) if Path(row[key]).is_absolute() else path.parent / row[key]
-            crops.append(_read_gray(f, size))
+            crops.append(read_gray(f, size, hint=CROP_HINT))
             labels.append(row["label"])
     if not crops:
         raise MerError(f"{path}: no labelled crops found (expected class sub-folders with images, or a CSV)")
@@ -378,12 +439,6 @@ def load_labelled_crops(path: str | Path, size: int) -> tuple[np.ndarray, list[s
 def sample_face_crops(face: FaceConfig, n: int = 32, seed: int = 0) -> np.ndarray:
     """Aligned crops of the public-domain photos shipped with scikit-image and matplotlib, augmented (shift, scale,
     rotation, flip, gamma) to `n` crops: calibration data that needs no dataset."""
-    import cv2
-
-    from mer.face.align import align_face
-    from mer.face.detect import FaceDetector, pick_face
-    from mer.inference.video import sample_photos
-
     rng = np.random.default_rng(seed)
     photos = sample_photos()
     detector = FaceDetector("cpu", min_face_size=face.min_face_size)

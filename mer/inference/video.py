@@ -15,52 +15,9 @@ import cv2
 import numpy as np
 
 from mer.errors import MerError
+from mer.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, check_file, check_min_side, image_files, read_image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 MIN_SIDE = 40  # px: below this an image cannot hold a face MTCNN finds (its smallest face is min_face_size)
-
-
-def read_image(path: str | Path, min_side: int = MIN_SIDE) -> np.ndarray:
-    """An image file → RGB uint8 (H, W, 3); OpenCV first (EXIF orientation applied), Pillow for what it cannot read."""
-    path = Path(path)
-    _check_file(path, "image")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img is not None else _read_with_pillow(path)
-    if img is None:
-        raise MerError(f"{path}: not a readable image (the file's content is not a {_kind(path)} picture)")
-    _check_size(path, img, min_side)
-    return np.ascontiguousarray(img)
-
-
-def _read_with_pillow(path: Path) -> np.ndarray | None:
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return None
-
-
-def _kind(path: Path) -> str:
-    suffix = path.suffix.lower().lstrip(".")
-    return {"jpg": "JPEG", "jpeg": "JPEG", "tif": "TIFF"}.get(suffix, suffix.upper() or "image")
-
-
-def _check_file(path: Path, what: str) -> None:
-    if not path.exists():
-        raise MerError(f"{path}: file not found (give an image, a folder of frames or a video)")
-    if path.is_file() and path.stat().st_size == 0:
-        raise MerError(f"{path}: file is empty (0 bytes); expected an {what}")
-
-
-def _check_size(path: Path | str, img: np.ndarray, min_side: int) -> None:
-    h, w = img.shape[:2]
-    if min(h, w) < min_side:
-        raise MerError(
-            f"{path}: image is {w}×{h} px, too small to hold a face (the face detector needs at least {min_side} px)"
-        )
 
 
 @dataclass
@@ -106,7 +63,7 @@ def _video_frames(path: Path, limit: int) -> Iterator[tuple[int, np.ndarray]]:
 
 def open_video(path: Path, min_side: int = MIN_SIDE) -> Media:
     """Check a video: OpenCV can open it and decode its first frame; frame count and fps from its header."""
-    _check_file(path, "video")
+    check_file(path, "video")
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
@@ -118,7 +75,7 @@ def open_video(path: Path, min_side: int = MIN_SIDE) -> Media:
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     finally:
         cap.release()
-    _check_size(path, first, min_side)
+    check_min_side(path, first, min_side)
     if count <= 0:  # some containers do not store the count: decode once to know it
         count = sum(1 for _ in _video_frames(path, 10**9))
     return Media(path, "video", count, fps if 0 < fps < 1000 else None, first.shape[1], first.shape[0])
@@ -130,12 +87,9 @@ def open_media(path: str | Path, min_side: int = MIN_SIDE) -> Media:
     if not path.exists():
         raise MerError(f"{path}: file not found (give an image, a folder of frames or a video)")
     if path.is_dir():
-        from mer.data.manifest import sort_frames
-
-        files = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-        if not files:
+        ordered = image_files(path)
+        if not ordered:
             raise MerError(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)}); expected a clip's frames")
-        ordered = [Path(p) for p in sort_frames([str(p) for p in files])]
         first = read_image(ordered[0], min_side)
         return Media(path, "frames", len(ordered), None, first.shape[1], first.shape[0], ordered, min_side)
     suffix = path.suffix.lower()
@@ -144,7 +98,7 @@ def open_media(path: str | Path, min_side: int = MIN_SIDE) -> Media:
     if suffix in IMAGE_SUFFIXES:
         img = read_image(path, min_side)
         return Media(path, "image", 1, None, img.shape[1], img.shape[0], [path], min_side)
-    _check_file(path, "image or video")
+    check_file(path, "image or video")
     raise MerError(
         f"{path}: unknown file type '{suffix or '(none)'}'; give an image ({', '.join(IMAGE_SUFFIXES)}), "
         f"a video ({', '.join(VIDEO_SUFFIXES)}) or a folder of frames"
@@ -154,8 +108,8 @@ def open_media(path: str | Path, min_side: int = MIN_SIDE) -> Media:
 def sample_photos() -> list[np.ndarray]:
     """The two public-domain portraits shipped inside installed packages (no download): scikit-image's astronaut
     (Eileen Collins) and matplotlib's Grace Hopper, as RGB uint8."""
-    from matplotlib import cbook
-    from skimage import data
+    from matplotlib import cbook  # lazy: matplotlib costs ~0.3 s and only the sample photos need it
+    from skimage import data  # lazy: as matplotlib
 
     hopper = read_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     return [np.ascontiguousarray(data.astronaut()), hopper]

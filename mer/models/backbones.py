@@ -11,7 +11,7 @@ from typing import Any
 
 import timm
 import torch
-from timm.models._manipulate import group_parameters
+from timm.models import group_parameters
 from torch import nn
 
 from mer.config import BACKBONES, ModelConfig

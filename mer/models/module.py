@@ -1,23 +1,35 @@
 """MERModule: the LightningModule around a `MERNet`: loss with the paper's L2 penalty, optimizers, MEGC-style metrics.
 
-Regularisation follows the paper's Keras set-up: an explicit L2 penalty `l2 · Σ w²` over conv and linear kernels
-(not biases, not norm layers) added to the loss, or, by config, decoupled weight decay in the optimizer.
+Three separate settings, each honoured whenever it is non-zero (the config refuses one whose regulariser is off):
+`l2` is the paper's Keras kernel regulariser, a penalty `l2 · Σ w²` over conv and linear kernels (not biases, not
+norm layers) added to the loss; `weight_decay` is decoupled (AdamW-style) decay in the optimizer; `lr_decay` is
+Keras 2.2.4's optimizer `decay`, the learning rate divided by (1 + lr_decay · optimizer steps).
+
+Training and validation accuracy / UAR / UF1 are `mer.scoring.megc_scores` of the epoch's pooled predictions: the
+same function as the report, so a class absent from the validation subjects is left out of UF1 and UAR there too,
+and checkpointing / early stopping select on the headline metric.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
 
 from mer.config import ModelConfig, StageConfig
+from mer.errors import MerError
 from mer.models.backbones import MERNet
+from mer.scoring import megc_scores
+
+L2_ON = ("l2", "both")  # `regularization` values with the L2 penalty on
+DECAY_ON = ("decoupled", "both")  # ... with decoupled weight decay on
+STEP_GAMMA = 0.1  # scheduler 'step': the rate is multiplied by this every third of the epochs
 
 
 def l2_kernels(net: nn.Module) -> list[torch.Tensor]:
@@ -30,15 +42,59 @@ def l2_penalty(net: nn.Module) -> torch.Tensor:
     return torch.stack([w.pow(2).sum() for w in l2_kernels(net)]).sum()
 
 
-def _metrics(num_classes: int, prefix: str) -> MetricCollection:
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "uar": MulticlassRecall(num_classes, average="macro"),
-            "uf1": MulticlassF1Score(num_classes, average="macro"),
-        },
-        prefix=prefix,
-    )
+def step_size(epochs: int) -> int:
+    """Epochs between the 'step' scheduler's reductions (a third of the stage)."""
+    return max(1, epochs // 3)
+
+
+def lr_factor(
+    step: int, lr_decay: float, scheduler: str = "none", epochs: int = 1, batches_per_epoch: int = 1
+) -> float:
+    """Multiplier of the base learning rate after `step` optimizer steps: the epoch scheduler's closed form (cosine
+    to 0 over `epochs`, or ×0.1 every third) times Keras' inverse-time decay 1 / (1 + lr_decay · step)."""
+    epoch = step // max(1, batches_per_epoch)
+    if scheduler == "cosine":
+        by_epoch = 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
+    elif scheduler == "step":
+        by_epoch = STEP_GAMMA ** (epoch // step_size(epochs))
+    elif scheduler == "none":
+        by_epoch = 1.0
+    else:
+        raise MerError(f"lr_decay cannot be combined with scheduler '{scheduler}' (use none, cosine or step)")
+    return by_epoch / (1.0 + lr_decay * step)
+
+
+class DecayLR(torch.optim.lr_scheduler.LambdaLR):
+    """Per-step LambdaLR for `lr_decay` (with the epoch scheduler folded in, see `lr_factor`); a class of its own so
+    that `GradualUnfreeze` can give a new parameter group its base rate."""
+
+
+class PooledScores:
+    """An epoch's predictions and labels, scored at its end with the report's MEGC function (not a per-batch mean)."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.names = [str(i) for i in range(num_classes)]
+        self.true: list[torch.Tensor] = []
+        self.pred: list[torch.Tensor] = []
+
+    def update(self, logits: torch.Tensor, y: torch.Tensor) -> None:
+        """Add a batch."""
+        self.pred.append(logits.detach().argmax(-1).cpu())
+        self.true.append(y.detach().cpu())
+
+    def compute(self, prefix: str) -> dict[str, float]:
+        """{prefix+'acc', 'uar', 'uf1'} of everything added since the last reset (empty when nothing was)."""
+        if not self.true:
+            return {}
+        truth = [str(v) for v in torch.cat(self.true).tolist()]
+        pred = [str(v) for v in torch.cat(self.pred).tolist()]
+        s = megc_scores(truth, pred, self.names)
+        return {f"{prefix}acc": s["accuracy"], f"{prefix}uar": s["uar"], f"{prefix}uf1": s["uf1"]}
+
+    def reset(self) -> None:
+        """Forget the epoch."""
+        self.true.clear()
+        self.pred.clear()
 
 
 class MERModule(pl.LightningModule):
@@ -61,8 +117,8 @@ class MERModule(pl.LightningModule):
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         n = self.model_cfg.num_classes
-        self.train_metrics = _metrics(n, "train/")
-        self.val_metrics = _metrics(n, "val/")
+        self.train_metrics = PooledScores(n)
+        self.val_metrics = PooledScores(n)
 
     @classmethod
     def from_config(
@@ -87,17 +143,17 @@ class MERModule(pl.LightningModule):
         logits = self.net(self._prep(x))
         ce = F.cross_entropy(logits, y)
         loss = ce
-        if self.stage_cfg.regularization == "l2" and self.stage_cfg.l2 > 0:
+        if self.stage_cfg.regularization in L2_ON and self.stage_cfg.l2 > 0:
             penalty = l2_penalty(self.net)
             loss = ce + self.stage_cfg.l2 * penalty
             self.log("train/l2", penalty, on_step=False, on_epoch=True)
-        self.train_metrics.update(logits.detach(), y)
+        self.train_metrics.update(logits, y)
         self.log("train/ce", ce, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log_dict(self.train_metrics.compute())
+        self.log_dict(self.train_metrics.compute("train/"))
         self.train_metrics.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -107,7 +163,7 @@ class MERModule(pl.LightningModule):
         self.log("val/loss", F.cross_entropy(logits, y), on_step=False, on_epoch=True, batch_size=len(y))
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute(), prog_bar=True)
+        self.log_dict(self.val_metrics.compute("val/"), prog_bar=True)
         self.val_metrics.reset()
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
@@ -116,22 +172,37 @@ class MERModule(pl.LightningModule):
         return {"logits": logits, "probs": logits.softmax(-1), "embeddings": emb}
 
     def configure_optimizers(self) -> Any:
+        """The stage's optimizer (SGD's weight_decay is torch's, which equals decoupled decay only without momentum)
+        and its schedule: the epoch scheduler, or with `lr_decay` one per-step DecayLR that includes it."""
         s = self.stage_cfg
         params = [p for p in self.parameters() if p.requires_grad]
-        decay = s.weight_decay if s.regularization == "decoupled" else 0.0
+        decay = s.weight_decay if s.regularization in DECAY_ON else 0.0
         if s.optimizer == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=decay)
         elif s.optimizer == "adam" and decay == 0:
             opt = torch.optim.Adam(params, lr=s.lr)
         else:  # adamw, or adam with decoupled decay (Adam's own weight_decay would be coupled L2)
             opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=decay)
+        if s.lr_decay > 0:  # one per-step schedule: Keras' inverse-time decay times the epoch scheduler's shape
+            batches = self._steps_per_epoch() if s.scheduler != "none" else 1
+            fn = partial(
+                lr_factor, lr_decay=s.lr_decay, scheduler=s.scheduler, epochs=s.epochs, batches_per_epoch=batches
+            )
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": DecayLR(opt, fn), "interval": "step"}}
         if s.scheduler == "none":
             return opt
         if s.scheduler == "cosine":
             sched: Any = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, s.epochs))
         elif s.scheduler == "step":
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, s.epochs // 3), gamma=0.1)
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step_size(s.epochs), gamma=STEP_GAMMA)
         else:
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=2)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "train/loss"}}
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def _steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch of the attached Trainer (limit_batches and accumulation included)."""
+        if self._trainer is None:
+            raise MerError("lr_decay with an epoch scheduler needs the module attached to a Trainer")
+        epochs = max(1, self.trainer.max_epochs or 1)
+        return max(1, round(self.trainer.estimated_stepping_batches / epochs))

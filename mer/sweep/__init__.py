@@ -5,26 +5,19 @@ The objective scores a trial on grouped inner folds over the training subjects o
 unless the sweep asks for the leaky plain-LOSO objective to reproduce a paper.
 """
 
+from mer.sweep.display import trials_table
 from mer.sweep.objective import DuplicateTrial, TrialObjective, inner_folds, pooled_metric, training_frame
-from mer.sweep.runner import (
-    SweepSummary,
-    describe_summary,
-    make_pruner,
-    make_sampler,
-    open_study,
-    run_sweep,
-    show_best,
-    summarize,
-    trials_per_hour,
-    trials_table,
-)
+from mer.sweep.runner import SweepSummary, describe_summary, run_sweep, show_best, summarize, trials_per_hour
+from mer.sweep.scheduling import make_pruner, make_sampler, open_study
 from mer.sweep.spec import (
     ParamSpace,
     PrunerConfig,
     SweepConfig,
+    apply_flags,
     check_space,
     format_value,
     load_sweep,
+    path_override,
     sweep_from_dict,
     trial_overrides,
 )
@@ -37,6 +30,7 @@ __all__ = [
     "SweepConfig",
     "SweepSummary",
     "TrialObjective",
+    "apply_flags",
     "best_overrides",
     "check_space",
     "default_storage",
@@ -48,6 +42,7 @@ __all__ = [
     "make_sampler",
     "open_storage",
     "open_study",
+    "path_override",
     "pooled_metric",
     "run_sweep",
     "show_best",

@@ -10,8 +10,6 @@ biased because the test folds choose the hyper-parameters.
 
 from __future__ import annotations
 
-import inspect
-import json
 import os
 import socket
 import time
@@ -28,6 +26,8 @@ from sklearn.model_selection import GroupKFold
 from mer.config import Config, load_config, write_run_info
 from mer.errors import DataError, MerError
 from mer.evaluation.loso import Fold, plan_folds, run_fold
+from mer.evaluation.metrics import pooled_scores
+from mer.files import atomic_write_json, atomic_write_text
 from mer.sweep.spec import SweepConfig, trial_overrides
 
 EPOCH_MONITOR = "val/uf1"
@@ -91,8 +91,6 @@ def scoring_folds(spec: SweepConfig, frame: pd.DataFrame, cfg: Config) -> list[F
 
 def pooled_metric(predictions: pd.DataFrame, metric: str, classifier: str, classes: Sequence[str]) -> float:
     """The sweep metric (uf1, uar or accuracy) of the pooled predictions of the folds run so far (composite)."""
-    from mer.evaluation.metrics import pooled_scores
-
     scores = pooled_scores(predictions, pred_col=f"{classifier}_pred", classes=classes)
     return float(scores["composite"][metric])
 
@@ -156,11 +154,6 @@ def find_duplicate(study: optuna.Study, trial: optuna.Trial, params: dict[str, A
     return None
 
 
-def epoch_pruning_supported() -> bool:
-    """True when `run_fold` passes extra Lightning callbacks on to `train_stage` (needed for per-epoch pruning)."""
-    return "callbacks" in inspect.signature(run_fold).parameters
-
-
 class TrialObjective:
     """The Optuna objective: suggest → build the trial's config → (pre-train) → inner folds → pooled metric.
 
@@ -186,7 +179,7 @@ class TrialObjective:
         self.threads = threads
         self.on_progress = on_progress or (lambda: None)
         self.excluded = set(spec.exclude_subjects)
-        self.epoch_pruning = spec.pruner.epochs and spec.pruner.type != "none" and epoch_pruning_supported()
+        self.epoch_pruning = spec.pruner.epochs and spec.pruner.type != "none"
         self.last_number: int | None = None
         self.fold_values: list[float] = []
 
@@ -237,6 +230,7 @@ class TrialObjective:
                 _log_wandb(cfg, self.spec, trial.number, params, self.fold_values, state, value, seconds, trial_dir)
 
     def _pretrain(self, cfg: Config, trial_dir: Path) -> str:
+        # lazy: mer.train loads timm and albumentations, which `import mer.sweep` (`mer sweep --best`) does not need
         from mer.models.backbones import save_weights
         from mer.train import train_stage
 
@@ -277,17 +271,14 @@ class TrialObjective:
             self.on_progress()
             callbacks = []
             if self.epoch_pruning and i == 0:
-                from optuna_integration import PyTorchLightningPruningCallback
+                from optuna_integration import PyTorchLightningPruningCallback  # lazy: only with pruner.epochs
 
                 callbacks = [PyTorchLightningPruningCallback(trial, monitor=EPOCH_MONITOR)]
             try:
-                if callbacks:
-                    run_fold(cfg, self.frame, fold, trial_dir, pretrained, callbacks=callbacks)  # type: ignore[call-arg]
-                else:
-                    run_fold(cfg, self.frame, fold, trial_dir, pretrained)
+                run_fold(cfg, self.frame, fold, trial_dir, pretrained, callbacks=callbacks)
             except optuna.TrialPruned:  # by the per-epoch callback, inside inner fold 0
                 record.update(state="PRUNED", fold_values=values, seconds=round(time.perf_counter() - start, 2))
-                _write_json(trial_dir / "trial.json", record)
+                atomic_write_json(trial_dir / "trial.json", record, default=str)
                 raise
             fold_preds = pd.read_csv(fold.dir(trial_dir) / "predictions.csv")
             stray = set(fold_preds["subject"]) - set(fold.held_out)
@@ -300,25 +291,19 @@ class TrialObjective:
             trial.report(value, step=offset + i)
             if trial.should_prune():
                 record.update(state="PRUNED", fold_values=values, seconds=round(time.perf_counter() - start, 2))
-                _write_json(trial_dir / "trial.json", record)
+                atomic_write_json(trial_dir / "trial.json", record, default=str)
                 trial.set_user_attr("progress", f"pruned after fold {i + 1}/{len(folds)}")
                 raise optuna.TrialPruned(
                     f"pruned after inner fold {i + 1}/{len(folds)}: pooled {spec.metric} {value:.4f}"
                 )
         pooled = pd.concat(preds, ignore_index=True)
-        pooled.to_csv(trial_dir / "predictions.csv", index=False)
+        atomic_write_text(trial_dir / "predictions.csv", pooled.to_csv(index=False))
         seconds = round(time.perf_counter() - start, 2)
         record.update(state="COMPLETE", value=values[-1], fold_values=values, n_scored=len(pooled), seconds=seconds)
-        _write_json(trial_dir / "trial.json", record)
+        atomic_write_json(trial_dir / "trial.json", record, default=str)
         trial.set_user_attr("progress", "")
         trial.set_user_attr("seconds", seconds)
         return values[-1]
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def _log_wandb(cfg: Config, spec: SweepConfig, number: int, params: dict[str, Any], fold_values: list[float],
@@ -328,7 +313,7 @@ def _log_wandb(cfg: Config, spec: SweepConfig, number: int, params: dict[str, An
 
     Written after the trial, because `run_fold` closes any open W&B run after each fold.
     """
-    import wandb
+    import wandb  # lazy: slow to import, needed only by sweeps that log to W&B
 
     from mer.train import wandb_mode
 

@@ -13,13 +13,14 @@ import hashlib
 import itertools
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mer.config import Config, load_config, resolve_config_path
+from mer.config import Config, ignored_keys, load_config, resolve_config_path
 from mer.errors import ConfigError
 
 SAMPLERS = ("grid", "tpe")
@@ -32,7 +33,17 @@ PRUNERS = ("none", "median", "hyperband", "threshold")
 
 Scalar = str | int | float | bool | None
 # Overrides that change speed or logging, not results: a study may be resumed with other values of these.
-NO_EFFECT = ("train.threads", "logging.", "data.num_workers", "data.pin_memory", "data.persistent_workers")
+# data.prepared (where the prepared table is read from) is here because the table's content is in the identity.
+NO_EFFECT = (
+    "train.threads",
+    "logging.",
+    "data.num_workers",
+    "data.pin_memory",
+    "data.persistent_workers",
+    "data.prepared",
+)
+# Keys `mer prepare` used to make the crops: trials train on the prepared data, so searching them changes nothing.
+PREPARE_KEYS = ("face.", "data.roots", "data.megc_list", "data.smic_apex", "data.prepared")
 
 
 @dataclass
@@ -129,8 +140,10 @@ class SweepConfig:
         return self.n_trials
 
     def base_overrides(self, cli_overrides: list[str] | tuple[str, ...] = ()) -> list[str]:
-        """The overrides every trial starts from: the sweep file's, then the command line's."""
-        return [*self.overrides, *cli_overrides]
+        """The overrides every trial starts from: the sweep file's (its `prepared` as data.prepared), then the
+        command line's."""
+        prepared = [path_override("data.prepared", self.prepared)] if self.prepared else []
+        return [*self.overrides, *prepared, *cli_overrides]
 
     def identity(self, cli_overrides: list[str] | tuple[str, ...] = (), extra: dict[str, Any] | None = None) -> str:
         """JSON of everything that makes trials comparable; a resumed study must have the same."""
@@ -166,6 +179,33 @@ def format_value(value: Any) -> str:
             text = f"{mantissa}.0e{exp}"
         return text
     return str(value)
+
+
+def path_override(key: str, path: str | Path) -> str:
+    """`key="path"`: a path as a config override, quoted so that YAML keeps it a string (`2024`, `on`, `a: b`)."""
+    return f"{key}={json.dumps(str(path), ensure_ascii=False)}"
+
+
+def apply_flags(
+    spec: SweepConfig,
+    *,
+    out: str | Path | None = None,
+    base: str | Sequence[str] | None = None,
+    holdout: Sequence[str] = (),
+    pretrained: str | Path | None = None,
+) -> SweepConfig:
+    """The sweep with the command line's values of its own keys: `--out` → out, `--config` (one or several,
+    stacked) → base, `--holdout` → added to exclude_subjects, `--pretrained` → pretrained."""
+    changes: dict[str, Any] = {}
+    if out is not None:
+        changes["out"] = str(out)
+    if base:
+        changes["base"] = base if isinstance(base, str) else (list(base) if len(base) > 1 else base[0])
+    if holdout:
+        changes["exclude_subjects"] = sorted(set(spec.exclude_subjects) | set(holdout))
+    if pretrained:
+        changes["pretrained"] = str(pretrained)
+    return replace(spec, **changes)
 
 
 def _flow(value: Any) -> str:
@@ -360,8 +400,9 @@ def trial_overrides(params: dict[str, Any]) -> list[str]:
 def check_space(spec: SweepConfig, cli_overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Check every search key and boundary value against the config; returns the base config.
 
-    An unknown key, a value of the wrong type, a choice the config does not allow, or a key of the stage that is
-    not swept (train.pretrain.* with `stage: finetune`) is a one-line `ConfigError` naming the sweep file.
+    An unknown key, a value of the wrong type, a choice the config does not allow, a key of the stage that is
+    not swept (train.pretrain.* with `stage: finetune`), or a key whose value has no effect under the chosen
+    settings (see `_no_effect`) is a one-line `ConfigError` naming the sweep file.
     """
     cfg = base_config(spec, cli_overrides)
     overrides = spec.base_overrides(cli_overrides)
@@ -370,13 +411,50 @@ def check_space(spec: SweepConfig, cli_overrides: list[str] | tuple[str, ...] = 
             raise ConfigError(
                 f"{spec.source}: search key '{key}' has no effect with 'stage: finetune' (use stage: pretrain)"
             )
-        probes = space.values if space.values is not None else [space.low, space.high]
-        for value in probes:
+        for value in _probes(space):
             try:
                 load_config(spec.base, [*overrides, f"{key}={format_value(value)}"])
             except ConfigError as exc:
                 raise ConfigError(f"{spec.source}: search key '{key}': {exc}") from None
+    for key in spec.search:
+        reason = _no_effect(spec, key, cfg, overrides)
+        if reason:
+            raise ConfigError(f"{spec.source}: search key '{key}' has no effect: {reason}")
     return cfg
+
+
+def _probes(space: ParamSpace) -> list[Any]:
+    return list(space.values) if space.values is not None else [space.low, space.high]
+
+
+def _reason(spec: SweepConfig, key: str, cfg: Config) -> str | None:
+    """Why `key` changes nothing in a trial run with `cfg`, or None when it matters."""
+    if key.startswith(PREPARE_KEYS):
+        return "it is used by `mer prepare`; trials train on the prepared crops (prepare again to compare settings)"
+    if key.startswith("svm.") and spec.classifier == "softmax":
+        return "the sweep scores the network's own predictions (classifier: softmax), not the SVM's"
+    stages = ("finetune",) if spec.stage == "finetune" else ("pretrain", "finetune")  # what a trial trains
+    if key.startswith("augment.jitter") and not set(stages) & set(cfg.augment.jitter_stages):
+        return f"the pixel jitter is off in a {spec.stage} trial (augment.jitter_stages={cfg.augment.jitter_stages})"
+    return ignored_keys(cfg).get(key)
+
+
+def _no_effect(spec: SweepConfig, key: str, cfg: Config, overrides: list[str]) -> str | None:
+    """The reason `key` has no effect in any trial, or None if it matters in one.
+
+    Whether a key is used never depends on its own value, so the base config `cfg` decides, unless another searched
+    key can switch it on: then each value of every other searched key is tried (`momentum` is fine when `optimizer`
+    is searched over sgd and adam)."""
+    reason = _reason(spec, key, cfg)
+    if reason is None:
+        return None
+    for other in spec.search:
+        if other == key:
+            continue
+        for value in _probes(spec.search[other]):
+            if _reason(spec, key, load_config(spec.base, [*overrides, f"{other}={format_value(value)}"])) is None:
+                return None
+    return reason
 
 
 def data_fingerprint(rows: Any) -> str:

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import copy
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -15,7 +17,8 @@ from mer.errors import MerError
 
 JOURNAL_SUFFIXES = (".log", ".journal")
 HEARTBEAT_S = 60  # RDB storages: a RUNNING trial whose heartbeat is older than GRACE_S is failed (and retried)
-GRACE_S = 300
+GRACE_S = 300  # both can be changed with the environment variables MER_HEARTBEAT_S / MER_GRACE_S
+STALE_RETRIES = 1  # a trial failed for a stopped heartbeat is queued again this often (grid: see MAX_POINT_FAILURES)
 
 DRIVERS = {
     "psycopg2": "pip install mer-lightning[postgres]",
@@ -69,6 +72,42 @@ def default_storage(out_dir: Path, workers: int = 1) -> tuple[str, str | None]:
     return f"sqlite:///{db}", None
 
 
+def heartbeat_settings() -> tuple[int, int]:
+    """(heartbeat interval, grace period) in seconds: MER_HEARTBEAT_S / MER_GRACE_S, else HEARTBEAT_S / GRACE_S."""
+    try:
+        beat = int(os.environ.get("MER_HEARTBEAT_S") or HEARTBEAT_S)
+        grace = int(os.environ.get("MER_GRACE_S") or GRACE_S)
+    except ValueError:
+        raise MerError("MER_HEARTBEAT_S and MER_GRACE_S must be whole numbers of seconds") from None
+    if beat < 1 or grace <= beat:
+        raise MerError(f"need 1 <= MER_HEARTBEAT_S < MER_GRACE_S, got {beat} and {grace}")
+    return beat, grace
+
+
+def retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Heartbeat callback for a trial whose worker stopped beating (killed, preempted, node lost): queue its
+    parameters again with Optuna's RetryHeartbeatStaleTrialCallback, the copy saying why (`retry_of`, `retry_reason`).
+    """
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    retry = copy.deepcopy(trial)  # the queued copy must not look like it is held by the dead worker
+    retry.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("worker", "progress")}
+    retry.user_attrs.update(retry_of=trial.number, retry_reason=f"no heartbeat for {heartbeat_settings()[1]} s")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        RetryHeartbeatStaleTrialCallback(max_retry=STALE_RETRIES)(study, retry)
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail (and queue again) the RUNNING trials of any host whose heartbeat stopped; nothing without heartbeats.
+
+    Optuna does this only when a trial starts, so a resumed sweep with nothing else to start would never do it.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
 def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
     """An Optuna storage for `url`; `create=False` refuses to make a new empty SQLite/journal file.
 
@@ -100,11 +139,16 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
                 raise MerError(f"no SQLite storage at {db} (has the sweep run yet?)")
             Path(db).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}
+    beat, grace = heartbeat_settings()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=beat,
+                grace_period=grace,
+                heartbeat_stale_trial_callback=retry_stale_trial,
             )
     except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError as its own ImportError
         cause = exc.__cause__ if isinstance(exc.__cause__, ImportError) else exc

@@ -1,9 +1,10 @@
 """Dataset readers: one per dataset, each `read(root, **options) -> (manifest rows, skipped rows)`.
 
-`build_manifest` runs the readers named in `roots` (name → dataset folder), optionally keeps only the samples
-of the official MEGC2019 list, and returns the manifest table (`mer.data.manifest.make_frame`) and the
-report of every skipped sample with its reason (`make_report`), which `mer prepare` writes as
-manifest.csv and prepare_report.csv.
+`build_manifest` runs the readers named in `roots` (name → dataset folder), gives clips without an apex label
+their apex by one policy (`missing_apex`: spot | middle | skip; SMIC, which has no apex labels at all, by
+`smic_apex`), optionally keeps only the samples of the official MEGC2019 list, and returns the manifest table
+(`mer.data.manifest.make_frame`) and the report of every skipped sample with its reason (`make_report`), which
+`mer prepare` writes as manifest.csv and prepare_report.csv.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any
 import pandas as pd
 
 from mer.data.datasets import casme2, ckplus, folder, jaffe, mug, oulu, samm, smic
-from mer.data.datasets._common import skip
-from mer.data.manifest import make_frame, make_report
+from mer.data.datasets._common import APEX_KEPT, MISSING_APEX
+from mer.data.manifest import make_frame, make_report, skip
+from mer.data.megc import select_megc
+from mer.data.names import dataset_key
 from mer.errors import ConfigError, DataError
 
 Rows = list[dict[str, Any]]
@@ -48,27 +51,11 @@ KIND: dict[str, str] = {
 }
 MICRO: tuple[str, ...] = tuple(n for n in DATASETS if KIND[n] == "micro")
 MACRO: tuple[str, ...] = tuple(n for n in DATASETS if KIND[n] == "macro")
-# Other spellings users type for the same datasets (`--data ck+=...`).
-ALIASES: dict[str, str] = {
-    "casmeii": "casme2",
-    "casme_ii": "casme2",
-    "casme-ii": "casme2",
-    "smic-hs": "smic",
-    "smic_hs": "smic",
-    "smichs": "smic",
-    "ck+": "ckplus",
-    "ck": "ckplus",
-    "oulu-casia": "oulu",
-    "oulu_casia": "oulu",
-    "oulucasia": "oulu",
-    "folder-macro": "folder_macro",
-}
 
 
 def canonical(name: str) -> str:
     """The reader name for a dataset name or alias (case-insensitive); DataError listing the known names."""
-    key = str(name).strip().lower()
-    key = ALIASES.get(key, key)
+    key = dataset_key(name)
     if key not in READERS:
         raise DataError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
     return key
@@ -105,12 +92,18 @@ def build_manifest(
     megc_list: str | Path | None = None,
     smic_apex: str = "middle",
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    missing_apex: str = "spot",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read every dataset in `roots` (name → folder) into (manifest, report).
 
+    `missing_apex` (config `data.missing_apex`) is what happens to a clip without an apex label (CASME II "/",
+    SAMM -1, a `folder` clip without apex.txt): "spot" keeps it for `mer prepare`'s optical-flow spotter, "middle"
+    takes the middle frame, "skip" reports it; `smic_apex` ("middle" or "spot") is that policy for SMIC, which
+    has no apex labels at all. Kept ones are listed in the report as "apex (kept): ..." and the manifest's
+    `apex_source` says label, spotted or middle.
     `megc_list` (the official `combined_3class_gt.csv`) keeps exactly the listed CASME II / SAMM / SMIC samples
-    and reports the rest; `smic_apex` is "middle" or "spot" (apex left for the face pipeline's spotter);
-    `options` passes reader options per dataset, e.g. {"mug": {"frames": 6}, "casme2": {"frames_dir": "Cropped"}}.
+    and reports the rest; `options` passes reader options per dataset, e.g. {"mug": {"frames": 6},
+    "casme2": {"frames_dir": "Cropped"}} (a `missing_apex` there overrides the policy for that dataset).
     """
     if not roots:
         raise DataError(
@@ -118,6 +111,8 @@ def build_manifest(
         )
     if smic_apex not in smic.APEX_CHOICES:
         raise ConfigError(f"data.smic_apex: {smic_apex!r} unknown; use one of: {', '.join(smic.APEX_CHOICES)}")
+    if missing_apex not in MISSING_APEX:
+        raise ConfigError(f"data.missing_apex: {missing_apex!r} unknown; use one of: {', '.join(MISSING_APEX)}")
     names = {}
     for given in roots:
         name = canonical(given)
@@ -132,7 +127,9 @@ def build_manifest(
             allowed = ", ".join(reader_options(name)) or "none"
             raise ConfigError(f"unknown option(s) {', '.join(unknown)} for the {name} reader (options: {allowed})")
         per_dataset.setdefault(name, {}).update(opts)
-    per_dataset.setdefault("smic", {}).setdefault("apex", smic_apex)
+    for name in names:
+        if "missing_apex" in reader_options(name):
+            per_dataset[name].setdefault("missing_apex", smic_apex if name == "smic" else missing_apex)
     rows: Rows = []
     skipped: Rows = []
     for name, given in names.items():
@@ -142,19 +139,24 @@ def build_manifest(
     rows = _drop_duplicates(rows, skipped)
     manifest = make_frame(rows)
     if megc_list is not None:
-        from mer.data.megc import select_megc
-
         manifest, listed = select_megc(manifest, megc_list, datasets=list(names))
         skipped += listed.to_dict("records")
-    return manifest, make_report(skipped)
+    return manifest, make_report(_remarks_of_kept(skipped, manifest))
+
+
+def _remarks_of_kept(skipped: Rows, manifest: pd.DataFrame) -> Rows:
+    """The report without "apex (kept)" remarks about rows that are not in the manifest (e.g. not in the MEGC list)."""
+    present = set(zip(manifest["dataset"], manifest["sample_id"], strict=True))
+    return [s for s in skipped if not s["reason"].startswith(APEX_KEPT) or (s["dataset"], s["sample_id"]) in present]
 
 
 __all__ = [
-    "ALIASES",
+    "APEX_KEPT",
     "DATASETS",
     "KIND",
     "MACRO",
     "MICRO",
+    "MISSING_APEX",
     "READERS",
     "build_manifest",
     "canonical",

@@ -11,10 +11,12 @@ from typing import Any
 import pandas as pd
 
 from mer.data.labels import resolve
-from mer.data.manifest import natural_key, sort_frames
+from mer.data.manifest import as_int, skip, sort_frames
 from mer.errors import DataError
+from mer.files import FRAME_SUFFIXES, natural_key
 
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
+MISSING_APEX = ("spot", "middle", "skip")  # what a reader does with a clip that has no apex label
+APEX_KEPT = "apex (kept):"  # report remark on a kept clip without an apex label (where its apex comes from)
 _DIGITS = re.compile(r"\d+")
 _KEY = re.compile(r"[\s_\-]+")
 
@@ -50,7 +52,7 @@ def layout_error(root: Path, dataset: str, expected: str, look_in: Path | None =
 def is_image(path: str | Path) -> bool:
     """True for an image file name (jpg/jpeg/png/bmp/tif/tiff, any case); hidden files (._x.jpg) excluded."""
     name = Path(path).name
-    return Path(name).suffix.lower() in IMAGE_EXTS and not name.startswith(".")
+    return Path(name).suffix.lower() in FRAME_SUFFIXES and not name.startswith(".")
 
 
 def images(folder: Path) -> list[str]:
@@ -76,17 +78,6 @@ def frame_number(path: str | Path) -> int | None:
     """The frame number in a file name: the last digit run of the stem (img46 → 46, 006_05562 → 5562)."""
     digits = _DIGITS.findall(Path(path).stem)
     return int(digits[-1]) if digits else None
-
-
-def as_int(value: Any) -> int | None:
-    """An integer from a spreadsheet cell (6, 6.0, '6', ' 006 '), or None for blanks, '/', text."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return None
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        return None
-    return int(number) if number.is_integer() else None
 
 
 def cell_text(value: Any) -> str:
@@ -142,11 +133,6 @@ def read_sheet(path: Path, required: Iterable[str], dataset: str, scan_rows: int
     )
 
 
-def skip(dataset: str, subject: str, sample_id: str, path: str | Path, reason: str) -> dict[str, Any]:
-    """A skipped-row dict with the report columns."""
-    return {"dataset": dataset, "subject": subject, "sample_id": sample_id, "path": str(path), "reason": reason}
-
-
 def row(
     dataset: str,
     subject: str,
@@ -158,8 +144,12 @@ def row(
     onset: int | None,
     apex: int | None,
     offset: int | None,
+    apex_source: str | None = None,
 ) -> dict[str, Any]:
-    """A manifest-row dict with the contract's columns (apex None → <NA> in the frame)."""
+    """A manifest-row dict with the contract's columns (apex None → <NA> in the frame).
+
+    `apex_source` defaults to "label" when an apex is given; a row without one gets it from `resolve_apex`.
+    """
     return {
         "dataset": dataset,
         "subject": subject,
@@ -171,6 +161,7 @@ def row(
         "onset": onset,
         "apex": apex,
         "offset": offset,
+        "apex_source": apex_source or ("label" if apex is not None else None),
     }
 
 
@@ -197,30 +188,74 @@ def index_of(numbers: Sequence[int | None], frame: int) -> int | None:
         return None
 
 
+def no_apex_label(apex: Any) -> bool:
+    """True for a coding cell that holds no apex: blank, '/' (CASME II), a negative number such as -1 (SAMM), text."""
+    number = as_int(apex)
+    return number is None or number < 0
+
+
 def coded_indices(
     frames: Sequence[str], onset: Any, apex: Any, offset: Any, folder: Path
-) -> tuple[int, int, int] | str:
+) -> tuple[int, int | None, int] | str:
     """Convert coding-sheet frame numbers (as in the file names) to indices into `frames`, or a skip reason.
 
-    The apex must be a frame number that exists in the folder. Onset and offset snap to the first frame at or
-    after the onset / the last at or before the offset; blank or invalid ones fall back to the first / last frame.
+    An apex cell without a label (`no_apex_label`) gives apex None; a numbered apex must exist in the folder.
+    Onset and offset snap to the first frame at or after the onset / the last at or before the offset; blank or
+    invalid ones fall back to the first / last frame.
     """
     numbers = [frame_number(f) for f in frames]
-    apex_n = as_int(apex)
-    if apex_n is None or apex_n < 0:
-        return f"apex frame {cell_text(apex) or 'blank'!r} is not a frame number"
-    apex_i = index_of(numbers, apex_n)
-    if apex_i is None:
-        valid = [n for n in numbers if n is not None]
-        span = f"{min(valid)}..{max(valid)}" if valid else "none numbered"
-        return f"apex frame {apex_n} not found in {folder} (frames {span})"
+    apex_i: int | None = None
+    if not no_apex_label(apex):
+        apex_n = as_int(apex)
+        apex_i = index_of(numbers, apex_n) if apex_n is not None else None
+        if apex_i is None:
+            valid = [n for n in numbers if n is not None]
+            span = f"{min(valid)}..{max(valid)}" if valid else "none numbered"
+            return f"apex frame {apex_n} not found in {folder} (frames {span})"
     onset_n, offset_n = as_int(onset), as_int(offset)
     numbered = [(i, n) for i, n in enumerate(numbers) if n is not None]
     onset_i = next((i for i, n in numbered if onset_n is not None and n >= onset_n), 0)
     offset_i = next((i for i, n in reversed(numbered) if offset_n is not None and n <= offset_n), len(frames) - 1)
-    onset_i = min(onset_i, apex_i)
-    offset_i = max(offset_i, apex_i)
+    if apex_i is not None:
+        onset_i = min(onset_i, apex_i)
+        offset_i = max(offset_i, apex_i)
+    elif onset_i > offset_i:  # an onset after the offset: the span is unusable, spot or take the middle of all
+        onset_i, offset_i = 0, len(frames) - 1
     return onset_i, apex_i, offset_i
+
+
+def check_missing_apex(dataset: str, policy: str) -> None:
+    """DataError unless `policy` is one of `MISSING_APEX` (a reader's `missing_apex` option)."""
+    if policy not in MISSING_APEX:
+        raise DataError(f"{dataset} missing_apex option {policy!r} unknown; use one of: {', '.join(MISSING_APEX)}")
+
+
+def resolve_apex(
+    sample: dict[str, Any], policy: str, why: str, key: str = "data.missing_apex"
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Give a row without an apex label its apex by `policy`: (the row or None when skipped, its report row).
+
+    spot: apex left None with apex_source "spotted" (`mer prepare` spots it); middle: the middle frame of
+    onset..offset; skip: no row. `why` says why there is no label (e.g. "no apex label ('/')"), `key` names the
+    config key that chose the policy; the report row is a "apex (kept): ..." remark or the skip reason.
+    """
+    frames = sample["frames"]
+    base = skip(sample["dataset"], sample["subject"], sample["sample_id"], Path(frames[0]).parent if frames else "", "")
+    if policy == "skip":
+        return None, {**base, "reason": f"{why}; skipped ({key}=skip)"}
+    onset, offset = sample["onset"] or 0, sample["offset"] if sample["offset"] is not None else len(frames) - 1
+    if policy == "middle" or len(frames) == 1:
+        index = onset + middle(offset - onset + 1)
+        kept = {**sample, "apex": index, "apex_source": "middle"}
+        return kept, {**base, "reason": f"{APEX_KEPT} {why}; middle frame {index} ({key}={policy})"}
+    kept = {**sample, "apex": None, "apex_source": "spotted"}
+    return kept, {**base, "reason": f"{APEX_KEPT} {why}; spotted by optical flow ({key}={policy})"}
+
+
+def apex_cell(value: Any) -> str:
+    """How a coding cell without an apex is quoted in the report: 'blank' or the cell's text in quotes."""
+    text = cell_text(value)
+    return repr(text) if text else "blank"
 
 
 def middle(n: int) -> int:
@@ -236,13 +271,16 @@ def read_coded(
     columns: Sequence[str],
     subject_folder: Callable[[Any], str | None],
     sample_id: Callable[[str, str], str],
+    missing_apex: str = "spot",
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Rows of a micro dataset described by a coding sheet (CASME II, SAMM) over `frames_root/<subject>/<filename>/`.
 
     `columns` are the sheet's Subject, Filename, Onset, Apex, Offset and Emotion headers in that order;
     `subject_folder` turns a Subject cell into its folder name; `sample_id(folder, filename)` names a sample.
+    A row whose apex cell holds no label ('/', -1, blank) gets its apex by `missing_apex` (`resolve_apex`).
     Frame folders that no coding row names are reported too, so nothing on disk is left out silently.
     """
+    check_missing_apex(name, missing_apex)
     keys = [column_key(c) for c in columns]
     table = read_sheet(sheet, columns, display)
     rows: list[dict[str, Any]] = []
@@ -273,7 +311,14 @@ def read_coded(
         if isinstance(idx, str):
             skipped.append({**base, "reason": idx})
             continue
-        rows.append(row(name, subject, sid, "micro", emotion, label, frames, *idx))
+        sample = row(name, subject, sid, "micro", emotion, label, frames, *idx)
+        if idx[1] is None:
+            kept, remark = resolve_apex(sample, missing_apex, f"no apex label ({apex_cell(cells.get(keys[3]))})")
+            skipped.append(remark)
+            if kept is None:
+                continue
+            sample = kept
+        rows.append(sample)
 
     for sub in subdirs(frames_root):
         for folder in subdirs(sub):

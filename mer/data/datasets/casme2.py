@@ -2,17 +2,21 @@
 
 The coding sheet gives Subject (1 → sub01), Filename, OnsetFrame, ApexFrame, OffsetFrame (numbers as in the
 image file names) and Estimated Emotion. Frame numbers become indices into the numerically sorted frame list.
-Rows with an apex of "/" (or one that is not a file), an emotion outside the protocol, or no frame folder are
-skipped with their reason, and so are frame folders that no coding row names. Sample ids are `sub01_EP02_01f`
+Rows with an apex of "/" (or a blank cell) have no apex label: they are kept and get their apex by `missing_apex`
+(spot: by `mer prepare`'s optical-flow spotter; middle; skip), with an "apex (kept): ..." report row. Rows whose
+apex number is not a file, an emotion outside the protocol, or no frame folder are skipped with their reason, and
+so are frame folders that no coding row names. Sample ids are `sub01_EP02_01f`
 (a Filename alone repeats across subjects).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mer.data.datasets._common import as_int, as_root, cell_text, find_one, layout_error, read_coded
+from mer.data.datasets._common import as_root, find_one, layout_error, read_coded
+from mer.data.names import subject_folder
 from mer.errors import DataError
 
 NAME = "casme2"
@@ -23,19 +27,14 @@ EXPECTED = f"<root>/{FRAMES_DIR}/sub01/EP02_01f/img46.jpg and <root>/{CODING_GLO
 COLUMNS = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Estimated Emotion"]
 
 
-def subject_folder(value: Any) -> str | None:
-    """CASME II subject cell → folder name: 1, 1.0, '01', 'sub01' → 'sub01' (None when not a number)."""
-    number = as_int(cell_text(value).lower().removeprefix("sub"))
-    return None if number is None else f"sub{number:02d}"
-
-
 def read(
-    root: str | Path, coding: str | Path | None = None, frames_dir: str = FRAMES_DIR
+    root: str | Path, coding: str | Path | None = None, frames_dir: str = FRAMES_DIR, missing_apex: str = "spot"
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Manifest rows and skipped rows of a CASME II root.
 
     `coding` names the coding xlsx when the root holds several (default: the one `CASME2-coding-*.xlsx`);
-    `frames_dir` picks the frame folder (`CASME2_RAW_selected`, or e.g. `Cropped` for the cropped release).
+    `frames_dir` picks the frame folder (`CASME2_RAW_selected`, or e.g. `Cropped` for the cropped release);
+    `missing_apex` (spot | middle | skip) handles the rows whose apex is "/" or blank.
     """
     root = as_root(root, NAME, EXPECTED)
     expected = EXPECTED.replace(FRAMES_DIR, frames_dir)
@@ -44,4 +43,13 @@ def read(
     sheet = Path(coding).expanduser() if coding else find_one(root, [CODING_GLOB], "coding", "CASME II", expected)
     if not sheet.is_file():
         raise DataError(f"CASME II coding file not found: {sheet} (expected {expected})")
-    return read_coded(NAME, "CASME II", root / frames_dir, sheet, COLUMNS, subject_folder, lambda s, f: f"{s}_{f}")
+    return read_coded(
+        NAME,
+        "CASME II",
+        root / frames_dir,
+        sheet,
+        COLUMNS,
+        partial(subject_folder, NAME),
+        lambda s, f: f"{s}_{f}",
+        missing_apex,
+    )

@@ -1,9 +1,10 @@
 """Generic reader for a user's own data: `root/<label>/<subject>/<sample>/*.png|jpg`.
 
 `<label>` is negative, positive or surprise. As `folder` (micro) each sample folder is one clip: onset 0,
-offset last, apex the middle frame, or the 0-based frame index written in `<sample>/apex.txt`; `apex="spot"`
-leaves apex <NA> for the spotter instead of the middle. As `folder_macro` every image is one macro row, whether
-it sits in a sample folder or directly in the subject folder.
+offset last, apex the 0-based frame index written in `<sample>/apex.txt`; a clip without apex.txt has no apex label
+and gets its apex by `missing_apex` (config `data.missing_apex`): "spot" (default) leaves apex <NA> for `mer
+prepare`'s optical-flow spotter, "middle" takes the middle frame, "skip" reports the clip instead. As
+`folder_macro` every image is one macro row, whether it sits in a sample folder or directly in the subject folder.
 """
 
 from __future__ import annotations
@@ -12,25 +13,24 @@ from pathlib import Path
 from typing import Any
 
 from mer.data.datasets._common import (
-    as_int,
     as_root,
+    check_missing_apex,
     images,
     label_or_skip,
     layout_error,
     macro_rows,
-    middle,
+    resolve_apex,
     row,
-    skip,
     subdirs,
 )
 from mer.data.labels import TABLES
+from mer.data.manifest import as_int, skip
 from mer.errors import DataError
 
 NAME = "folder"
 MACRO_NAME = "folder_macro"
 EXPECTED = "<root>/<negative|positive|surprise>/<subject>/<sample>/frame001.png"
 APEX_FILE = "apex.txt"
-APEX_CHOICES = ("middle", "spot")
 
 
 def read_apex(sample: Path, n_frames: int) -> int | str | None:
@@ -46,13 +46,15 @@ def read_apex(sample: Path, n_frames: int) -> int | str | None:
 
 
 def read(
-    root: str | Path, kind: str = "micro", apex: str = "middle", name: str | None = None
+    root: str | Path, kind: str = "micro", missing_apex: str = "spot", name: str | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Manifest rows and skipped rows of a `root/<label>/<subject>/<sample>/` tree (`kind` micro or macro)."""
+    """Manifest rows and skipped rows of a `root/<label>/<subject>/<sample>/` tree (`kind` micro or macro).
+
+    `missing_apex` (spot | middle | skip) handles micro clips without `apex.txt`.
+    """
     if kind not in ("micro", "macro"):
         raise DataError(f"folder reader kind={kind!r}: use micro or macro")
-    if apex not in APEX_CHOICES:
-        raise DataError(f"folder apex option {apex!r} unknown; use one of: {', '.join(APEX_CHOICES)}")
+    check_missing_apex(NAME, missing_apex)
     dataset = name or (NAME if kind == "micro" else MACRO_NAME)
     root = as_root(root, dataset, EXPECTED)
     label_dirs = subdirs(root)
@@ -89,11 +91,16 @@ def read(
                 if isinstance(apex_i, str):
                     skipped.append(skip(dataset, subject, sample_id, sample, apex_i))
                     continue
-                if apex_i is None and apex == "middle":
-                    apex_i = middle(len(frames))
-                rows.append(
-                    row(dataset, subject, sample_id, kind, label_dir.name, label, frames, 0, apex_i, len(frames) - 1)
+                sample = row(
+                    dataset, subject, sample_id, kind, label_dir.name, label, frames, 0, apex_i, len(frames) - 1
                 )
+                if apex_i is None:
+                    kept, remark = resolve_apex(sample, missing_apex, f"no apex label (no {APEX_FILE})")
+                    skipped.append(remark)
+                    if kept is None:
+                        continue
+                    sample = kept
+                rows.append(sample)
     return rows, skipped
 
 

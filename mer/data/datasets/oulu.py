@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mer.data.datasets._common import as_root, images, label_or_skip, layout_error, macro_rows, skip, subdirs
+from mer.data.datasets._common import as_root, images, label_or_skip, layout_error, macro_rows, subdirs
+from mer.data.manifest import skip
 from mer.errors import DataError
 
 NAME = "oulu"

@@ -2,16 +2,20 @@
 
 The coding sheet has a preamble; its header (row 14 in v2) is found by its column names: Subject (6 or '006'),
 Filename, Onset Frame, Apex Frame, Offset Frame, Estimated Emotion. Frame numbers are those in the file names
-(006_05562 → 5562) and become indices into the sorted frame list. Apex -1 rows, protocol-dropped emotions
-('Other') and missing frames are skipped with their reason. Sample ids are the Filename (`006_1_2`).
+(006_05562 → 5562) and become indices into the sorted frame list. Apex -1 rows have no apex label: they are kept
+and get their apex by `missing_apex` (spot | middle | skip), with an "apex (kept): ..." report row.
+Protocol-dropped emotions ('Other') and missing frames are skipped with their reason. Sample ids are the
+Filename (`006_1_2`).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mer.data.datasets._common import as_int, as_root, cell_text, find_one, layout_error, read_coded
+from mer.data.datasets._common import as_root, find_one, layout_error, read_coded
+from mer.data.names import subject_folder
 from mer.errors import DataError
 
 NAME = "samm"
@@ -22,16 +26,13 @@ EXPECTED = f"<root>/{FRAMES_DIR}/006/006_1_2/006_05562.jpg and <root>/SAMM_Micro
 COLUMNS = ["Subject", "Filename", "Onset Frame", "Apex Frame", "Offset Frame", "Estimated Emotion"]
 
 
-def subject_folder(value: Any) -> str | None:
-    """SAMM subject cell → folder name: 6, 6.0, '6', '006' → '006' (None when not a number)."""
-    number = as_int(cell_text(value))
-    return None if number is None else f"{number:03d}"
-
-
 def read(
-    root: str | Path, coding: str | Path | None = None, frames_dir: str = FRAMES_DIR
+    root: str | Path, coding: str | Path | None = None, frames_dir: str = FRAMES_DIR, missing_apex: str = "spot"
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Manifest rows and skipped rows of a SAMM root (`coding`: the xlsx when the root holds several)."""
+    """Manifest rows and skipped rows of a SAMM root (`coding`: the xlsx when the root holds several).
+
+    `missing_apex` (spot | middle | skip) handles the rows whose apex is -1.
+    """
     root = as_root(root, NAME, EXPECTED)
     expected = EXPECTED.replace(f"<root>/{FRAMES_DIR}/", f"<root>/{frames_dir}/")
     if not (root / frames_dir).is_dir():
@@ -39,4 +40,6 @@ def read(
     sheet = Path(coding).expanduser() if coding else find_one(root, [CODING_GLOB], "coding", "SAMM", expected)
     if not sheet.is_file():
         raise DataError(f"SAMM coding file not found: {sheet} (expected {expected})")
-    return read_coded(NAME, "SAMM", root / frames_dir, sheet, COLUMNS, subject_folder, lambda s, f: f)
+    return read_coded(
+        NAME, "SAMM", root / frames_dir, sheet, COLUMNS, partial(subject_folder, NAME), lambda s, f: f, missing_apex
+    )

@@ -1,8 +1,9 @@
 """SMIC-HS reader: `HS/s1/micro/{negative,positive,surprise}/s1_ne_01/image090823.jpg`.
 
-SMIC has no apex annotation: `apex="middle"` (default) takes the middle frame, `apex="spot"` leaves apex <NA>
-for the face pipeline's spotter. Onset is the first frame, offset the last. The label comes from the class
-folder; `non_micro` clips are not samples and are not read.
+SMIC has no apex annotation, so every clip goes through the readers' missing-apex handling (`resolve_apex`) with
+`missing_apex="middle"` by default (the paper's choice; config `data.smic_apex`): the middle frame; "spot" leaves
+apex <NA> for `mer prepare`'s optical-flow spotter. Onset is the first frame, offset the last. The label comes
+from the class folder; `non_micro` clips are not samples and are not read.
 """
 
 from __future__ import annotations
@@ -10,13 +11,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mer.data.datasets._common import as_root, images, label_or_skip, layout_error, middle, row, skip, subdirs
-from mer.errors import DataError
+from mer.data.datasets._common import (
+    as_root,
+    check_missing_apex,
+    images,
+    label_or_skip,
+    layout_error,
+    resolve_apex,
+    row,
+    subdirs,
+)
+from mer.data.manifest import skip
 
 NAME = "smic"
 KIND = "micro"
 EXPECTED = "<root>/HS/s1/micro/negative/s1_ne_01/image090823.jpg"
-APEX_CHOICES = ("middle", "spot")
+APEX_CHOICES = ("middle", "spot")  # the values of data.smic_apex
+APEX_KEY = "data.smic_apex"
 
 
 def hs_folder(root: Path) -> Path | None:
@@ -27,10 +38,9 @@ def hs_folder(root: Path) -> Path | None:
     return None
 
 
-def read(root: str | Path, apex: str = "middle") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Manifest rows and skipped rows of a SMIC root; `apex` is "middle" or "spot" (apex left <NA>)."""
-    if apex not in APEX_CHOICES:
-        raise DataError(f"smic apex option {apex!r} unknown; use one of: {', '.join(APEX_CHOICES)}")
+def read(root: str | Path, missing_apex: str = "middle") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Manifest rows and skipped rows of a SMIC root; `missing_apex` is "middle", "spot" (apex left <NA>) or "skip"."""
+    check_missing_apex(NAME, missing_apex)
     root = as_root(root, NAME, EXPECTED)
     hs = hs_folder(root)
     if hs is None:
@@ -54,8 +64,9 @@ def read(root: str | Path, apex: str = "middle") -> tuple[list[dict[str, Any]], 
                 if not frames:
                     skipped.append({**base, "reason": f"no images in {clip}"})
                     continue
-                apex_i = middle(len(frames)) if apex == "middle" else None
-                rows.append(
-                    row(NAME, subject, clip.name, KIND, class_dir.name, label, frames, 0, apex_i, len(frames) - 1)
-                )
+                sample = row(NAME, subject, clip.name, KIND, class_dir.name, label, frames, 0, None, len(frames) - 1)
+                kept, remark = resolve_apex(sample, missing_apex, "SMIC has no apex labels", APEX_KEY)
+                skipped.append(remark)
+                if kept is not None:
+                    rows.append(kept)
     return rows, skipped

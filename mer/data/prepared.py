@@ -1,0 +1,44 @@
+"""Reading a `mer prepare` folder back: `prepared.csv` with absolute crop paths, checked before any training starts.
+
+Here, in the data package, so training, LOSO and sweeps read prepared data without importing `mer.prepare` (and
+the face pipeline behind it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from mer.data.manifest import load_manifest
+from mer.errors import DataError
+
+REBUILD_HINT = "re-run `mer prepare` to rebuild the crop cache"
+
+
+def absolute_crops(prepared: pd.DataFrame, folder: str | Path) -> pd.DataFrame:
+    """A copy of prepared rows with `crop` (relative to the prepare folder) made absolute."""
+    df = prepared.copy()
+    df["crop"] = [str((Path(folder) / c).resolve()) for c in df["crop"]]
+    return df
+
+
+def load_prepared(prepared_dir: str | Path) -> pd.DataFrame:
+    """Read `prepared.csv` from a `mer prepare` folder with `crop` as absolute paths; DataError when not prepared."""
+    folder = Path(prepared_dir)
+    path = folder / "prepared.csv"
+    if not path.is_file():
+        hint = " (only manifest.csv: it was run with --manifest-only)" if (folder / "manifest.csv").is_file() else ""
+        raise DataError(f"{path} not found{hint}: run `mer prepare --out {folder}` first (it writes the aligned crops)")
+    df = load_manifest(path)
+    if "crop" not in df.columns:
+        raise DataError(f"{path}: no 'crop' column; it is not a prepared.csv written by `mer prepare`")
+    df = absolute_crops(df, folder)
+    df["face_note"] = df["face_note"].fillna("").astype(str) if "face_note" in df else ""
+    missing = [c for c in df["crop"] if not os.path.isfile(c)]
+    if missing:
+        raise DataError(
+            f"{path}: {len(missing)} crop file(s) missing (first: {missing[0]}); re-run `mer prepare` to rebuild them"
+        )
+    return df

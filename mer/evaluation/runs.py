@@ -1,0 +1,220 @@
+"""Reading a `mer loso` run folder: pooled predictions of its complete folds, fold metrics and provenance.
+
+`load_run` reads what `mer loso` writes (`config.yaml`, `run_info.json`, optional `loso.json` notes and
+`folds/<subject>/{predictions.csv, metrics.json}`), checks it, and tells complete folds from missing ones.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from mer.config import CLASSES
+from mer.errors import MerError
+from mer.evaluation.metrics import pooled_scores
+from mer.files import natural_key
+
+PREDICTION_COLUMNS = ("sample_id", "dataset", "subject", "label", "svm_pred", "softmax_pred")
+CLASSIFIERS = {"svm": "svm_pred", "softmax": "softmax_pred"}
+CLASSIFIER_NAMES = {"svm": "SVM", "softmax": "softmax"}
+
+
+@dataclass
+class RunResults:
+    """What one LOSO run folder holds: pooled predictions of its complete folds, fold metrics and provenance."""
+
+    run_dir: Path
+    name: str
+    predictions: pd.DataFrame  # predictions.csv rows of every complete fold, plus a `fold` column
+    folds: pd.DataFrame  # one row per complete fold: fold, path, and the metrics.json fields
+    missing: list[str]  # planned or started folds without both predictions.csv and metrics.json
+    config: dict[str, Any] = field(default_factory=dict)
+    config_text: str | None = None
+    run_info: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)  # loso.json
+    problems: list[str] = field(default_factory=list)  # non-fatal: files that are missing or unreadable
+
+    @property
+    def partial(self) -> bool:
+        """True when some planned or started folds are not complete."""
+        return bool(self.missing)
+
+    @property
+    def n_planned(self) -> int:
+        """Complete plus missing folds."""
+        return len(self.folds) + len(self.missing)
+
+    @property
+    def leaky(self) -> bool:
+        """True when loso.json says model selection looked at the LOSO test folds."""
+        objective = str(self.notes.get("objective", "") or "")
+        return bool(self.notes.get("leaky")) or objective.startswith("leaky")
+
+    @property
+    def classifiers(self) -> list[str]:
+        """Classifiers ('svm', 'softmax') whose prediction column is filled in."""
+        return [c for c, col in CLASSIFIERS.items() if self.predictions[col].notna().any()]
+
+    @property
+    def headline(self) -> str:
+        """The classifier the headline metrics use: config `loso.classifier` if it has predictions."""
+        wanted = (self.config.get("loso") or {}).get("classifier", "svm")
+        available = self.classifiers
+        return wanted if wanted in available else available[0]
+
+    @property
+    def stamps(self) -> list[str]:
+        """The report's warning stamps: LEAKY and/or PARTIAL, in that order."""
+        return [s for s, on in (("LEAKY", self.leaky), ("PARTIAL", self.partial)) if on]
+
+    def scores(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Pooled MEGC scores per classifier: {classifier: {"composite": ..., dataset: ...}}."""
+        return {c: pooled_scores(self.predictions, CLASSIFIERS[c]) for c in self.classifiers}
+
+
+def _read_json(path: Path, problems: list[str]) -> dict[str, Any]:
+    if not path.is_file():
+        problems.append(f"{path.name} is missing")
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        problems.append(f"{path.name} could not be read ({exc.__class__.__name__})")
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _scan_folds(folds_dir: Path) -> tuple[list[Path], list[Path]]:
+    """(complete fold folders, started-but-incomplete fold folders) under folds/, hidden folders ignored."""
+    complete: list[Path] = []
+    started: list[Path] = []
+    dirs = [d for d in folds_dir.rglob("*") if d.is_dir()]
+    dirs = [d for d in dirs if not any(part.startswith(".") for part in d.relative_to(folds_dir).parts)]
+    for d in dirs:
+        has_pred = (d / "predictions.csv").is_file()
+        has_metrics = (d / "metrics.json").is_file()
+        has_subdirs = any(c.is_dir() and not c.name.startswith(".") for c in d.iterdir())
+        if has_pred and has_metrics:
+            complete.append(d)
+        elif has_pred or has_metrics or not has_subdirs:
+            started.append(d)
+    key = lambda p: natural_key(p.relative_to(folds_dir).as_posix())  # noqa: E731
+    return sorted(complete, key=key), sorted(started, key=key)
+
+
+def _read_fold(folder: Path, rel: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    pred_path, metrics_path = folder / "predictions.csv", folder / "metrics.json"
+    try:
+        metrics = json.loads(metrics_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MerError(f"{metrics_path}: not valid JSON ({exc}); delete the fold folder and rerun `mer loso`") from None
+    if not isinstance(metrics, dict):
+        raise MerError(f"{metrics_path}: expected a JSON object with the fold's metrics")
+    try:
+        df = pd.read_csv(pred_path, dtype={c: str for c in PREDICTION_COLUMNS})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise MerError(f"{pred_path}: not a readable CSV ({exc.__class__.__name__}); rerun that fold") from None
+    missing = [c for c in PREDICTION_COLUMNS if c not in df.columns]
+    if missing:
+        raise MerError(f"{pred_path}: missing columns {missing}; expected at least {', '.join(PREDICTION_COLUMNS)}")
+    for col in ("label", "svm_pred", "softmax_pred"):
+        bad = sorted(set(df[col].dropna()) - set(CLASSES))
+        if bad:
+            raise MerError(f"{pred_path}: column {col} has values {bad}; expected one of {', '.join(CLASSES)}")
+    for col in ("svm_pred", "softmax_pred"):
+        n_empty = int(df[col].isna().sum())
+        if 0 < n_empty < len(df):
+            raise MerError(f"{pred_path}: column {col} is empty in {n_empty} of {len(df)} rows; rerun that fold")
+    held_out = metrics.get("held_out")
+    if isinstance(held_out, list) and held_out:
+        stray = sorted(set(df["subject"]) - {str(s) for s in held_out})
+        if stray:
+            raise MerError(
+                f"{pred_path}: predictions for subjects {stray} that are not held out in this fold "
+                f"(metrics.json held_out = {held_out}); the fold is inconsistent, rerun it"
+            )
+    fold = str(metrics.get("fold") or rel)
+    df.insert(0, "fold", fold)
+    return df, {**metrics, "fold": fold, "path": rel}
+
+
+def load_run(run_dir: str | Path) -> RunResults:
+    """Read a `mer loso` run folder; raise MerError when it is missing or has no complete fold."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise MerError(f"run folder not found: {run_dir} (give the --out folder of a `mer loso` run)")
+    folds_dir = run_dir / "folds"
+    if not folds_dir.is_dir():
+        raise MerError(f"{run_dir}: no folds/ folder; is this a `mer loso` run folder? (expected folds/<subject>/)")
+    problems: list[str] = []
+    notes: dict[str, Any] = {}
+    if (run_dir / "loso.json").exists():  # unreadable notes are fatal: they may carry the LEAKY stamp
+        try:
+            notes = json.loads((run_dir / "loso.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise MerError(f"{run_dir / 'loso.json'}: not valid JSON ({exc}); fix or delete it") from None
+        if not isinstance(notes, dict):
+            raise MerError(f"{run_dir / 'loso.json'}: expected a JSON object of run notes")
+    run_info = _read_json(run_dir / "run_info.json", problems)
+    config_text = None
+    config: dict[str, Any] = {}
+    if (run_dir / "config.yaml").is_file():
+        config_text = (run_dir / "config.yaml").read_text()
+        try:
+            loaded = yaml.safe_load(config_text)
+            config = loaded if isinstance(loaded, dict) else {}
+        except yaml.YAMLError:
+            problems.append("config.yaml is not valid YAML")
+    else:
+        problems.append("config.yaml is missing")
+
+    complete, started = _scan_folds(folds_dir)
+    if not complete:
+        detail = f" ({len(started)} started, none has both predictions.csv and metrics.json)" if started else ""
+        raise MerError(f"{folds_dir}: no complete fold{detail}; run or resume `mer loso` first")
+
+    frames, rows = [], []
+    for folder in complete:
+        df, metrics = _read_fold(folder, folder.relative_to(folds_dir).as_posix())
+        frames.append(df)
+        rows.append(metrics)
+    predictions = pd.concat(frames, ignore_index=True)
+    folds = pd.DataFrame(rows)
+    dup = predictions.duplicated(["dataset", "subject", "sample_id"], keep=False)
+    if dup.any():
+        first = predictions[dup].iloc[0]
+        where = sorted(predictions.loc[dup & (predictions["sample_id"] == first["sample_id"]), "fold"].unique())
+        raise MerError(
+            f"{folds_dir}: sample {first['dataset']}/{first['subject']}/{first['sample_id']} is predicted in "
+            f"more than one fold ({', '.join(where)}); each sample must be held out exactly once"
+        )
+    dup_folds = folds["fold"][folds["fold"].duplicated()].tolist()
+    if dup_folds:
+        raise MerError(f"{folds_dir}: fold names {dup_folds} appear in more than one folder's metrics.json")
+    if predictions.empty:
+        raise MerError(f"{folds_dir}: the {len(folds)} complete folds hold no predictions (empty predictions.csv)")
+    if not any(predictions[col].notna().any() for col in CLASSIFIERS.values()):
+        raise MerError(f"{folds_dir}: predictions.csv files hold neither svm_pred nor softmax_pred values")
+
+    done = set(folds["fold"])
+    planned = [str(f) for f in notes.get("planned_folds") or []]
+    missing = {f for f in planned if f not in done}
+    missing |= {p.relative_to(folds_dir).as_posix() for p in started} - done
+    name = str(config.get("name") or run_dir.resolve().name)
+    return RunResults(
+        run_dir=run_dir,
+        name=name,
+        predictions=predictions,
+        folds=folds,
+        missing=sorted(missing, key=natural_key),
+        config=config,
+        config_text=config_text,
+        run_info=run_info,
+        notes=notes,
+        problems=problems,
+    )
