@@ -139,15 +139,22 @@ def test_both_paths_copy_pixels_exactly_with_replicated_border() -> None:
         assert len(set(found)) > 20, name
 
 
-def test_mask_augments_only_the_chosen_samples() -> None:
-    crops = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (8, 20, 20), dtype=np.uint8))
+def test_mask_shifts_and_flips_only_the_chosen_samples_and_jitters_all() -> None:
+    """As CropDataset with augment.apply=topups: top-ups get shift + flip (+ jitter), originals the jitter alone."""
+    crops = torch.from_numpy(np.random.default_rng(1).integers(40, 216, (8, 20, 20), dtype=np.uint8))
     mask = torch.tensor([True, False] * 4)
-    torch.manual_seed(0)
-    out = BatchAugment(AugmentConfig(max_shift=4, jitter_p=1.0))(crops, augment=mask)
     plain = normalize(crops)
+    torch.manual_seed(0)
+    out = BatchAugment(AugmentConfig(max_shift=4, jitter_p=0.0))(crops, augment=mask)
     assert torch.equal(out[~mask], plain[~mask])
     assert all(not torch.equal(out[i], plain[i]) for i in np.flatnonzero(mask.numpy()))
-    assert torch.equal(BatchAugment(AugmentConfig())(crops, augment=torch.zeros(8, dtype=torch.bool)), plain)
+    torch.manual_seed(0)
+    out = to_uint8(BatchAugment(AugmentConfig(max_shift=4, jitter_p=1.0, jitter_max=20))(crops, augment=mask))
+    for i in np.flatnonzero(~mask.numpy()):  # the jitter alone: one whole grey-level offset (no clipping: 40…215)
+        diff = out[i].astype(int) - crops[i].numpy().astype(int)
+        assert len(np.unique(diff)) == 1 and -20 <= diff.flat[0] < 20
+    cfg = AugmentConfig(jitter_p=1.0)
+    assert torch.equal(BatchAugment(cfg, jitter=False)(crops, augment=torch.zeros(8, dtype=torch.bool)), plain)
 
 
 def test_no_augmentation_is_normalisation() -> None:

@@ -40,22 +40,23 @@ def _as_nchw(crops: torch.Tensor) -> torch.Tensor:
 class BatchAugment(torch.nn.Module):
     """uint8 crops (N,H,W) or (N,1,H,W) on any device → augmented, normalised float32 (N,1,H,W) on that device.
 
-    `augment` (a bool tensor (N,)) limits the augmentation to some samples (e.g. only balancing top-ups); the
-    others are only normalised. Draws use torch's global generator (seeded by Lightning's `seed_everything`).
+    `augment` (a bool tensor (N,)) limits the shift and flip to some samples (`augment.apply: topups`: the balancing
+    top-ups); the pixel jitter, when `jitter` is on (the stage is in `augment.jitter_stages`), goes on every sample,
+    as `mer.data.datamodule.CropDataset` does. Draws use torch's global generator (seeded by `seed_everything`).
     """
 
-    def __init__(self, cfg: AugmentConfig) -> None:
+    def __init__(self, cfg: AugmentConfig, jitter: bool = True) -> None:
         super().__init__()
         self.cfg = cfg
         self.shift = int(cfg.max_shift)
-        ops: list[torch.nn.Module] = []
-        if cfg.hflip:
-            ops.append(K.RandomHorizontalFlip(p=0.5))
-        if cfg.jitter_p > 0 and cfg.jitter_max > 0:
-            limit = cfg.jitter_max / 255.0
-            ops.append(K.RandomBrightness(brightness=(1.0 - limit, 1.0 + limit), clip_output=True, p=cfg.jitter_p))
-        self.ops = torch.nn.Sequential(*ops)
-        self.jitter = cfg.jitter_p > 0 and cfg.jitter_max > 0
+        self.flip = K.RandomHorizontalFlip(p=0.5) if cfg.hflip else None
+        self.jitter = jitter and cfg.jitter_p > 0 and cfg.jitter_max > 0
+        limit = cfg.jitter_max / 255.0
+        self.brightness = (
+            K.RandomBrightness(brightness=(1.0 - limit, 1.0 + limit), clip_output=True, p=cfg.jitter_p)
+            if self.jitter
+            else None
+        )
         self._crops: dict[tuple[int, int], K.RandomCrop] = {}
 
     def _shift(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,26 +69,28 @@ class BatchAugment(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, crops: torch.Tensor, augment: torch.Tensor | None = None) -> torch.Tensor:
-        """Shift, flip and jitter each sample (those with `augment` true), then normalise to [-1, 1]."""
+        """Shift and flip each sample (those with `augment` true), jitter every sample, normalise to [-1, 1]."""
         x = _as_nchw(crops).to(torch.float32) / 255.0
-        if augment is not None:
+        if augment is None:
+            x = self._geometric(x)
+        else:
             augment = augment.to(x.device, torch.bool).view(-1)
-            if not bool(augment.any()):
-                return (x - MEAN) / STD
-            out = x.clone()
-            out[augment] = self._augment(x[augment])
-            return (out - MEAN) / STD
-        return (self._augment(x) - MEAN) / STD
+            if bool(augment.any()):
+                x = x.clone()
+                x[augment] = self._geometric(x[augment])
+        if self.brightness is not None and len(x):
+            x = self.brightness(x)
+            # back to whole grey levels, truncated like albumentations' uint8 LUT (+1e-4: float error)
+            x = torch.floor(x.mul(255.0).add_(1e-4)).clamp_(0.0, 255.0).div_(255.0)
+        return (x - MEAN) / STD
 
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+    def _geometric(self, x: torch.Tensor) -> torch.Tensor:
         if len(x) == 0:
             return x
         if self.shift > 0:
             x = self._shift(x)
-        if len(self.ops):
-            x = self.ops(x)
-        if self.jitter:  # back to whole grey levels, truncated like albumentations' uint8 LUT (+1e-4: float error)
-            x = torch.floor(x.mul(255.0).add_(1e-4)).clamp_(0.0, 255.0).div_(255.0)
+        if self.flip is not None:
+            x = self.flip(x)
         return x
 
 
