@@ -309,6 +309,9 @@ def predict(
     config: Annotated[
         str | None, typer.Option("--config", "-c", help="Training config for a plain checkpoint (face pipeline).")
     ] = None,
+    engine: Annotated[
+        str, typer.Option(help="What runs the network: auto, torch, onnxruntime, openvino (the openvino extra).")
+    ] = "auto",
 ) -> None:
     """Run a trained model on your own image, frames or video: face → apex → label with probabilities.
 
@@ -318,11 +321,11 @@ def predict(
     from rich.console import Console
 
     from mer.inference.bundle import load_bundle
-    from mer.inference.predict import predict_path, result_table
+    from mer.inference.predict import predict_path, result_table, use_engine
 
     if model is None:
         raise MerError("give the model with --model: a bundle folder (mer loso --final), a .ckpt/.pt or an .onnx file")
-    bundle = load_bundle(model, _cfg(config, []) if config else None)
+    bundle = use_engine(load_bundle(model, _cfg(config, []) if config else None), engine)
     result = predict_path(path, bundle, window=window, max_frames=max_frames, detect_max_side=detect_max_side)
     console = Console(width=max(Console().width, 120))
     console.print(result_table([result]))
@@ -384,27 +387,34 @@ def export(
 @app.command()
 def bench(
     backbones: Annotated[
-        str, typer.Option(help="Comma-separated backbones.")
-    ] = "mobilevit_xxs,mobilevit_xs,mobilevit_s",
+        str, typer.Option(help="Comma-separated backbones (mobilevit_xxs, mobilevit_xs, mobilevit_s, ...).")
+    ] = "mobilevit_s",
     image_size: Annotated[int, typer.Option(help="Input side in pixels.")] = 256,
     iterations: Annotated[int, typer.Option(help="Timed calls per engine at batch 1 (median reported).")] = 30,
     warmup: Annotated[int, typer.Option(help="Untimed calls first.")] = 5,
     batch: Annotated[list[int] | None, typer.Option(help="Throughput batch size, repeatable (default 32).")] = None,
     engines: Annotated[
-        str, typer.Option(help="Comma-separated: eager, compile, ort, ort_int8 (static), ort_int8_dynamic.")
-    ] = "eager,compile,ort,ort_int8",
+        str,
+        typer.Option(
+            help="Comma-separated: eager, compile, ort, ort_spin, ort_int8 (static), ort_int8_dynamic, openvino, "
+            "openvino_bf16."
+        ),
+    ] = "eager,ort",
     threads: Annotated[int | None, typer.Option(help="torch and ONNX Runtime threads (default: torch's).")] = None,
-    face: Annotated[bool, typer.Option(help="Measure MTCNN detection + alignment.")] = True,
-    video: Annotated[bool, typer.Option(help="Measure mer predict end to end on a generated clip.")] = True,
+    face: Annotated[bool, typer.Option(help="Measure MTCNN detection + alignment.")] = False,
+    video: Annotated[bool, typer.Option(help="Measure mer predict end to end on a generated clip.")] = False,
+    floor: Annotated[bool, typer.Option(help="Count FLOPs, time an FP32 GEMM, show each engine × floor.")] = True,
     compile_timeout: Annotated[float, typer.Option(help="Seconds allowed for torch.compile per backbone.")] = 300.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write all rows as JSON here.")] = None,
     markdown_out: Annotated[Path | None, typer.Option("--markdown", help="Write the table as Markdown.")] = None,
 ) -> None:
-    """Latency per sample and throughput: face pipeline, PyTorch eager / compiled, ONNX Runtime fp32 / int8.
+    """Latency per sample and throughput of the network against this machine's floor (FLOPs / FP32 GEMM rate).
 
-    Printed beside the paper's 35.4 ms per sample, with the thread count and CPU. Engines of one backbone are timed
-    in turns of 5 calls; on a busy machine PyTorch eager suffers most, so use an idle one (or --threads 1 and the
-    CPU ms column) for figures to report.
+    Default: mobilevit_s at 256², PyTorch eager and ONNX Runtime (meant to finish within 2 minutes on 2 idle cores);
+    torch.compile, int8, OpenVINO, other backbones, the face pipeline and video on request. Printed beside the
+    paper's 35.4 ms per sample, with the thread count and CPU. Engines of one backbone are timed in turns of 5 calls;
+    on a busy machine PyTorch eager suffers most, so use an idle one (or --threads 1 and the CPU ms column) for
+    figures to report.
     """
     from rich.console import Console
 
@@ -421,6 +431,7 @@ def bench(
         face=face,
         video=video,
         compile_timeout=compile_timeout,
+        floor=floor,
     )
     console = Console(width=max(Console().width, 160))
     console.print(bench_table(result))

@@ -48,6 +48,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "face.eye_mask": ("none", "rectangle", "ellipse"),
     "face.device": ("auto", "cpu", "cuda"),
     "data.smic_apex": ("middle", "spot"),
+    "data.augment_on": ("cpu", "device"),
     "data.missing_apex": ("spot", "middle", "skip"),
     "train.pretrain.optimizer": ("sgd", "adam", "adamw"),
     "train.finetune.optimizer": ("sgd", "adam", "adamw"),
@@ -55,7 +56,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.finetune.regularization": ("l2", "decoupled", "both", "none"),
     "train.pretrain.scheduler": ("none", "cosine", "step", "plateau"),
     "train.finetune.scheduler": ("none", "cosine", "step", "plateau"),
-    "train.precision": ("32-true", "16-mixed", "bf16-mixed"),
+    "train.precision": ("auto", "32-true", "16-mixed", "bf16-mixed"),
     "train.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
     "loso.classifier": ("svm", "softmax"),
     "data.balance": ("epoch", "iteration"),
@@ -106,6 +107,7 @@ class DataConfig:
     num_workers: int = 0
     pin_memory: bool = False
     persistent_workers: bool = False
+    augment_on: str = "cpu"  # cpu: albumentations per sample; device: whole batches on the training device (kornia)
     balance: str = "epoch"  # epoch: each class topped up to the largest per epoch; iteration: equal counts per batch
 
 
@@ -155,9 +157,9 @@ class TrainConfig:
     )
     accelerator: str = "auto"
     devices: int = 1
-    precision: str = "32-true"
+    precision: str = "auto"  # auto: bf16-mixed on CUDA (16-mixed without bf16), 32-true elsewhere
     deterministic: bool = True
-    channels_last: bool = False
+    channels_last: bool | str = "auto"  # auto: on for CUDA, off elsewhere
     compile: bool = False
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
     tf32: bool = False  # TF32 matmuls/convolutions on Ampere+ GPUs: faster, but results change between GPU generations
@@ -291,6 +293,8 @@ def _check_choices(cfg: Config) -> None:
         value = OmegaConf.select(structured, key)
         if value not in allowed:
             raise ConfigError(f"{key}: '{value}' is not allowed; choose one of: {', '.join(allowed)}")
+    if cfg.train.channels_last not in ("auto", True, False):
+        raise ConfigError(f"train.channels_last: '{cfg.train.channels_last}' is not allowed; use auto, true or false")
 
 
 def _check_unfreeze(cfg: Config) -> None:
@@ -510,22 +514,42 @@ def versions() -> dict[str, str]:
     return out
 
 
+def resolve_precision(train: TrainConfig, cuda: bool, bf16: bool = True) -> tuple[str, bool]:
+    """(precision, channels_last) with 'auto' resolved: bf16-mixed (16-mixed without bf16) + channels_last on CUDA,
+    32-true and the default memory format elsewhere. `cuda`: the Trainer runs on a CUDA device."""
+    precision = train.precision
+    if precision == "auto":
+        precision = ("bf16-mixed" if bf16 else "16-mixed") if cuda else "32-true"
+    channels_last = cuda if train.channels_last == "auto" else bool(train.channels_last)
+    return precision, channels_last
+
+
+def trainer_on_cuda(train: TrainConfig) -> tuple[bool, bool]:
+    """(the Trainer will run on CUDA, that device supports bf16) for `train.accelerator` on this machine."""
+    import torch  # function-local: `mer --help` and config loading need no torch
+
+    cuda = train.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return cuda, bool(cuda and torch.cuda.is_bf16_supported())
+
+
 def write_run_info(cfg: Config, out_dir: str | Path, command: str | None = None) -> Path:
     """Write `config.yaml` (fully resolved) and `run_info.json` (versions, seed, git commit, command) to out_dir,
     each atomically (a resumed run compares against config.yaml, so it must never be half written)."""
     out = Path(out_dir)
     atomic_write_text(out / "config.yaml", to_yaml(cfg))
+    precision, channels_last = resolve_precision(cfg.train, *trainer_on_cuda(cfg.train))  # "auto" resolved here
     info = {
         "seed": cfg.seed,
         "git_commit": git_commit(),
         "command": command if command is not None else " ".join(sys.argv),
         "versions": versions(),
         "numerics": {
-            "precision": cfg.train.precision,
+            "precision": precision,
             "tf32": cfg.train.tf32,
             "deterministic": cfg.train.deterministic,
             "threads": cfg.train.threads,
         },
+        "resolved": {"train.precision": precision, "train.channels_last": channels_last},
     }
     atomic_write_json(out / "run_info.json", info)
     return out / "config.yaml"

@@ -25,7 +25,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 
-from mer.config import Config, StageConfig, flatten, to_dict, write_run_info
+from mer.config import Config, StageConfig, flatten, resolve_precision, to_dict, trainer_on_cuda, write_run_info
 from mer.data.datamodule import MERDataModule
 from mer.data.prepared import load_prepared
 from mer.errors import MerError
@@ -166,7 +166,8 @@ def train_stage(
     pl.seed_everything(seed, workers=True, verbose=False)
     configure_torch(cfg.train.threads, cfg.train.tf32)
     dm = MERDataModule(prepared, cfg, stage=stage, held_out=held_out)
-    module = MERModule.from_config(cfg.model, stage_cfg, cfg.data.image_size, cfg.train.channels_last)
+    precision, channels_last = resolve_precision(cfg.train, *trainer_on_cuda(cfg.train))  # "auto" → per device
+    module = MERModule.from_config(cfg.model, stage_cfg, cfg.data.image_size, channels_last)
     if init_weights is not None:
         load_weights(module.net, init_weights, strict=True, skip_head=(stage == "finetune"))
     if cfg.train.compile:
@@ -194,7 +195,7 @@ def train_stage(
         max_epochs=stage_cfg.epochs,
         accelerator=cfg.train.accelerator,
         devices=cfg.train.devices,
-        precision=cfg.train.precision,
+        precision=precision,
         deterministic=cfg.train.deterministic,
         callbacks=cbs,
         logger=build_loggers(cfg, out_dir, run_name or f"{cfg.name}-{stage}", group, job_type),

@@ -129,8 +129,8 @@ def test_dynamo_exporter_also_matches(bundle_dir: Path, tmp_path: Path) -> None:
 
 
 def test_bench_rows_and_table() -> None:
-    res = run_bench(["mobilevit_xxs"], image_size=64, iterations=3, warmup=1, batches=(4,), engines=("eager", "ort"),
-                    face=False, video=False, progress=False)  # fmt: skip
+    res = run_bench(backbones=["mobilevit_xxs"], image_size=64, iterations=3, warmup=1, batches=(4,),
+                    engines=("eager", "ort"), face=False, video=False, progress=False)  # fmt: skip
     got = {(r.engine, r.batch) for r in res.rows}
     assert got == {("eager", 1), ("ort", 1), ("eager", 4), ("ort", 4)}
     assert all(r.ms_median > 0 and r.per_s > 0 and r.ms_min <= r.ms_median and r.cpu_ms > 0 for r in res.rows)

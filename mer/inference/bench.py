@@ -1,12 +1,20 @@
-"""`mer bench`: latency per sample (batch 1) and throughput (batch 32/64) of the face pipeline and the network.
+"""`mer bench`: latency per sample (batch 1) and throughput (batch 32/64) of the network against the machine's floor.
+
+The default run is the paper's network (mobilevit_s, 256², 1 channel) with PyTorch eager and ONNX Runtime. In the same
+process it counts the network's FLOPs (`torch.utils.flop_counter`, plus the CPU attention kernel it does not know) and
+times an FP32 `torch.mm` of the network's typical GEMM shape on the same threads, taking turns with the engines; the
+floor is FLOPs / GEMM rate and every network row shows its ratio to it ("× floor").
 
 Engines: PyTorch eager, `torch.compile` (inductor; run in a child process with a time limit, since compiling on a
-small CPU can take minutes), ONNX Runtime fp32 and ONNX Runtime int8 (static QDQ, calibrated on aligned crops of the
-public-domain sample photos; `ort_int8_dynamic` on request). Latency is the median of N timed calls after warm-up,
-with the engines of one backbone taking turns in blocks of 5 calls, so slow changes in other processes' load hit them
-alike. Heavy load is not fair to all engines, though: PyTorch's OpenMP threads lose far more than ONNX Runtime's when
-the cores are oversubscribed (measured: 5-18× slower eager vs 2-4× slower ORT at load 8 on 2 cores). The `CPU ms` column
-(process CPU time per sample) barely moves with other load; at `--threads 1` it estimates an idle core's latency.
+small CPU can take minutes), ONNX Runtime fp32 (idle threads sleep; `ort_spin`: ORT's default spinning threads),
+ONNX Runtime int8 (static QDQ, calibrated on aligned crops of the public-domain sample photos; `ort_int8_dynamic`),
+OpenVINO (`openvino`: fp32; `openvino_bf16`: OpenVINO's default precision, bf16 where the CPU has bf16 units; both
+compiled for each batch size's static shape). Face (MTCNN + alignment) and video (`mer predict`) rows on request.
+Latency is the median of N timed calls after warm-up, with the engines of one backbone taking turns in blocks of 5
+calls, so slow changes in other processes' load hit them alike. Heavy load is not fair to all engines, though:
+PyTorch's OpenMP threads lose far more than ONNX Runtime's when the cores are oversubscribed (measured: 5-18× slower
+eager vs 2-4× slower ORT at load 8 on 2 cores). The `CPU ms` column (process CPU time per sample) barely moves with
+other load; at `--threads 1` it estimates an idle core's latency.
 Weights are random: speed does not depend on them.
 """
 
@@ -34,10 +42,12 @@ from mer.errors import MerError
 PAPER_MS = 35.4  # Liu et al. 2022: ms per sample (i9-9980HK + Radeon Pro 5500M)
 GOAL_MS = 20.0  # issue goal: mobilevit_s network, batch 1, 2-core CPU
 FRAME_BUDGET_MS = 1000.0 / 30.0  # real time at 30 fps
-ENGINES = ("eager", "compile", "ort", "ort_int8", "ort_int8_dynamic")
-DEFAULT_ENGINES = ("eager", "compile", "ort", "ort_int8")
+ENGINES = ("eager", "compile", "ort", "ort_spin", "ort_int8", "ort_int8_dynamic", "openvino", "openvino_bf16")
+DEFAULT_ENGINES = ("eager", "ort")
 BACKBONES = ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s")
+DEFAULT_BACKBONES = ("mobilevit_s",)  # the paper's
 BLOCK = 5  # consecutive timed calls per engine turn
+GEMM_CALL_MS = 20.0  # one timed GEMM probe call repeats the torch.mm about this long (on an idle machine)
 
 
 @dataclass
@@ -53,6 +63,7 @@ class Row:
     per_s: float | None = None
     note: str = ""
     cpu_ms: float | None = None  # median CPU time per sample, all threads of the process (robust to other load)
+    x_floor: float | None = None  # ms_median / the floor (FLOPs / FP32 GEMM rate measured in the same turns)
 
 
 @dataclass
@@ -115,6 +126,118 @@ def _stats(t: np.ndarray, batch: int) -> tuple[float, float, float]:
     return float(np.median(t[:, 0])) / batch, float(t[:, 0].min()) / batch, float(np.median(t[:, 1])) / batch
 
 
+# ---------------------------------------------------------------------------------------------- the floor
+
+
+def _conv_gemm(gemms: dict[tuple[int, int, int, int], int]) -> Callable[..., int]:
+    from torch.utils.flop_counter import conv_flop_count
+
+    def conv(x_shape: Any, w_shape: Any, _b: Any, _s: Any, _p: Any, _d: Any, transposed: bool, *args: Any,
+             out_shape: Any = None, **kwargs: Any) -> int:  # fmt: skip
+        flops = conv_flop_count(x_shape, w_shape, out_shape, transposed)
+        groups = int(args[1]) if len(args) > 1 else 1
+        m = int(np.prod([out_shape[0], *out_shape[2:]]))
+        key = (m, int(np.prod(w_shape[1:])), int(w_shape[0]) // groups, groups)
+        gemms[key] = gemms.get(key, 0) + flops
+        return flops
+
+    return conv
+
+
+def _mm_gemm(gemms: dict[tuple[int, int, int, int], int], bias: bool) -> Callable[..., int]:
+    def mm(*shapes: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        a, b = shapes[1:3] if bias else shapes[:2]
+        flops = 2 * int(a[0]) * int(a[1]) * int(b[1])
+        key = (int(a[0]), int(a[1]), int(b[1]), 1)
+        gemms[key] = gemms.get(key, 0) + flops
+        return flops
+
+    return mm
+
+
+def _cpu_attention(q: Any, k: Any, v: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return int(sdpa_flop_count(q, k, v))
+
+
+def count_flops(
+    net: torch.nn.Module, x: torch.Tensor
+) -> tuple[int, dict[str, int], dict[tuple[int, int, int, int], int]]:
+    """(total FLOPs, FLOPs per op, FLOPs per GEMM (M, K, N, groups)) of one forward pass of `net` on `x`.
+
+    torch's FlopCounterMode counts a multiply-add as 2 FLOPs; it has no formula for the CPU attention kernel
+    (`_scaled_dot_product_flash_attention_for_cpu`), which is counted here with its own SDPA formula.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    aten = torch.ops.aten
+    gemms: dict[tuple[int, int, int, int], int] = {}
+    mapping = {aten.convolution: _conv_gemm(gemms), aten.addmm: _mm_gemm(gemms, bias=True),
+               aten.mm: _mm_gemm(gemms, bias=False)}  # fmt: skip
+    cpu_sdpa = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if cpu_sdpa is not None:
+        mapping[cpu_sdpa] = _cpu_attention
+    counter = FlopCounterMode(display=False, custom_mapping=mapping)
+    with torch.inference_mode(), counter:
+        net(x)
+    by_op = {str(k).removeprefix("aten."): int(v) for k, v in counter.get_flop_counts()["Global"].items()}
+    return int(counter.get_total_flops()), by_op, gemms
+
+
+def typical_gemm(gemms: dict[tuple[int, int, int, int], int]) -> tuple[int, int, int]:
+    """A GEMM shape (M, K, N) near the network's dominant ones: FLOP-weighted geometric mean of the dense GEMMs
+    (groups = 1; depthwise convolutions are not GEMMs), rounded to multiples of 8."""
+    dense = {k[:3]: v for k, v in gemms.items() if k[3] == 1 and min(k[:3]) > 0}
+    if not dense:
+        return (256, 256, 256)
+    w = np.array(list(dense.values()), dtype=np.float64)
+    logs = np.log(np.array(list(dense.keys()), dtype=np.float64))
+    mean = np.exp((logs * w[:, None]).sum(axis=0) / w.sum())
+    return tuple(max(8, int(round(d / 8.0)) * 8) for d in mean)  # type: ignore[return-value]
+
+
+def floor_ms(flops: float, gflops_per_s: float) -> float:
+    """Milliseconds that `flops` take at `gflops_per_s` (the compute floor of one sample)."""
+    return float(flops) / (gflops_per_s * 1e9) * 1000.0
+
+
+def x_floor(ms: float | None, floor: float | None) -> float | None:
+    """How many times the floor `ms` is (None when either is unknown)."""
+    return None if not ms or not floor else float(ms) / float(floor)
+
+
+class GemmProbe:
+    """One timed call = `reps` FP32 torch.mm of shape (M, K) × (K, N) on torch's threads, about GEMM_CALL_MS long."""
+
+    def __init__(self, shape: tuple[int, int, int], target_ms: float = GEMM_CALL_MS) -> None:
+        m, k, n = shape
+        gen = torch.Generator().manual_seed(0)
+        self.a, self.b = torch.randn(m, k, generator=gen), torch.randn(k, n, generator=gen)
+        self.out = torch.empty(m, n)
+        self.shape = shape
+        self.reps = 1
+        for _ in range(3):  # warm up and find how many repeats make one call about target_ms long
+            wall, _ = _time(self)
+        self.reps = max(1, round(target_ms / max(wall, 1e-3)))
+
+    @property
+    def flops(self) -> int:
+        """FLOPs of one call."""
+        m, k, n = self.shape
+        return 2 * m * k * n * self.reps
+
+    def __call__(self) -> None:
+        for _ in range(self.reps):
+            torch.mm(self.a, self.b, out=self.out)
+
+    def rates(self, times: np.ndarray) -> tuple[float, float, float]:
+        """GFLOP/s from `interleaved` output: (median wall time, median process CPU time, fastest call)."""
+        wall, cpu = float(np.median(times[:, 0])), float(np.median(times[:, 1]))
+        best = float(times[:, 0].min())
+        return self.flops / (wall * 1e6), self.flops / (max(cpu, 1e-6) * 1e6), self.flops / (best * 1e6)
+
+
 # ---------------------------------------------------------------------------------------------- network engines
 
 
@@ -124,11 +247,13 @@ def _onnx_models(
     from mer.inference.export import _export_graph, quantize_onnx
 
     out: dict[str, Path] = {}
-    if not any(e.startswith("ort") for e in engines):
+    if not any(e.startswith(("ort", "openvino")) for e in engines):
         return out
     fp32 = folder / f"{net.backbone_name}.onnx"
     _export_graph(net, fp32, size, 17, "torchscript")
-    out["ort"] = fp32
+    for name in ("ort", "ort_spin", "openvino", "openvino_bf16"):
+        if name in engines:
+            out[name] = fp32
     if "ort_int8" in engines:
         out["ort_int8"] = quantize_onnx(fp32, folder / f"{net.backbone_name}.int8.onnx", "static", calib, size)
     if "ort_int8_dynamic" in engines:
@@ -136,17 +261,30 @@ def _onnx_models(
     return out
 
 
-def _runners(net: Any, models: dict[str, Path], threads: int) -> dict[str, Callable[[np.ndarray], Any]]:
-    from mer.inference.bundle import onnx_session
+def _runners(
+    net: Any, models: dict[str, Path], threads: int, batch: int, cache: dict[str, Any]
+) -> dict[str, Callable[[np.ndarray], Any]]:
+    """Engine name → (N,1,H,W) float32 → logits. ORT sessions are made once (`cache`); OpenVINO per batch size."""
+    from mer.inference.bundle import onnx_session, openvino_model
 
     def eager(x: np.ndarray) -> Any:
         with torch.inference_mode():
-            return net(torch.from_numpy(x))
+            return net(torch.from_numpy(x)).numpy()
 
     runners: dict[str, Callable[[np.ndarray], Any]] = {"eager": eager}
+    size = int(net.image_size)
     for name, path in models.items():
-        session = onnx_session(path, threads)
-        runners[name] = lambda x, s=session: s.run(["logits"], {"input": x})
+        if name.startswith("openvino"):
+            precision = "f32" if name == "openvino" else None
+            compiled = openvino_model(path, threads, precision, (batch, net.in_chans, size, size))
+            request, port = compiled.create_infer_request(), compiled.output("logits")
+            runners[name] = lambda x, r=request, p=port: r.infer({0: x})[p]
+            hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+            cache[f"{name}_precision"] = hint.to_string() if hasattr(hint, "to_string") else str(hint)
+            continue
+        if name not in cache:
+            cache[name] = onnx_session(path, threads, spin=(name == "ort_spin"))
+        runners[name] = lambda x, s=cache[name]: s.run(["logits"], {"input": x})[0]
     return runners
 
 
@@ -208,24 +346,61 @@ def bench_network(
     threads: int,
     calib: np.ndarray | None,
     compile_timeout: float,
+    floor: bool = True,
+    meta: dict[str, Any] | None = None,
 ) -> list[Row]:
-    """Rows for one backbone: every engine at batch 1 (interleaved) and at each throughput batch size."""
+    """Rows for one backbone: every engine at batch 1 (interleaved) and at each throughput batch size.
+
+    With `floor`, an FP32 GEMM probe takes turns with the engines; each row's `x_floor` is its ms per sample over
+    FLOPs / (GEMM rate of the same turns). The floor's facts go to `meta["floor"][backbone]`.
+    """
     from mer.models.backbones import MERNet
 
     net = MERNet(backbone, 1, 3, 0.0, size).eval()
     rows: list[Row] = []
+    info: dict[str, Any] = {}
+    probe = None
+    if floor:
+        flops, by_op, gemms = count_flops(net, torch.zeros(1, 1, size, size))
+        probe = GemmProbe(typical_gemm(gemms))
+        info = {"gflop": round(flops / 1e9, 3), "gflop_by_op": {k: round(v / 1e9, 3) for k, v in by_op.items()},
+                "gemm_shape": list(probe.shape), "gemm_reps": probe.reps}  # fmt: skip
+    cache: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         models = _onnx_models(net, size, engines, Path(tmp), calib)
-        runners = {k: v for k, v in _runners(net, models, threads).items() if k in engines}
         for b in (1, *batches):
+            runners = {k: v for k, v in _runners(net, models, threads, b, cache).items() if k in engines}
             x = np.random.default_rng(0).standard_normal((b, 1, size, size)).astype(np.float32)
+            ref = runners["eager"](x) if "eager" in runners else None
+            notes = {k: f"max |Δlogits| vs eager {np.abs(np.asarray(r(x)) - ref).max():.1e}"
+                     for k, r in runners.items() if ref is not None and k != "eager"}  # fmt: skip
+            for k in ("openvino", "openvino_bf16"):
+                if k in notes:
+                    notes[k] += f"; precision {cache.get(f'{k}_precision')}; static shape"
             n, w = (iterations, warmup) if b == 1 else (max(2, iterations // 10), 1)
-            times = interleaved({k: (lambda r=r, x=x: r(x)) for k, r in runners.items()}, n, w)
+            fns: dict[str, Callable[[], Any]] = {k: (lambda r=r, x=x: r(x)) for k, r in runners.items()}
+            if probe is not None:
+                fns["gemm"] = probe
+            times = interleaved(fns, n, w)
+            fl = None
+            if probe is not None:
+                rate, cpu_rate, best = probe.rates(times.pop("gemm"))
+                fl = floor_ms(flops, rate)
+                info[f"batch{b}"] = {"gemm_gflops": round(rate, 1), "gemm_cpu_gflops": round(cpu_rate, 1),
+                                     "gemm_best_gflops": round(best, 1), "floor_ms": round(fl, 2),
+                                     "cpu_floor_ms": round(floor_ms(flops, cpu_rate), 2),
+                                     "best_floor_ms": round(floor_ms(flops, best), 2)}  # fmt: skip
             for k, t in times.items():
                 med, fast, cpu = _stats(t, b)
-                rows.append(Row("network", backbone, k, b, med, fast, 1000.0 / med, cpu_ms=cpu))
+                rows.append(Row("network", backbone, k, b, med, fast, 1000.0 / med, notes.get(k, ""), cpu,
+                                x_floor(med, fl)))  # fmt: skip
     if "compile" in engines:
-        rows += _compile_rows(backbone, size, iterations, warmup, (1, *batches), threads, compile_timeout)
+        fl1 = info.get("batch1", {}).get("floor_ms")
+        for r in _compile_rows(backbone, size, iterations, warmup, (1, *batches), threads, compile_timeout):
+            r.x_floor = x_floor(r.ms_median, fl1)
+            rows.append(r)
+    if meta is not None and info:
+        meta.setdefault("floor", {})[backbone] = info
     return rows
 
 
@@ -305,7 +480,7 @@ def bench_video(backbone: str, size: int, n_frames: int = 60) -> Row:
 
 
 def run_bench(
-    backbones: Sequence[str] = BACKBONES,
+    backbones: Sequence[str] = DEFAULT_BACKBONES,
     *,
     image_size: int = 256,
     iterations: int = 30,
@@ -313,12 +488,13 @@ def run_bench(
     batches: Sequence[int] = (32,),
     engines: Sequence[str] = DEFAULT_ENGINES,
     threads: int | None = None,
-    face: bool = True,
-    video: bool = True,
+    face: bool = False,
+    video: bool = False,
     compile_timeout: float = 300.0,
     progress: bool = True,
+    floor: bool = True,
 ) -> BenchResult:
-    """Measure every requested part; returns rows plus machine facts (threads, CPU, versions, load average)."""
+    """Measure every requested part; returns rows plus machine facts (threads, CPU, versions, load, the floor)."""
     from mer.config import BACKBONES as KNOWN
 
     bad = [e for e in engines if e not in ENGINES]
@@ -334,6 +510,7 @@ def run_bench(
     threads = torch.get_num_threads()
     import onnxruntime
 
+    start_all = time.perf_counter()
     result = BenchResult(
         meta={
             "cpu": cpu_model(),
@@ -345,6 +522,7 @@ def run_bench(
             "warmup": warmup,
             "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__,
+            "ort_spinning": "ort_spin" in engines,
             "mer_version": mer.__version__,
             "load_start": _load(),
             "paper_ms": PAPER_MS,
@@ -358,18 +536,22 @@ def run_bench(
 
         calib = sample_face_crops(FaceConfig(size=image_size), n=16)
         result.meta["int8_calibration"] = "16 augmented aligned crops of the public-domain sample photos"
+    if any(e.startswith("openvino") for e in engines):
+        try:
+            import openvino
+        except ImportError:
+            raise MerError("the openvino engines need OpenVINO: pip install 'mer-lightning[openvino]'") from None
+        result.meta["openvino"] = openvino.__version__
     steps: list[tuple[str, Callable[[], list[Row]]]] = []
     if face:
         steps.append(("face", lambda: bench_face(image_size, iterations, warmup, batches)))
+
+    def network(bb: str) -> list[Row]:
+        args = (iterations, warmup, batches, threads, calib, compile_timeout, floor, result.meta)
+        return bench_network(bb, image_size, engines, *args)
+
     for bb in backbones:
-        steps.append(
-            (
-                bb,
-                lambda bb=bb: bench_network(
-                    bb, image_size, engines, iterations, warmup, batches, threads, calib, compile_timeout
-                ),
-            )  # fmt: skip
-        )
+        steps.append((bb, lambda bb=bb: network(bb)))
     if video:
         steps.append(("video", lambda: [bench_video(backbones[-1], image_size)]))
     for name, step in _progress(steps, progress):
@@ -377,6 +559,7 @@ def run_bench(
         result.rows += step()
         result.meta[f"seconds_{name}"] = round(time.perf_counter() - start, 1)
     result.meta["load_end"] = _load()
+    result.meta["seconds_total"] = round(time.perf_counter() - start_all, 1)
     return result
 
 
@@ -395,11 +578,11 @@ def _fmt(v: float | None, digits: int = 1) -> str:
 
 def summary(result: BenchResult) -> list[str]:
     """Plain sentences: the goal (mobilevit_s < 20 ms at batch 1), real time at 30 fps, ratios to eager."""
-    lines = []
+    lines = floor_summary(result)
     net1 = {(r.backbone, r.engine): r for r in result.rows if r.part == "network" and r.batch == 1 and r.ms_median}
     for bb in sorted({b for b, _ in net1}):
         eager = net1.get((bb, "eager"))
-        for eng in ("compile", "ort", "ort_int8", "ort_int8_dynamic"):
+        for eng in ENGINES[1:]:
             r = net1.get((bb, eng))
             if eager and r:
                 ratio = eager.ms_median / r.ms_median
@@ -427,13 +610,37 @@ def summary(result: BenchResult) -> list[str]:
     return lines
 
 
-COLUMNS = ("part", "backbone", "engine", "batch", "ms/sample (median)", "fastest", "CPU ms", "samples/s", "vs paper")
+def floor_summary(result: BenchResult) -> list[str]:
+    """Per backbone: FLOPs, the GEMM probe's rate, the floor, and each batch-1 engine's ratio to it (wall and CPU)."""
+    lines = []
+    m = result.meta
+    for bb, info in m.get("floor", {}).items():
+        f1 = info.get("batch1")
+        if not f1:
+            continue
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in info["gflop_by_op"].items())
+        shape = "×".join(str(d) for d in info["gemm_shape"])
+        lines.append(f"{bb}: {info['gflop']:.2f} GFLOP per sample ({parts}); FP32 GEMM {shape} on "
+                     f"{m.get('torch_threads')} thread(s): median {f1['gemm_gflops']:.0f} GFLOP/s → floor "
+                     f"{f1['floor_ms']:.1f} ms (fastest call {f1['gemm_best_gflops']:.0f} GFLOP/s → "
+                     f"{f1['best_floor_ms']:.1f} ms; CPU-time floor {f1['cpu_floor_ms']:.1f} ms), "
+                     f"load {m.get('load_start')}→{m.get('load_end')}")  # fmt: skip
+        rows = [r for r in result.rows if r.part == "network" and r.backbone == bb and r.batch == 1 and r.ms_median]
+        for r in sorted(rows, key=lambda r: r.ms_median or 1e9):
+            fast = f"fastest call {r.ms_min / f1['best_floor_ms']:.2f}× fastest-GEMM floor" if r.ms_min else ""
+            cpu = f", CPU {r.cpu_ms / f1['cpu_floor_ms']:.2f}× CPU floor" if r.cpu_ms and f1["cpu_floor_ms"] else ""
+            lines.append(f"  {r.engine}: {r.ms_median:.1f} ms = {_fmt(r.x_floor, 2)}× floor ({fast}{cpu})")
+    return lines
+
+
+COLUMNS = ("part", "backbone", "engine", "batch", "ms/sample (median)", "fastest", "CPU ms", "samples/s", "vs paper",
+           "× floor")  # fmt: skip
 
 
 def _cells(r: Row) -> list[str]:
     ratio = f"{PAPER_MS / r.ms_median:.2f}×" if r.ms_median and r.part == "network" else "-"
     return [r.part, r.backbone, r.engine, str(r.batch), _fmt(r.ms_median), _fmt(r.ms_min), _fmt(r.cpu_ms),
-            _fmt(r.per_s), ratio, r.note]  # fmt: skip
+            _fmt(r.per_s), ratio, _fmt(r.x_floor, 2), r.note]  # fmt: skip
 
 
 def bench_table(result: BenchResult) -> Any:
@@ -459,7 +666,8 @@ def markdown(result: BenchResult) -> str:
         f"CPU: {m['cpu']} ({m['cores']} cores visible), torch threads {m['torch_threads']}, ORT intra-op threads "
         f"{m['ort_threads']}, image {m['image_size']}², torch {m['torch']}, onnxruntime {m['onnxruntime']}, "
         f"load average {m.get('load_start')} → {m.get('load_end')}. 'vs paper' = {PAPER_MS} ms / ours; 'CPU ms' = "
-        "CPU time of all the process's threads per sample.",
+        "CPU time of all the process's threads per sample; '× floor' = ms per sample / (FLOPs / FP32 GEMM rate "
+        "measured in the same turns).",
         "",
         "| " + " | ".join((*COLUMNS, "note")) + " |",
         "|---|---|---|" + "---:|" * (len(COLUMNS) - 3) + "---|",

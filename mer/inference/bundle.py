@@ -9,6 +9,7 @@ A bundle is a folder with
 
 `load_bundle` also accepts a plain checkpoint (`.ckpt`/`.pt`, softmax only) or an ONNX file written by
 `mer export onnx` (softmax only, run with ONNX Runtime), so `mer predict --model` takes any of the three.
+`Bundle.engine` says what runs the network: PyTorch, ONNX Runtime or OpenVINO (the `openvino` extra).
 `svm.joblib` is a pickle: load bundles only from sources you trust.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +38,7 @@ NORMALIZATION = "x = (uint8 / 255 - 0.5) / 0.5, shape (N, 1, H, W)"
 NET_FILE, SVM_FILE, CONFIG_FILE, INFO_FILE = "net.pt", "svm.joblib", "config.yaml", "bundle.json"
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 BATCH = 32  # crops per forward pass in `Bundle.classify`
+ENGINES = ("auto", "torch", "onnxruntime", "openvino")  # auto: torch for networks, onnxruntime for .onnx files
 
 # (N, 1, H, W) float32 → (logits (N, C), embeddings (N, D)) as numpy
 Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -80,8 +82,12 @@ def torch_runner(net: MERNet) -> Runner:
     return run
 
 
-def onnx_session(path: str | Path, threads: int | None = None) -> Any:
-    """An ONNX Runtime CPU session for `path` (intra-op threads = torch's thread count unless given)."""
+def onnx_session(path: str | Path, threads: int | None = None, spin: bool = False) -> Any:
+    """An ONNX Runtime CPU session for `path` (intra-op threads = torch's thread count unless given).
+
+    Idle intra-op threads sleep instead of spinning unless `spin`: on a shared 2-core machine that measured 1.5–3×
+    faster at batch 1 (spinning threads steal the cores the working ones need); see benchmarks/RESULTS.md.
+    """
     try:
         import onnxruntime as ort
     except ImportError:
@@ -89,6 +95,8 @@ def onnx_session(path: str | Path, threads: int | None = None) -> Any:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(threads or torch.get_num_threads())
     opts.log_severity_level = 3
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - any unreadable model is one user error
@@ -114,6 +122,50 @@ def onnx_runner(session: Any) -> Runner:
     return run
 
 
+def openvino_model(
+    path: str | Path, threads: int | None = None, precision: str | None = "f32", shape: Sequence[int] | None = None
+) -> Any:
+    """An OpenVINO CPU compiled model of the ONNX file `path` (latency hint; `shape` fixes the input shape).
+
+    `precision` 'f32' keeps fp32 arithmetic (results as ONNX Runtime's); None leaves OpenVINO's default, which is
+    bf16 on CPUs with bf16 units (AMX / AVX512-BF16): faster, with logits about 1e-2 off.
+    """
+    try:
+        import openvino as ov
+    except ImportError:
+        raise MerError("the openvino engine needs OpenVINO: pip install 'mer-lightning[openvino]'") from None
+    core = ov.Core()
+    try:
+        model = core.read_model(str(path))
+        if shape is not None:
+            model.reshape([int(d) for d in shape])
+        config: dict[str, Any] = {"INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads())}
+        config["PERFORMANCE_HINT"] = "LATENCY"
+        if precision:
+            config["INFERENCE_PRECISION_HINT"] = precision
+        return core.compile_model(model, "CPU", config)
+    except Exception as exc:  # noqa: BLE001 - any unreadable model is one user error
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
+        raise MerError(f"{path}: OpenVINO cannot compile this model ({first})") from None
+
+
+def openvino_runner(compiled: Any) -> Runner:
+    """A runner over an OpenVINO compiled model with outputs `logits` and `embedding` (as `mer export onnx` writes)."""
+    names = [o.get_any_name() for o in compiled.outputs]
+    if "logits" not in names:
+        raise MerError(f"model has outputs {names}; expected 'logits' and 'embedding' (export with mer export onnx)")
+    request = compiled.create_infer_request()
+    logits_port = compiled.output("logits")
+    emb_port = compiled.output("embedding") if "embedding" in names else None
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        res = request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+        emb = np.array(res[emb_port]) if emb_port is not None else np.zeros((len(x), 0), dtype=np.float32)
+        return np.array(res[logits_port]), emb  # copies: the request reuses its output buffers
+
+    return run
+
+
 @dataclass
 class Bundle:
     """A loaded model: network (or ONNX session), optional SVM, the config it was trained with, and the classes.
@@ -130,6 +182,7 @@ class Bundle:
     source: Path | None = None
     kind: str = "bundle"  # bundle | checkpoint | onnx
     session: Any | None = None
+    openvino: Any | None = None  # an OpenVINO compiled model, when the bundle runs on that engine
     _runner: Runner | None = field(default=None, repr=False)
 
     @property
@@ -139,7 +192,9 @@ class Bundle:
 
     @property
     def engine(self) -> str:
-        """'onnxruntime' or 'torch'."""
+        """'openvino', 'onnxruntime' or 'torch'."""
+        if self.openvino is not None:
+            return "openvino"
         return "onnxruntime" if self.session is not None else "torch"
 
     @property
@@ -158,7 +213,9 @@ class Bundle:
     def runner(self) -> Runner:
         """(N,1,H,W) float32 → (logits, embeddings)."""
         if self._runner is None:
-            if self.session is not None:
+            if self.openvino is not None:
+                self._runner = openvino_runner(self.openvino)
+            elif self.session is not None:
                 self._runner = onnx_runner(self.session)
             elif self.net is not None:
                 self._runner = torch_runner(self.net)
@@ -379,7 +436,8 @@ def load_bundle(path: str | Path, cfg: Config | None = None) -> Bundle:
     """Load a bundle folder, a plain checkpoint (.ckpt/.pt: softmax only) or an ONNX file (softmax only).
 
     For a checkpoint, `cfg` (or the run's config.yaml found beside it) gives the face pipeline and classes;
-    without either, defaults at the network's image size are used.
+    without either, defaults at the network's image size are used. `mer.inference.predict.use_engine` switches
+    what runs the network.
     """
     path = Path(path)
     if not path.exists():

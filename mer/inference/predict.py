@@ -15,6 +15,8 @@ The returned dict has a fixed set of keys, `SCHEMA_KEYS`, documented in docs/inf
 
 from __future__ import annotations
 
+import dataclasses
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +29,8 @@ from scipy.ndimage import gaussian_filter1d
 import mer
 from mer.errors import MerError
 from mer.face.detect import Face, FaceDetector
-from mer.inference.bundle import Bundle
+from mer.inference.bundle import ENGINES, Bundle, onnx_session, openvino_model
+from mer.inference.export import _export_graph
 from mer.inference.video import Media, open_media
 
 SCHEMA = "mer.predict/1"
@@ -244,6 +247,24 @@ def _note(media: Media, n: int, n_face: int, segs: Sequence[tuple[int, int]], st
 
 def _probs(classes: Sequence[str], p: np.ndarray) -> dict[str, float]:
     return {c: round(float(v), 6) for c, v in zip(classes, p, strict=True)}
+
+
+def use_engine(bundle: Bundle, engine: str) -> Bundle:
+    """Run `bundle`'s network with `engine` (see ENGINES); a PyTorch network goes through a temporary ONNX export."""
+    if engine not in ENGINES:
+        raise MerError(f"unknown engine '{engine}'; choose from: {', '.join(ENGINES)}")
+    if engine in ("auto", bundle.engine):
+        return bundle
+    if engine == "torch":
+        raise MerError(f"{bundle.source}: an ONNX model has no PyTorch network; use --engine onnxruntime or openvino")
+    with tempfile.TemporaryDirectory() as tmp:  # both engines read the file into memory when they load it
+        onnx_path = bundle.source if bundle.kind == "onnx" else Path(tmp) / "net.onnx"
+        if bundle.kind != "onnx":
+            _export_graph(bundle.net, Path(onnx_path), bundle.image_size, 17, "torchscript")
+        if engine == "openvino":
+            compiled = openvino_model(onnx_path)
+            return dataclasses.replace(bundle, openvino=compiled, session=None, _runner=None)
+        return dataclasses.replace(bundle, session=onnx_session(onnx_path), _runner=None)
 
 
 def predict_path(
