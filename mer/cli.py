@@ -169,6 +169,17 @@ def loso(
     final: Annotated[
         bool, typer.Option("--final", help="Instead of LOSO, train on every subject and save OUT/bundle for predict.")
     ] = False,
+    nested: Annotated[
+        Path | None,
+        typer.Option(
+            help="Sweep file: nested LOSO, each fold's hyper-parameters chosen by its own inner study over its "
+            "training subjects (sets loso.nested; --config replaces the sweep's base, --workers runs inner trials)."
+        ),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="With --nested: storage of every inner study (default OUT/nested.db; postgresql://...)."),
+    ] = None,
     config: ConfigOpt = None,
     overrides: Overrides = None,
 ) -> None:
@@ -176,21 +187,36 @@ def loso(
 
     Complete folds are skipped, so rerunning resumes a killed run. Writes the report when all folds are done.
     With --final, fits one model on all subjects and writes a bundle (network + scaler + SVM) for `mer predict`.
+    With --nested SWEEP.yaml, each fold first runs an Optuna study over its own training subjects.
     """
     from mer.evaluation.loso import run_final, run_loso
 
     study: list[str] = []
+    record = None
     if from_study:
-        from mer.sweep.storage import best_overrides
+        from mer.sweep.storage import best_selection
 
-        study = best_overrides(from_study)
+        study, record = best_selection(from_study)
         typer.echo(f"using the study's best parameters: {' '.join(study)}")
     flags = _flag("data.prepared", prepared) + _flag("loso.workers", workers)
     cfg = _cfg(config, [*(overrides or []), *study], flags)
+    sweep_file = nested or cfg.loso.nested
+    if sweep_file and not final:
+        if from_study:
+            raise MerError("--nested chooses every fold's parameters with its own inner study; drop --from-study")
+        from mer.sweep import apply_flags, load_sweep, path_override
+        from mer.sweep.nested import run_nested_loso
+
+        spec = apply_flags(load_sweep(sweep_file), base=config, pretrained=pretrained)
+        extra = [path_override("data.prepared", prepared)] if prepared is not None else []
+        run_nested_loso(spec, out, [*(overrides or []), *extra], storage=storage, workers=max(1, cfg.loso.workers),
+                        fold_index=fold_index, folds=folds)  # fmt: skip
+        return
     if final:
         run_final(cfg, out, pretrained)
         return
-    run_loso(cfg, out, pretrained, fold_index=fold_index, folds=folds)
+    key = f"from-study:{record['study']}" if record else "fixed"
+    run_loso(cfg, out, pretrained, fold_index=fold_index, folds=folds, selection=record, selection_key=key)
 
 
 @app.command()
