@@ -215,8 +215,8 @@ def loso(
     if final:
         run_final(cfg, out, pretrained)
         return
-    key = f"from-study:{record['study']}" if record else "fixed"
-    run_loso(cfg, out, pretrained, fold_index=fold_index, folds=folds, selection=record, selection_key=key)
+    chosen = {"selection": record, "selection_key": f"from-study:{record['study']}"} if record else {}
+    run_loso(cfg, out, pretrained, fold_index=fold_index, folds=folds, **chosen)
 
 
 @app.command()

@@ -175,7 +175,7 @@ class LosoConfig:
     group_size: int = 1  # subjects per held-out fold (1 = LOSO)
     folds: list[str] = field(default_factory=list)  # restrict to these held-out subjects; empty = all
     transfer: bool = True  # start every fold from the pre-trained checkpoint; false = from scratch (ablation)
-    nested: str | None = None  # sweep file: choose each fold's hyper-parameters by its own inner study (mer loso --nested)
+    nested: str | None = None  # sweep file: each fold's hyper-parameters from its own inner study (--nested)
 
 
 @dataclass

@@ -45,8 +45,8 @@ def prepared_dir(tmp_path_factory) -> Path:
 
 def loso_cfg(prepared_dir: Path, *extra: str):
     """The LOSO config the sweeps' trials start from (tests.helpers BASE + TINY), then `extra`."""
-    return load_config(BASE, [*(f"{k}={_flow(v)}" for k, v in TINY.items()), path_override("data.prepared", prepared_dir),
-                              *extra])  # fmt: skip
+    tiny = [f"{k}={_flow(v)}" for k, v in TINY.items()]
+    return load_config(BASE, [*tiny, path_override("data.prepared", prepared_dir), *extra])
 
 
 # ---------------------------------------------------------------- stamps
@@ -54,13 +54,21 @@ def loso_cfg(prepared_dir: Path, *extra: str):
 
 def test_leaky_reasons_compare_subject_sets() -> None:
     tested = {"casme2/s0": {"casme2/s0"}}
-    study = {"method": "from-study", "study": "t", "objective": "inner_loso", "inner_subjects": ["casme2/s0", "samm/s0"]}
+    study = {
+        "method": "from-study",
+        "study": "t",
+        "objective": "inner_loso",
+        "inner_subjects": ["casme2/s0", "samm/s0"],
+    }
     assert "casme2/s0" in leaky_reasons(study, tested)[0]
     assert leaky_reasons({**study, "inner_subjects": ["samm/s0"]}, tested) == []
     assert "leaky_loso" in leaky_reasons({**study, "objective": "leaky_loso", "inner_subjects": []}, tested)[0]
     assert leaky_reasons({**study, "inner_subjects": None}, tested)  # unknown subjects: not presumed clean
     assert leaky_reasons({"method": "fixed"}, tested) == []
-    nested = {"method": "nested", "folds": {"casme2/s0": {"test_subjects": ["casme2/s0"], "inner_subjects": ["samm/s0"]}}}
+    nested = {
+        "method": "nested",
+        "folds": {"casme2/s0": {"test_subjects": ["casme2/s0"], "inner_subjects": ["samm/s0"]}},
+    }
     assert leaky_reasons(nested, tested) == []
     assert leaky_reasons(nested, tested, {"casme2/s0": {"inner_subjects": ["casme2/s0"]}})  # the study's own record
 

@@ -62,9 +62,8 @@ class RunResults:
     @property
     def leaky_reasons(self) -> list[str]:
         """Why a LOSO test subject took part in choosing the hyper-parameters (empty: none did); see selection.py."""
-        fold_sel = {}
-        if "selection" in self.folds.columns:
-            fold_sel = {str(r["fold"]): r["selection"] for _, r in self.folds.iterrows() if isinstance(r["selection"], dict)}
+        rows = self.folds.to_dict("records") if "selection" in self.folds.columns else []
+        fold_sel = {str(r["fold"]): r["selection"] for r in rows if isinstance(r["selection"], dict)}
         return leaky_reasons(self.notes.get("selection"), self.tested, fold_sel)
 
     @property

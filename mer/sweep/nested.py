@@ -45,7 +45,9 @@ def fold_spec(spec: SweepConfig, fold: Fold, out: Path) -> SweepConfig:
     """The inner sweep of one outer fold: study `<study>/<fold>`, the fold's test subjects excluded, its trials in
     OUT/nested/<fold>/."""
     exclude = sorted(set(spec.exclude_subjects) | set(fold.held_out))
-    return replace(spec, study=f"{spec.study}/{fold.name}", exclude_subjects=exclude, out=str(out / "nested" / fold.name))
+    return replace(
+        spec, study=f"{spec.study}/{fold.name}", exclude_subjects=exclude, out=str(out / "nested" / fold.name)
+    )
 
 
 def chosen_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
