@@ -211,3 +211,25 @@ def test_nested_inner_studies_on_postgresql(postgres_url, prepared_dir, tmp_path
     assert selection["folds"]["group00"]["study"] == "t/group00"
     assert (out / "report.md").is_file() and not load_run(out).leaky
     print(f"nested LOSO on PostgreSQL: {seconds:.1f} s")
+
+
+def test_cli_dispatches_nested_from_flag_or_config(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import mer.sweep.nested as nested_module
+    from mer.cli import app
+
+    seen = []
+    monkeypatch.setattr(nested_module, "run_nested_loso", lambda spec, out, overrides, **kw: seen.append((spec, kw)))
+    spec = write_spec(tmp_path / "s.yaml", spec_dict(tmp_path / "sw"))
+    runner = CliRunner()
+    r = runner.invoke(app, ["loso", "--nested", str(spec), "--workers", "3", "--fold-index", "1", "--storage", "x"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["loso", "-c", "default", "-c", "tiny", f"loso.nested={spec}"])
+    assert r.exit_code == 0, r.output
+    (first, kw1), (second, _) = seen
+    assert first.study == "t" and first.base == BASE and kw1 == {"storage": "x", "workers": 3, "fold_index": 1,
+                                                                 "folds": None}  # fmt: skip
+    assert second.base == ["default", "tiny"]  # --config replaces the sweep's base
+    r = runner.invoke(app, ["loso", "--nested", str(spec), "--from-study", "sqlite:///x.db::t"])
+    assert r.exit_code != 0
