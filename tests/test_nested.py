@@ -231,5 +231,3 @@ def test_cli_dispatches_nested_from_flag_or_config(tmp_path, monkeypatch):
     assert first.study == "t" and first.base == BASE and kw1 == {"storage": "x", "workers": 3, "fold_index": 1,
                                                                  "folds": None}  # fmt: skip
     assert second.base == ["default", "tiny"]  # --config replaces the sweep's base
-    r = runner.invoke(app, ["loso", "--nested", str(spec), "--from-study", "sqlite:///x.db::t"])
-    assert r.exit_code != 0
