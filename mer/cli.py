@@ -176,6 +176,17 @@ def loso(
     final: Annotated[
         bool, typer.Option("--final", help="Instead of LOSO, train on every subject and save OUT/bundle for predict.")
     ] = False,
+    nested: Annotated[
+        Path | None,
+        typer.Option(
+            help="Sweep file: nested LOSO, each fold's hyper-parameters chosen by its own inner study over its "
+            "training subjects (sets loso.nested; --config replaces the sweep's base, --workers runs inner trials)."
+        ),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="With --nested: storage of every inner study (default OUT/nested.db; postgresql://...)."),
+    ] = None,
     config: ConfigOpt = None,
     overrides: Overrides = None,
 ) -> None:
@@ -183,26 +194,44 @@ def loso(
 
     Complete folds are skipped, so rerunning resumes a killed run. Writes the report when all folds are done.
     With --final, fits one model on all subjects and writes a bundle (network + scaler + SVM) for `mer predict`.
+    With --nested SWEEP.yaml, each fold first runs an Optuna study over its own training subjects.
     """
     from mer.evaluation.loso import run_final, run_loso
 
     study: list[str] = []
+    record = None
     if from_study:
-        from mer.sweep.storage import best_overrides
+        from mer.sweep.storage import best_selection
 
-        study = best_overrides(from_study)
+        study, record = best_selection(from_study)
         typer.echo(f"using the study's best parameters: {' '.join(study)}")
     flags = _flag("data.prepared", prepared) + _flag("loso.workers", workers) + _flag("loso.seeds", _seed_list(seeds))
     cfg = _cfg(config, [*(overrides or []), *study], flags)
+    sweep_file = nested or cfg.loso.nested
+    if sweep_file and not final:
+        if from_study:
+            raise MerError("--nested chooses every fold's parameters with its own inner study; drop --from-study")
+        if cfg.loso.seeds:
+            raise MerError("--nested with --seeds is not supported yet: run one nested LOSO per seed (seed=K) into "
+                           "its own --out, then `mer report --compare` them")  # fmt: skip
+        from mer.sweep import apply_flags, load_sweep, path_override
+        from mer.sweep.nested import run_nested_loso
+
+        spec = apply_flags(load_sweep(sweep_file), base=config, pretrained=pretrained)
+        extra = [path_override("data.prepared", prepared)] if prepared is not None else []
+        run_nested_loso(spec, out, [*(overrides or []), *extra], storage=storage, workers=max(1, cfg.loso.workers),
+                        fold_index=fold_index, folds=folds)  # fmt: skip
+        return
     if final:
         run_final(cfg, out, pretrained)
         return
+    chosen = {"selection": record, "selection_key": f"from-study:{record['study']}"} if record else {}
     if cfg.loso.seeds:
         from mer.evaluation.seeds import run_seeds
 
-        run_seeds(cfg, out, pretrained, fold_index=fold_index, folds=folds)
+        run_seeds(cfg, out, pretrained, fold_index=fold_index, folds=folds, **chosen)
         return
-    run_loso(cfg, out, pretrained, fold_index=fold_index, folds=folds)
+    run_loso(cfg, out, pretrained, fold_index=fold_index, folds=folds, **chosen)
 
 
 def _seed_list(text: str | None) -> list[int] | None:

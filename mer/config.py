@@ -186,6 +186,7 @@ class LosoConfig:
     folds: list[str] = field(default_factory=list)  # restrict to these held-out subjects; empty = all
     transfer: bool = True  # start every fold from the pre-trained checkpoint; false = from scratch (ablation)
     seeds: list[int] = field(default_factory=list)  # run the protocol once per seed into seed<k>/; empty = `seed`
+    nested: str | None = None  # sweep file: each fold's hyper-parameters from its own inner study (--nested)
 
 
 @dataclass

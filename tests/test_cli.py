@@ -107,10 +107,12 @@ def test_from_study_is_resolved_by_the_cli_as_overrides(captured, monkeypatch):
     import mer.sweep.storage as storage
 
     seen = []
-    monkeypatch.setattr(storage, "best_overrides", lambda spec: seen.append(spec) or ["train.finetune.lr=0.5"])
+    record = {"method": "from-study", "study": "t"}
+    best = (["train.finetune.lr=0.5"], record)
+    monkeypatch.setattr(storage, "best_selection", lambda spec: seen.append(spec) or best)
     result = invoke(["loso", "--from-study", "sqlite:///s.db::t", "train.finetune.lr=0.1", "train.finetune.l2=0.2"])
     cfg, _, kwargs = captured["run_loso"]
-    assert seen == ["sqlite:///s.db::t"] and "from_study" not in kwargs
+    assert seen == ["sqlite:///s.db::t"] and "from_study" not in kwargs and kwargs["selection"] == record
     assert (cfg.train.finetune.lr, cfg.train.finetune.l2) == (0.5, 0.2)  # the study's parameters come after yours
     assert "using the study's best parameters: train.finetune.lr=0.5" in result.output
 

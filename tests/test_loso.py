@@ -151,3 +151,41 @@ def test_softmax_only_and_no_transfer_ablations(prepared_dir, tmp_path):
     preds = pd.read_csv(out / "folds/casme2/s0/predictions.csv", keep_default_na=False)
     assert (preds.svm_pred == "").all() and preds.softmax_pred.isin(["negative", "positive", "surprise"]).all()
     assert json.loads((out / "folds/casme2/s0/metrics.json").read_text())["svm_params"] is None
+
+
+def test_two_classes_drive_columns_metrics_and_report(prepared_dir, tmp_path):
+    """data.classes=[positive, surprise]: only their prob_ columns, in that order; metrics and report use them only."""
+    c = cfg(prepared_dir, "data.classes=[positive,surprise]", "model.num_classes=2", "loso.folds=[casme2/s0]")
+    out = tmp_path / "two"
+    run_loso(c, out, None)
+    preds = pd.read_csv(out / "folds/casme2/s0/predictions.csv")
+    assert [col for col in preds.columns if col.startswith("prob_")] == ["prob_positive", "prob_surprise"]
+    assert set(preds.label) == {"positive", "surprise"} and set(preds.svm_pred) <= {"positive", "surprise"}
+    assert preds[["prob_positive", "prob_surprise"]].sum(axis=1).round(4).eq(1).all()
+    scores = json.loads((out / "scores.json").read_text())["scores"]["svm"]["composite"]
+    assert scores["classes"] == ["positive", "surprise"] and list(scores["per_class"]) == ["positive", "surprise"]
+    md = (out / "report.md").read_text()
+    assert "pred positive" in md and "pred negative" not in md
+
+
+def test_resume_refuses_another_checkpoint_or_other_data(full_run, prepared_dir, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(full_run, out)
+    notes = json.loads((out / "loso.json").read_text())
+    assert notes["pretrained_sha256"] is None and len(notes["data_fingerprint"]) == 64
+    pre = save_weights(MERNet("mobilevit_xxs", image_size=64), tmp_path / "pre.pt")
+    with pytest.raises(MerError, match="another pre-trained checkpoint"):
+        run_loso(cfg(prepared_dir), out, pre)
+    other = tmp_path / "other_data"
+    shutil.copytree(prepared_dir, other)
+    csv = other / "prepared.csv"
+    csv.write_text("".join(csv.read_text().splitlines(keepends=True)[:-1]))  # one sample fewer
+    with pytest.raises(MerError, match="another prepared data"):
+        run_loso(cfg(prepared_dir, f"data.prepared={other}"), out, None)
+    # moved data (same content) and keys that only say how the run executes never block a resume
+    moved = tmp_path / "moved"
+    shutil.copytree(prepared_dir, moved)
+    (out / "report.md").unlink()
+    run_loso(cfg(moved, "train.threads=2", "logging.progress_bar=true", "data.num_workers=0"), out, None)
+    assert (out / "report.md").is_file()
+    assert json.loads((out / "loso.json").read_text())["selection"] == {"method": "fixed"}

@@ -105,14 +105,19 @@ def test_started_fold_without_plan_counts_as_missing(tmp_path: Path) -> None:
     assert loaded.missing == ["smic/s1"] and loaded.n_planned == 4
 
 
+LEAKY_STUDY = {"method": "from-study", "study": "s", "objective": "leaky_loso", "inner_subjects": SUBJECTS}
+
+
 def test_leaky_run_is_stamped_loudly(tmp_path: Path) -> None:
-    run = make_run(tmp_path / "leaky", notes={"objective": "leaky_loso"})
+    run = make_run(tmp_path / "leaky", notes={"selection": LEAKY_STUDY})
     md = write_report(run).read_text()
     assert "[LEAKY]" in md.splitlines()[0]
-    assert "> **LEAKY: model selection touched the LOSO test folds (objective: leaky_loso)" in md
+    assert "> **LEAKY: model selection touched the LOSO test folds (study 's' scored its trials on plain LOSO" in md
     assert '<div class="banner leaky">' in (run / "report.html").read_text()
     run2 = make_run(tmp_path / "leaky2", notes={"leaky": True})
-    assert load_run(run2).leaky
+    assert not load_run(run2).leaky  # a flag is not a fact: only the selection record's subject sets count
+    run2 = make_run(tmp_path / "leaky3", notes={"selection": {**LEAKY_STUDY, "objective": "inner_loso"}})
+    assert load_run(run2).leaky  # its inner subjects include subjects this run tests
     (run2 / "loso.json").write_text('{"leaky": tru')  # a broken notes file must not lose the stamp silently
     with pytest.raises(MerError, match="loso.json: not valid JSON"):
         load_run(run2)
@@ -165,7 +170,7 @@ def test_duplicate_sample_across_folds_is_refused(tmp_path: Path) -> None:
 
 def test_compare_two_runs(tmp_path: Path) -> None:
     a = make_run(tmp_path / "a", seed=1, name="paper")
-    b = make_run(tmp_path / "b", seed=2, name="resnet18", notes={"leaky": True})
+    b = make_run(tmp_path / "b", seed=2, name="resnet18", notes={"selection": LEAKY_STUDY})
     md_path = compare_runs([a, b], tmp_path / "cmp")
     md = md_path.read_text()
     assert md_path.name == "compare.md" and (tmp_path / "cmp" / "compare.html").is_file()

@@ -6,11 +6,13 @@ Each fold's seed derives from the config seed and the fold's name, never from ru
 
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing as mp
 import os
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,19 +25,46 @@ from lightning.pytorch.callbacks import Callback
 from sklearn.pipeline import Pipeline
 from tqdm.auto import tqdm
 
-from mer.config import CLASSES, Config, flatten, load_config, to_dict, to_yaml, write_run_info
+from mer.config import Config, flatten, load_config, to_dict, to_yaml, write_run_info
 from mer.data.prepared import load_prepared
 from mer.errors import DataError, MerError
 from mer.evaluation.report import write_report
+from mer.evaluation.selection import fixed_selection
 from mer.evaluation.svm import fit_svm
 from mer.evaluation.tracking import log_summary
 from mer.files import atomic_write_json, atomic_write_text
 from mer.inference.bundle import save_bundle
 from mer.train import StageResult, check_pretrained, embed_split, finish_wandb, train_stage
 
-PRED_COLUMNS = ["sample_id", "dataset", "subject", "label", "svm_pred", "softmax_pred"] + [f"prob_{c}" for c in CLASSES]
-# Config keys that only say how a run executes, not what it computes: resuming may change them.
-EXECUTION_KEYS = ("loso.workers",)
+BASE_COLUMNS = ["sample_id", "dataset", "subject", "label", "svm_pred", "softmax_pred"]
+# Config keys (or key prefixes ending in '.') that only say how a run executes, not what it computes: resuming may
+# change them. data.prepared is where the data is read from, loso.nested where the sweep file is: what they hold
+# is checked by the data fingerprint and the selection key instead.
+EXECUTION_KEYS = ("loso.workers", "train.threads", "logging.", "data.num_workers", "data.pin_memory",
+                  "data.persistent_workers", "data.prepared", "face.workers", "loso.nested")  # fmt: skip
+# loso.json fields a resumed run must share with the run that wrote the complete folds (what each one names).
+RESUME_FACTS = {"pretrained_sha256": "pre-trained checkpoint", "data_fingerprint": "prepared data",
+                "selection_key": "hyper-parameter selection"}  # fmt: skip
+
+
+def pred_columns(classes: Sequence[str]) -> list[str]:
+    """Columns of a fold's predictions.csv: ids, label, both predictions, one `prob_<class>` per config class."""
+    return BASE_COLUMNS + [f"prob_{c}" for c in classes]
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes (the pre-trained checkpoint a run starts from)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prepared_fingerprint(prepared_dir: str | Path) -> str:
+    """sha256 of `prepared.csv`: its rows, labels and content-addressed crop names (crops relative to the folder,
+    so moving the folder keeps the fingerprint; re-preparing other data changes it)."""
+    return file_sha256(Path(prepared_dir) / "prepared.csv")
 
 
 @dataclass(frozen=True)
@@ -154,10 +183,12 @@ def run_fold(
     out: Path,
     pretrained: str | Path | None,
     callbacks: Sequence[Callback] = (),
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune on the other subjects, embed, fit the SVM on training subjects only, predict the held-out ones.
 
-    `callbacks` go to the fold's Lightning Trainer (a sweep's per-epoch pruning callback, for instance).
+    `callbacks` go to the fold's Lightning Trainer (a sweep's per-epoch pruning callback, for instance); `extra`
+    fields join the fold's metrics.json (a nested fold's `selection`: its inner study and chosen parameters).
     """
     fold_dir = fold.dir(out)
     fold_dir.mkdir(parents=True, exist_ok=True)
@@ -187,8 +218,8 @@ def run_fold(
     else:  # softmax-only ablation: no SVM is fitted, its column stays empty
         preds["svm_pred"] = ""
     preds["softmax_pred"] = [classes[i] for i in test["probs"].argmax(1)] if len(emb_te) else []
-    for i, c in enumerate(CLASSES):
-        preds[f"prob_{c}"] = test["probs"][:, i] if c in classes and len(emb_te) else 0.0
+    for i, c in enumerate(classes):  # the network's outputs are in data.classes order (the datamodule's label ids)
+        preds[f"prob_{c}"] = test["probs"][:, i] if len(emb_te) else []
     seconds = time.perf_counter() - start
     metrics = {
         "fold": fold.name,
@@ -207,8 +238,9 @@ def run_fold(
         "monitor": res.monitor,
         "epochs": res.epochs_run,
         "seconds": round(seconds, 2),
+        **(extra or {}),
     }
-    atomic_write_text(fold_dir / "predictions.csv", preds[PRED_COLUMNS].to_csv(index=False))
+    atomic_write_text(fold_dir / "predictions.csv", preds[pred_columns(classes)].to_csv(index=False))
     atomic_write_json(fold_dir / "metrics.json", metrics, default=float)
     return metrics
 
@@ -230,11 +262,18 @@ def run_loso(
     *,
     fold_index: int | None = None,
     folds: str | Sequence[str] | None = None,
+    selection: dict[str, Any] | Callable[[list[Fold], pd.DataFrame], dict[str, Any]] | None = None,
+    selection_key: str = "fixed",
+    fold_runner: Callable[[Fold, pd.DataFrame, str | Path | None], dict[str, Any]] | None = None,
 ) -> Path:
     """`mer loso`: run the planned folds that are not complete yet; write the report once every fold is done.
 
     The plan is the config's (`loso.folds`, or every micro subject); `folds` (names) or `fold_index` only choose
     which of its folds this call runs, so they change neither the run's config nor when its report is due.
+    `selection` is loso.json's record of how hyper-parameters were chosen (default: fixed; a callable gets the
+    plan and the prepared table), `selection_key` what a resumed run must share with it, and `fold_runner(fold,
+    prepared, pretrained)` replaces `run_fold` (the nested driver runs each fold's inner study first; folds then
+    run one after another in this process).
     """
     out = Path(out)
     prepared_dir = Path(cfg.data.prepared)
@@ -255,20 +294,27 @@ def run_loso(
         pretrained = None
     check_inputs(cfg, prepared, pretrained)
     _check_same_config(cfg, out)
-    write_run_info(cfg, out)
     planned = [f.name for f in everything]
+    chosen_by = selection(everything, prepared) if callable(selection) else (selection or fixed_selection())
     notes = {"pretrained": str(pretrained) if pretrained else None, "prepared": str(prepared_dir),
-             "objective": "loso", "leaky": False, "planned_folds": planned}  # fmt: skip
+             "pretrained_sha256": file_sha256(pretrained) if pretrained else None,
+             "data_fingerprint": prepared_fingerprint(prepared_dir), "selection_key": selection_key,
+             "selection": chosen_by, "planned_folds": planned}  # fmt: skip
+    _check_same_inputs(notes, out)
+    write_run_info(cfg, out)
     atomic_write_json(out / "loso.json", notes)
     todo = [f for f in plan if not fold_complete(f.dir(out))]
     done = len(plan) - len(todo)
     if done:
         print(f"{done} of {len(plan)} folds already complete in {out}; running the other {len(todo)}")
-    n_workers = max(1, cfg.loso.workers)
+    n_workers = 1 if fold_runner is not None else max(1, cfg.loso.workers)
     bar = tqdm(total=len(plan), initial=done, desc="LOSO folds", unit="fold")
     if n_workers == 1 or len(todo) <= 1:
         for fold in todo:
-            m = run_fold(cfg, prepared, fold, out, pretrained)
+            if fold_runner is not None:
+                m = fold_runner(fold, prepared, pretrained)
+            else:
+                m = run_fold(cfg, prepared, fold, out, pretrained)
             bar.update()
             bar.write(_fold_line(m))
     else:
@@ -318,13 +364,39 @@ def _fold_line(m: dict[str, Any]) -> str:
     return f"fold {m['fold']}: n={m['n_test']} {svm}softmax acc={m['softmax_accuracy']:.2f} ({m['seconds']:.0f} s)"
 
 
+def _has_folds(out: Path) -> bool:
+    return (out / "folds").is_dir() and any((out / "folds").rglob("metrics.json"))
+
+
+def _check_same_inputs(notes: dict[str, Any], out: Path) -> None:
+    """Resuming with another pre-trained checkpoint, other prepared data or another way of choosing hyper-parameters
+    would mix runs: refuse in one line naming what differs (runs from before these records are not checked)."""
+    previous = out / "loso.json"
+    if not previous.is_file() or not _has_folds(out):
+        return
+    try:
+        old = json.loads(previous.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise MerError(f"{previous}: not valid JSON; it records what the complete folds were made from") from None
+    for key, what in RESUME_FACTS.items():
+        if key in old and old[key] != notes[key]:
+            raise MerError(
+                f"{out} holds folds made with another {what} ({key} {str(old[key])[:16]} → {str(notes[key])[:16]}); "
+                "use a new --out folder or the same inputs to resume"
+            )
+
+
+def _execution_key(key: str) -> bool:
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in EXECUTION_KEYS)
+
+
 def _check_same_config(cfg: Config, out: Path) -> None:
     """Resuming into a folder made with another config would mix results: refuse with the difference."""
     previous = out / "config.yaml"
-    if not previous.is_file() or not any((out / "folds").rglob("metrics.json")):
+    if not previous.is_file() or not _has_folds(out):
         return
     old, new = flatten(to_dict(load_config(previous))), flatten(to_dict(cfg))
-    keys = sorted((set(old) | set(new)) - set(EXECUTION_KEYS))
+    keys = sorted(k for k in set(old) | set(new) if not _execution_key(k))
     changed = [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
     if changed:
         raise MerError(

@@ -23,6 +23,7 @@ from mer.evaluation.metrics import COMPOSITE, per_fold_table
 from mer.evaluation.plots import confusion_png, per_fold_png
 from mer.evaluation.render import Document, fmt
 from mer.evaluation.runs import CLASSIFIER_NAMES, CLASSIFIERS, RunResults, SeedRuns, is_multi_seed, load_run, load_seeds
+from mer.evaluation.selection import describe as describe_selection
 from mer.files import atomic_write_bytes, atomic_write_json, natural_key
 
 Scores = dict[str, dict[str, dict[str, Any]]]  # {classifier: {"composite" or dataset: pooled scores}}
@@ -60,6 +61,7 @@ def write_report(run_dir: Path, out: Path | None = None, *, resamples: int = RES
     _published_section(doc, run, scores)
     _per_fold_section(doc, run, scores, fold_table, out)
     _time_section(doc, fold_table)
+    _nested_section(doc, run)
     _missing_section(doc, run)
     _megc_log_section(doc, run, out)
     _provenance_section(doc, run)
@@ -84,13 +86,11 @@ def _n_subjects(run: RunResults) -> int:
 
 def _overview(doc: Document, run: RunResults, scores: Scores, intervals: Intervals) -> None:
     """LEAKY / PARTIAL banners, then folds, samples, the headline numbers and any problems reading the run."""
-    if run.leaky:
-        objective = run.notes.get("objective")
+    reasons = run.leaky_reasons
+    if reasons:
         doc.banner(
-            "LEAKY: model selection touched the LOSO test folds"
-            + (f" (objective: {objective})" if objective else "")
-            + ". These numbers are optimistic, reproduce a leaky protocol only, and must not be reported as "
-            "unbiased LOSO results.",
+            f"LEAKY: model selection touched the LOSO test folds ({'; '.join(reasons)}). These numbers are "
+            "optimistic, reproduce a leaky protocol only, and must not be reported as unbiased LOSO results.",
             "leaky",
         )
     if run.partial:
@@ -227,6 +227,25 @@ def _time_section(doc: Document, fold_table: pd.DataFrame) -> None:
     )
 
 
+def _nested_section(doc: Document, run: RunResults) -> None:
+    """Nested runs: each fold's parameters chosen by its own inner study, and how often each value won."""
+    if "selection" not in run.folds.columns:
+        return
+    rows = [(str(r["fold"]), r["selection"]) for _, r in run.folds.iterrows() if isinstance(r["selection"], dict)]
+    if not rows:
+        return
+    doc.heading("Hyper-parameters chosen per fold (nested)")
+    doc.para("Each fold's inner study searched over that fold's training subjects only; its best trial's values "
+             "trained the fold. `wins` counts the folds that chose each value.")  # fmt: skip
+    keys = sorted({k for _, sel in rows for k in sel.get("params") or {}})
+    shown = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+    doc.table(pd.DataFrame([{"fold": f, **{k: shown((sel.get("params") or {}).get(k)) for k in keys},
+                             "inner value": fmt(sel.get("value"))} for f, sel in rows]))  # fmt: skip
+    chosen = [(k, shown((sel.get("params") or {}).get(k))) for k in keys for _, sel in rows]
+    wins = pd.Series(chosen).value_counts(sort=False)
+    doc.table(pd.DataFrame([{"key": k, "value": v, "wins": int(n)} for (k, v), n in sorted(wins.items())]))
+
+
 def _missing_section(doc: Document, run: RunResults) -> None:
     """The folds without a complete result (only in a PARTIAL report)."""
     if not run.partial:
@@ -268,7 +287,8 @@ def _provenance_section(doc: Document, run: RunResults) -> None:
             f"Git commit: `{info.get('git_commit') or 'unknown'}`",
             f"Command: `{info.get('command') or 'unknown'}`",
         ]
-        + [f"{k}: {v}" for k, v in run.notes.items() if k != "planned_folds"]
+        + [f"Hyper-parameters: {describe_selection(run.notes.get('selection'))}"]
+        + [f"{k}: {v}" for k, v in run.notes.items() if k not in ("planned_folds", "selection")]
     )
     versions = info.get("versions") or {}
     if versions:
@@ -297,6 +317,8 @@ def _write_scores(
         "name": run.name,
         "partial": run.partial,
         "leaky": run.leaky,
+        "leaky_reasons": run.leaky_reasons,
+        "selection": run.notes.get("selection"),
         "complete_folds": len(run.folds),
         "planned_folds": run.n_planned,
         "missing_folds": run.missing,

@@ -19,6 +19,7 @@ import yaml
 from mer.config import CLASSES
 from mer.errors import MerError
 from mer.evaluation.metrics import pooled_scores
+from mer.evaluation.selection import leaky_reasons
 from mer.files import natural_key
 
 PREDICTION_COLUMNS = ("sample_id", "dataset", "subject", "label", "svm_pred", "softmax_pred")
@@ -54,10 +55,30 @@ class RunResults:
         return len(self.folds) + len(self.missing)
 
     @property
+    def tested(self) -> dict[str, set[str]]:
+        """Each complete fold's test subjects: its metrics.json `held_out` plus the subjects it predicted."""
+        out = {str(f): set(g["subject"].astype(str)) for f, g in self.predictions.groupby("fold")}
+        for _, row in self.folds.iterrows():
+            held = row.get("held_out")
+            out.setdefault(str(row["fold"]), set()).update(str(s) for s in held if isinstance(held, list))
+        return out
+
+    @property
+    def leaky_reasons(self) -> list[str]:
+        """Why a LOSO test subject took part in choosing the hyper-parameters (empty: none did); see selection.py."""
+        rows = self.folds.to_dict("records") if "selection" in self.folds.columns else []
+        fold_sel = {str(r["fold"]): r["selection"] for r in rows if isinstance(r["selection"], dict)}
+        return leaky_reasons(self.notes.get("selection"), self.tested, fold_sel)
+
+    @property
     def leaky(self) -> bool:
-        """True when loso.json says model selection looked at the LOSO test folds."""
-        objective = str(self.notes.get("objective", "") or "")
-        return bool(self.notes.get("leaky")) or objective.startswith("leaky")
+        """True when a subject this run tests helped choose its hyper-parameters (compared as subject sets)."""
+        return bool(self.leaky_reasons)
+
+    @property
+    def classes(self) -> list[str]:
+        """The run's classes in its config's order (data.classes), or the global list for runs without a config."""
+        return [str(c) for c in ((self.config.get("data") or {}).get("classes") or CLASSES)]
 
     @property
     def classifiers(self) -> list[str]:
@@ -78,7 +99,7 @@ class RunResults:
 
     def scores(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Pooled MEGC scores per classifier: {classifier: {"composite": ..., dataset: ...}}."""
-        return {c: pooled_scores(self.predictions, CLASSIFIERS[c]) for c in self.classifiers}
+        return {c: pooled_scores(self.predictions, CLASSIFIERS[c], self.classes) for c in self.classifiers}
 
 
 def _read_json(path: Path, problems: list[str]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from mer.config import Config, write_run_info
 from mer.data.prepared import load_prepared
@@ -59,10 +60,12 @@ def run_seeds(
     *,
     fold_index: int | None = None,
     folds: str | Sequence[str] | None = None,
+    **chosen: Any,
 ) -> Path:
     """Run LOSO once per seed of `loso.seeds` into `OUT/seed<k>/`, skipping complete seeds; report when all are done.
 
     `folds` and `loso.workers` apply within each seed; `fold_index` I runs fold I % n_folds of seed I // n_folds.
+    `chosen` (`selection`, `selection_key`: how hyper-parameters were chosen) goes to every seed's `run_loso`.
     """
     out = Path(out)
     seeds = study_seeds(cfg)
@@ -79,7 +82,7 @@ def run_seeds(
                 f"0..{n_folds * len(seeds) - 1} (task = seed index · {n_folds} + fold index)"
             )
         s_i, f_i = divmod(fold_index, n_folds)
-        run_loso(seed_config(cfg, seeds[s_i]), seed_dir(out, seeds[s_i]), pretrained, fold_index=f_i)
+        run_loso(seed_config(cfg, seeds[s_i]), seed_dir(out, seeds[s_i]), pretrained, fold_index=f_i, **chosen)
     else:
         for i, seed in enumerate(seeds):
             folder = seed_dir(out, seed)
@@ -87,7 +90,7 @@ def run_seeds(
                 print(f"seed {seed} ({i + 1}/{len(seeds)}) already complete in {folder}")
                 continue
             print(f"seed {seed} ({i + 1}/{len(seeds)}) → {folder}")
-            run_loso(seed_config(cfg, seed), folder, pretrained, folds=folds)
+            run_loso(seed_config(cfg, seed), folder, pretrained, folds=folds, **chosen)
     done = [s for s in seeds if seed_complete(seed_dir(out, s))]
     if len(done) < len(seeds):
         print(f"{len(done)} of {len(seeds)} seeds complete; run again (or the other array tasks) to finish, then "

@@ -64,6 +64,11 @@ def training_frame(
     return prepared[~(prepared["kind"].eq("micro") & prepared["subject"].isin(list(exclude)))].reset_index(drop=True)
 
 
+def selection_subjects(frame: pd.DataFrame) -> list[str]:
+    """The micro subjects of a sweep's training frame: every subject whose samples may score or train a trial."""
+    return sorted(frame.loc[frame["kind"] == "micro", "subject"].astype(str).unique().tolist())
+
+
 def inner_folds(frame: pd.DataFrame, k: int, classes: Sequence[str] | None = None) -> list[Fold]:
     """k grouped folds over the micro subjects of `frame` (GroupKFold: whole subjects, balanced sample counts)."""
     rows = frame[frame["kind"] == "micro"]

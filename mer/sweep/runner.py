@@ -22,7 +22,7 @@ from mer.data.prepared import load_prepared
 from mer.errors import MerError
 from mer.evaluation.loso import check_inputs
 from mer.sweep.display import Display
-from mer.sweep.objective import TrialObjective, scoring_folds, training_frame
+from mer.sweep.objective import TrialObjective, scoring_folds, selection_subjects, training_frame
 from mer.sweep.scheduling import FINISHED, Job, Slots, open_study, run_workers, work
 from mer.sweep.spec import SweepConfig, check_space, data_fingerprint, load_sweep, trial_overrides
 from mer.sweep.storage import best_trial, default_storage, leaky_warning, load_existing_study, mask_url
@@ -145,6 +145,8 @@ def run_sweep(
     url, note = (storage, None) if storage else default_storage(spec.out_dir, workers)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = open_study(spec, url, identity)
+    if "inner_subjects" not in study.user_attrs:  # facts for the LEAKY check of any LOSO run that uses this study
+        study.set_user_attr("inner_subjects", selection_subjects(frame))
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     if note:
         print(note)

@@ -209,6 +209,16 @@ def best_overrides(spec: str) -> list[str]:
     `spec` may also be a sweep YAML file: its default storage and study name are used. Warns on stderr when the
     study's objective was leaky.
     """
+    return best_selection(spec)[0]
+
+
+def best_selection(spec: str) -> tuple[list[str], dict[str, Any]]:
+    """(overrides of the best trial, the run's `from-study` selection record) for `mer loso --from-study`.
+
+    The record holds the study's objective, its storage (password masked) and the subjects its trials were scored
+    on, as the study itself recorded them (user attr `inner_subjects`; None for a study from before that record).
+    """
+    from mer.evaluation.selection import from_study_selection
     from mer.sweep.spec import load_sweep, trial_overrides
 
     if spec.endswith((".yaml", ".yml")) and Path(spec).is_file():
@@ -222,4 +232,7 @@ def best_overrides(spec: str) -> list[str]:
     warning = leaky_warning(study)
     if warning:
         print(warning, file=sys.stderr)
-    return trial_overrides(best.params)
+    attrs = study.user_attrs
+    record = from_study_selection(study.study_name, mask_url(url), str(attrs.get("objective", "?")),
+                                  attrs.get("inner_subjects"), best.params)  # fmt: skip
+    return trial_overrides(best.params), record
