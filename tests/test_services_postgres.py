@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from mer.cli import app
 from mer.config import load_config
-from mer.sweep import open_storage, run_sweep, sweep_from_dict
+from mer.sweep import open_storage, path_override, run_sweep, sweep_from_dict
 from mer.sweep.objective import suggest
 from mer.sweep.scheduling import open_study, work
 from tests.helpers import (
@@ -127,7 +127,8 @@ def test_three_workers_one_killed_then_rerun_and_read_back(postgres_url, tmp_pat
     prepared = write_prepared_dir(tmp_path / "prepared", make_prepared(tmp_path / "prepared", MICRO, per_class=2,
                                                                         size=32))  # fmt: skip
     path = write_spec(tmp_path / "sweep.yaml", spec_dict(tmp_path / "sw"))
-    run_sweep(path, prepared=prepared, storage=postgres_url, n_trials=0, live=False)  # create the study once (docs)
+    on_prepared = [path_override("data.prepared", prepared)]
+    run_sweep(path, on_prepared, storage=postgres_url, n_trials=0, live=False)  # create the study once (docs)
     cmd = [sys.executable, "-m", "mer.cli", "sweep", str(path), "--storage", postgres_url, "--prepared", str(prepared),
            "--no-live"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -159,7 +160,7 @@ def test_three_workers_one_killed_then_rerun_and_read_back(postgres_url, tmp_pat
     assert victim is not None, tails
     assert procs[0].returncode == -signal.SIGKILL and [p.returncode for p in procs[1:]] == [0, 0], tails
     time.sleep(max(0.0, killed_at + 10.5 - time.monotonic()))  # the rerun comes after the grace period
-    summary = run_sweep(path, prepared=prepared, storage=postgres_url, live=False)
+    summary = run_sweep(path, on_prepared, storage=postgres_url, live=False)
 
     ts = study_trials(postgres_url)
     done = complete_by_point(ts)
