@@ -1,0 +1,470 @@
+"""The LOSO report of one run folder: pooled MEGC metrics as `report.md` + `report.html`, plots, a MEGC log.
+
+`write_run_report` reads the run (`mer.evaluation.runs.load_run`), then adds one section after another to a
+`Document` (rendered to Markdown and to a self-contained HTML page). A report is stamped PARTIAL when folds are
+missing and LEAKY when model selection touched the test folds. Every headline number carries a 95 % bootstrap
+interval over subjects (`mer.evaluation.bootstrap`). Multi-seed folders: `mer.evaluation.report`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mer.evaluation.bootstrap import RESAMPLES, SEED, bootstrap_intervals, paired_difference, verdict
+from mer.evaluation.compare import MEGC2019_SAMPLES, MEGC2019_SUBJECTS, comparison_table
+from mer.evaluation.megc_log import write_megc_log
+from mer.evaluation.metrics import COMPOSITE, per_fold_table
+from mer.evaluation.plots import confusion_png, per_fold_png
+from mer.evaluation.render import Document, fmt
+from mer.evaluation.runs import CLASSIFIER_NAMES, CLASSIFIERS, RunResults, load_run
+from mer.evaluation.selection import describe as describe_selection
+from mer.files import atomic_write_bytes, atomic_write_json, natural_key
+
+Scores = dict[str, dict[str, dict[str, Any]]]  # {classifier: {"composite" or dataset: pooled scores}}
+Intervals = dict[str, dict[str, dict[str, list[float | None]]]]  # {classifier: {scope: {metric: [low, high]}}}
+
+CONFUSION_PNG = "confusion_matrix.png"
+PER_FOLD_PNG = "per_fold_accuracy.png"
+MEGC_LOG = "megc_log.txt"
+
+
+def write_run_report(run_dir: Path, out: Path | None = None, *, resamples: int = RESAMPLES, seed: int = SEED) -> Path:
+    """Write report.md, report.html, confusion_matrix.png, per_fold_accuracy.png, megc_log.txt and scores.json.
+
+    `out` defaults to the run folder. Metrics pool the predictions of all complete folds (MEGC way); missing
+    folds stamp the report PARTIAL and are listed; a leaky run (loso.json) is stamped LEAKY. `resamples`
+    subject-bootstrap draws (0: none) with `seed` give the 95 % intervals. Returns the report.md path.
+    """
+    run = load_run(run_dir)
+    out = Path(out) if out is not None else Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scores = run.scores()
+    intervals = _intervals([run.predictions], run.classifiers, resamples, seed)
+    versus = _classifier_difference([run.predictions], run.classifiers, resamples, seed)
+    fold_table = _fold_table(run)
+
+    doc = Document(f"LOSO report: {run.name}{_stamp_suffix(run)}")
+    _overview(doc, run, scores, intervals)
+    _scores_section(doc, scores, intervals)
+    _uncertainty_section(doc, _n_subjects(run), resamples, seed, versus)
+    _per_class_section(doc, scores)
+    _confusion_section(doc, scores, out)
+    _published_section(doc, run, scores)
+    _per_fold_section(doc, run, scores, fold_table, out)
+    _time_section(doc, fold_table)
+    _nested_section(doc, run)
+    _missing_section(doc, run)
+    _megc_log_section(doc, run, out)
+    _provenance_section(doc, run)
+    _config_section(doc, run)
+
+    md_path = out / "report.md"
+    doc.write(md_path, out / "report.html")
+    _write_scores(run, scores, out / "scores.json", intervals, _bootstrap_meta(resamples, seed), versus)
+    return md_path
+
+
+# ---------------------------------------------------------------------------------------------- sections
+
+
+def _stamp_suffix(run: RunResults) -> str:
+    return f" [{' / '.join(run.stamps)}]" if run.stamps else ""
+
+
+def _n_subjects(run: RunResults) -> int:
+    return run.predictions[["dataset", "subject"]].drop_duplicates().shape[0]
+
+
+def _overview(doc: Document, run: RunResults, scores: Scores, intervals: Intervals) -> None:
+    """LEAKY / PARTIAL banners, then folds, samples, the headline numbers and any problems reading the run."""
+    reasons = run.leaky_reasons
+    if reasons:
+        doc.banner(
+            f"LEAKY: model selection touched the LOSO test folds ({'; '.join(reasons)}). These numbers are "
+            "optimistic, reproduce a leaky protocol only, and must not be reported as unbiased LOSO results.",
+            "leaky",
+        )
+    if run.partial:
+        shown = ", ".join(run.missing[:12]) + (f" … (+{len(run.missing) - 12} more)" if len(run.missing) > 12 else "")
+        doc.banner(
+            f"PARTIAL: {len(run.missing)} of {run.n_planned} folds are missing ({shown}). "
+            f"Scores below pool the {len(run.folds)} complete folds only.",
+            "partial",
+        )
+    pred = run.predictions
+    comp = scores[run.headline][COMPOSITE]
+    doc.bullets(
+        [
+            f"Run folder: `{run.run_dir}`",
+            f"Folds: {len(run.folds)} complete of {run.n_planned}" + (" (PARTIAL)" if run.partial else ""),
+            f"Samples: {len(pred)} from {_n_subjects(run)} subjects; datasets: "
+            + ", ".join(f"{d} {k}" for d, k in pred.groupby("dataset").size().items()),
+            f"Headline ({CLASSIFIER_NAMES[run.headline]}, pooled; 95 % bootstrap interval over subjects): "
+            + ", ".join(
+                f"{label} {_with_ci(comp[m], _ci(intervals, run.headline, COMPOSITE, m))}"
+                for label, m in (("accuracy", "accuracy"), ("UAR", "uar"), ("UF1", "uf1"))
+            ),
+        ]
+        + [f"Note: {p}" for p in run.problems]
+    )
+
+
+def _scores_section(doc: Document, scores: Scores, intervals: Intervals) -> None:
+    """Pooled accuracy, UAR and UF1 per set (composite, then each dataset) and classifier."""
+    doc.heading("Scores (pooled over all folds)")
+    doc.para(
+        "MEGC2019 protocol: the predictions of every fold are pooled, TP/FP/FN of each class are summed, then "
+        "per-class recall and F1 are averaged without weights (UAR, UF1). Classes absent from a set's ground "
+        "truth are left out of its means (`classes scored`). Per-fold numbers appear only in the per-fold table. "
+        "Brackets: 95 % bootstrap interval over subjects (below)."
+    )
+    doc.table(_scores_table(scores, intervals))
+
+
+def _uncertainty_section(
+    doc: Document, n_subjects: int, resamples: int, seed: int, versus: dict[str, Any] | None, seeds: int = 1
+) -> None:
+    """How the intervals were made, and the paired SVM − softmax difference when both classifiers predicted."""
+    doc.heading("Uncertainty (bootstrap over subjects)")
+    if resamples <= 0:
+        doc.para("No bootstrap was run (`--resamples 0`).")
+        return
+    over = f"the mean over the {seeds} seeds of each seed's pooled score" if seeds > 1 else "the pooled score"
+    doc.para(
+        f"Intervals are 95 % percentile intervals of {resamples} resamples (seed {seed}) of the {n_subjects} test "
+        "subjects, drawn with replacement within each dataset; each resample recomputes "
+        f"{over} on the drawn subjects. They say how much the number depends on which subjects were tested — "
+        "resampling samples instead would ignore that a subject's samples are alike, and give intervals far too "
+        "narrow. "
+        + (
+            "The ± figure is the spread between seeds (training noise); the interval is over subjects, for the "
+            "seed mean."
+            if seeds > 1
+            else "Seed spread (training noise) is not in a one-seed interval: run several seeds for that."
+        )
+    )
+    if versus:
+        doc.para(
+            "**SVM − softmax** on the same samples (paired: both scored on each resample's subjects): "
+            + "; ".join(_diff_text(label, versus[COMPOSITE][m]) for label, m in (("UF1", "uf1"), ("UAR", "uar")))
+            + "."
+        )
+
+
+def _per_class_section(doc: Document, scores: Scores) -> None:
+    """Support, TP/FP/FN, recall and F1 of each class (composite)."""
+    doc.heading("Per-class scores (composite)")
+    doc.table(_per_class_table(scores))
+
+
+def _confusion_section(doc: Document, scores: Scores, out: Path) -> None:
+    """The confusion matrices as a figure (written to `out`) and as one table per classifier."""
+    doc.heading("Confusion matrices (composite)")
+    png = confusion_png(scores)
+    atomic_write_bytes(out / CONFUSION_PNG, png)
+    doc.image(CONFUSION_PNG, "confusion matrices", png)
+    for clf, pooled in scores.items():
+        doc.para(f"**{CLASSIFIER_NAMES[clf]}** (rows: true class, columns: predicted class)")
+        doc.table(_confusion_table(pooled[COMPOSITE]))
+
+
+def _published_section(doc: Document, run: RunResults, scores: Scores) -> None:
+    """Published MEGC2019 results beside this run, saying whether the sample sets are comparable."""
+    n, n_subjects = len(run.predictions), _n_subjects(run)
+    doc.heading("Comparison with published results")
+    doc.para(
+        f"Published composite UF1/UAR are LOSO on the MEGC2019 composite ({MEGC2019_SAMPLES} samples, "
+        f"{MEGC2019_SUBJECTS} subjects); Liu et al. 2022 report composite accuracy only. This run pooled "
+        f"{n} samples from {n_subjects} subjects"
+        + (
+            "."
+            if (n, n_subjects) == (MEGC2019_SAMPLES, MEGC2019_SUBJECTS)
+            else ", so it is not the benchmark set and the rows are not directly comparable."
+        )
+    )
+    doc.table(comparison_table(scores, f"this run{_stamp_suffix(run)}"))
+
+
+def _per_fold_section(doc: Document, run: RunResults, scores: Scores, fold_table: pd.DataFrame, out: Path) -> None:
+    """Per-fold accuracy as a figure (written to `out`) and a table: diagnostic, never averaged."""
+    doc.heading("Per-fold results")
+    png = per_fold_png(fold_table, run.classifiers, scores)
+    atomic_write_bytes(out / PER_FOLD_PNG, png)
+    doc.image(PER_FOLD_PNG, "per-fold accuracy", png)
+    doc.para("Per-fold accuracy is a diagnostic table; it is never averaged into the headline.")
+    doc.table(_shown_fold_table(fold_table, run))
+
+
+def _time_section(doc: Document, fold_table: pd.DataFrame) -> None:
+    """Mean, median, max and total seconds of the folds that recorded their time."""
+    doc.heading("Time per fold")
+    secs = fold_table["seconds"].dropna()
+    if not len(secs):
+        doc.para("No fold recorded its time (`seconds` in metrics.json).")
+        return
+    doc.table(
+        pd.DataFrame(
+            [
+                {
+                    "folds timed": len(secs),
+                    "mean s": fmt(float(secs.mean()), 1),
+                    "median s": fmt(float(secs.median()), 1),
+                    "max s": fmt(float(secs.max()), 1),
+                    "total s": fmt(float(secs.sum()), 1),
+                    "total h:mm:ss": _hms(float(secs.sum())),
+                }
+            ]
+        )
+    )
+
+
+def _nested_section(doc: Document, run: RunResults) -> None:
+    """Nested runs: each fold's parameters chosen by its own inner study, and how often each value won."""
+    if "selection" not in run.folds.columns:
+        return
+    rows = [(str(r["fold"]), r["selection"]) for _, r in run.folds.iterrows() if isinstance(r["selection"], dict)]
+    if not rows:
+        return
+    doc.heading("Hyper-parameters chosen per fold (nested)")
+    doc.para("Each fold's inner study searched over that fold's training subjects only; its best trial's values "
+             "trained the fold. `wins` counts the folds that chose each value.")  # fmt: skip
+    keys = sorted({k for _, sel in rows for k in sel.get("params") or {}})
+    shown = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+    doc.table(pd.DataFrame([{"fold": f, **{k: shown((sel.get("params") or {}).get(k)) for k in keys},
+                             "inner value": fmt(sel.get("value"))} for f, sel in rows]))  # fmt: skip
+    chosen = [(k, shown((sel.get("params") or {}).get(k))) for k in keys for _, sel in rows]
+    wins = pd.Series(chosen).value_counts(sort=False)
+    doc.table(pd.DataFrame([{"key": k, "value": v, "wins": int(n)} for (k, v), n in sorted(wins.items())]))
+
+
+def _missing_section(doc: Document, run: RunResults) -> None:
+    """The folds without a complete result (only in a PARTIAL report)."""
+    if not run.partial:
+        return
+    doc.heading("Missing folds")
+    doc.para(
+        f"{len(run.missing)} of {run.n_planned} folds have no complete result (both predictions.csv and "
+        "metrics.json); rerun the same `mer loso` command to resume them."
+    )
+    doc.bullets([f"`{f}`" for f in run.missing])
+
+
+def _megc_log_section(doc: Document, run: RunResults, out: Path) -> None:
+    """Write the MEGC log of the headline classifier to `out` and say what it holds."""
+    headline = run.headline
+    log_path = write_megc_log(
+        run.predictions,
+        out / MEGC_LOG,
+        pred_col=CLASSIFIERS[headline],
+        run_name=run.name,
+        classifier=headline,
+        folds=run.folds["fold"].tolist(),
+    )
+    doc.heading("MEGC log")
+    doc.para(
+        f"`{log_path.name}` holds the {CLASSIFIER_NAMES[headline]} predictions, one tab-separated line per fold: "
+        "the fold, then one `<sample_id>:pred=<predicted>:true=<ground truth>` token per held-out sample; "
+        "lines starting with `#` are comments."
+    )
+
+
+def _provenance_section(doc: Document, run: RunResults) -> None:
+    """Seed, git commit, command, run notes and package versions."""
+    doc.heading("Provenance")
+    info = run.run_info
+    doc.bullets(
+        [
+            f"Seed: {info.get('seed', (run.config or {}).get('seed', '—'))}",
+            f"Git commit: `{info.get('git_commit') or 'unknown'}`",
+            f"Command: `{info.get('command') or 'unknown'}`",
+        ]
+        + [f"Hyper-parameters: {describe_selection(run.notes.get('selection'))}"]
+        + [f"{k}: {v}" for k, v in run.notes.items() if k not in ("planned_folds", "selection")]
+    )
+    versions = info.get("versions") or {}
+    if versions:
+        doc.table(pd.DataFrame({"package": list(versions), "version": [str(v) for v in versions.values()]}))
+
+
+def _config_section(doc: Document, run: RunResults) -> None:
+    """The run's config.yaml, folded in the HTML page."""
+    doc.heading("Resolved config")
+    if run.config_text is not None:
+        doc.code(run.config_text, "yaml", summary="config.yaml (click to expand)")
+    else:
+        doc.para("config.yaml is missing from the run folder.")
+
+
+def _write_scores(
+    run: RunResults,
+    scores: Scores,
+    path: Path,
+    intervals: Intervals,
+    bootstrap: dict[str, Any],
+    versus: dict[str, Any] | None,
+) -> None:
+    """scores.json: the stamps, fold counts, every pooled score and its bootstrap interval, for scripts."""
+    summary = {
+        "name": run.name,
+        "partial": run.partial,
+        "leaky": run.leaky,
+        "leaky_reasons": run.leaky_reasons,
+        "selection": run.notes.get("selection"),
+        "complete_folds": len(run.folds),
+        "planned_folds": run.n_planned,
+        "missing_folds": run.missing,
+        "headline": run.headline,
+        "scores": scores,
+        "intervals": intervals,
+        "bootstrap": bootstrap,
+        "svm_minus_softmax": versus,
+    }
+    atomic_write_json(path, summary)
+
+
+# ------------------------------------------------------------------------------------------------ tables
+
+
+def _scores_table(scores: Scores, intervals: Intervals) -> pd.DataFrame:
+    first = next(iter(scores.values()))
+    rows = []
+    for scope in first:
+        row: dict[str, Any] = {"set": scope, "n": first[scope]["n"]}
+        for clf, pooled in scores.items():
+            name = CLASSIFIER_NAMES[clf]
+            for label, m in (("acc", "accuracy"), ("UAR", "uar"), ("UF1", "uf1")):
+                row[f"{name} {label}"] = _with_ci(pooled[scope][m], _ci(intervals, clf, scope, m))
+        row["classes scored"] = ", ".join(first[scope]["classes_scored"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _per_class_table(scores: Scores) -> pd.DataFrame:
+    rows = []
+    for clf, pooled in scores.items():
+        for cls, s in pooled[COMPOSITE]["per_class"].items():
+            rows.append(
+                {
+                    "classifier": CLASSIFIER_NAMES[clf],
+                    "class": cls,
+                    "support": s["support"],
+                    "TP": s["tp"],
+                    "FP": s["fp"],
+                    "FN": s["fn"],
+                    "recall": s["recall"],
+                    "F1": s["f1"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _confusion_table(comp: dict[str, Any]) -> pd.DataFrame:
+    df = pd.DataFrame(comp["confusion"], columns=[f"pred {c}" for c in comp["classes"]])
+    df.insert(0, "true \\ predicted", comp["classes"])
+    return df
+
+
+def _svm_text(params: Any) -> str:
+    if not isinstance(params, dict) or not params:
+        return "—"
+    parts = []
+    if params.get("C") is not None:
+        parts.append(f"C={float(params['C']):g}")
+    if params.get("kernel"):
+        parts.append(str(params["kernel"]))
+    if params.get("gamma") not in (None, ""):
+        parts.append(f"gamma={params['gamma']}")
+    if params.get("inner_cv_f1") is not None:
+        parts.append(f"inner F1 {float(params['inner_cv_f1']):.3f}")
+    if params.get("fallback"):
+        parts.append("fallback: first grid point")
+    return ", ".join(parts) if parts else json.dumps(params, sort_keys=True)
+
+
+def _fold_table(run: RunResults) -> pd.DataFrame:
+    """One row per complete fold: fold, dataset, n, n_train, per-classifier accuracy, seconds, epoch, SVM params."""
+    base = run.folds.copy()
+    pred = run.predictions
+    ds = pred.groupby("fold")["dataset"].agg(lambda s: ", ".join(sorted(set(s))))
+    table = pd.DataFrame({"fold": base["fold"]})
+    table["dataset"] = table["fold"].map(ds).fillna("—")
+    table["n"] = table["fold"].map(pred.groupby("fold").size()).fillna(0).astype(int)
+    table["n_train"] = base.get("n_train", pd.Series([None] * len(base)))
+    for clf in run.classifiers:
+        acc = per_fold_table(pred, CLASSIFIERS[clf]).set_index("fold")["accuracy"]
+        table[f"{clf}_acc"] = table["fold"].map(acc)
+    table["seconds"] = pd.to_numeric(base.get("seconds", pd.Series([np.nan] * len(base))), errors="coerce")
+    table["best_epoch"] = base.get("best_epoch", pd.Series([None] * len(base)))
+    table["svm_params"] = [_svm_text(p) for p in base.get("svm_params", pd.Series([None] * len(base)))]
+    order = sorted(range(len(table)), key=lambda i: natural_key(table["fold"].iloc[i]))
+    return table.iloc[order].reset_index(drop=True)
+
+
+def _shown_fold_table(table: pd.DataFrame, run: RunResults) -> pd.DataFrame:
+    shown = table.rename(columns={f"{c}_acc": f"{CLASSIFIER_NAMES[c]} acc" for c in run.classifiers})
+    shown["seconds"] = shown["seconds"].map(lambda s: fmt(s, 1))
+    for col in ("best_epoch", "n_train"):
+        shown[col] = shown[col].map(lambda v: "—" if v is None or pd.isna(v) else str(int(v)))
+    return shown.rename(columns={"best_epoch": "best epoch", "svm_params": "SVM params"})
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+# ------------------------------------------------------------------------------------------ uncertainty
+
+
+def _intervals(frames: list[pd.DataFrame], classifiers: list[str], resamples: int, seed: int) -> Intervals:
+    """Bootstrap intervals per classifier (of the seed mean when `frames` holds several seeds); {} without resamples."""
+    if resamples <= 0:
+        return {}
+    return {c: bootstrap_intervals(frames, CLASSIFIERS[c], resamples, seed) for c in classifiers}
+
+
+def _classifier_difference(
+    frames: list[pd.DataFrame], classifiers: list[str], resamples: int, seed: int
+) -> dict[str, Any] | None:
+    """Paired SVM − softmax difference over subjects, when both classifiers predicted (else None)."""
+    if resamples <= 0 or not {"svm", "softmax"} <= set(classifiers):
+        return None
+    return paired_difference(frames, frames, CLASSIFIERS["svm"], CLASSIFIERS["softmax"], resamples, seed)
+
+
+def _bootstrap_meta(resamples: int, seed: int) -> dict[str, Any]:
+    return {"resamples": resamples, "seed": seed, "level": 0.95, "unit": "subject", "stratified_by": "dataset",
+            "interval": "percentile"}  # fmt: skip
+
+
+def _ci(intervals: Intervals, clf: str, scope: str, metric: str) -> list[float | None] | None:
+    return ((intervals.get(clf) or {}).get(scope) or {}).get(metric)
+
+
+def _with_ci(value: float | None, ci: list[float | None] | None, sd: float | None = None) -> str:
+    """`0.7218 [0.5815, 0.9030]`, with ` ± sd` after the value when given; an em dash for no value."""
+    if value is None or not np.isfinite(value):
+        return "—"
+    text = f"{value:.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
+    if ci and ci[0] is not None and ci[1] is not None:
+        text += f" [{ci[0]:.4f}, {ci[1]:.4f}]"
+    return text
+
+
+def _diff_text(label: str, d: dict[str, Any]) -> str:
+    """`ΔUF1 +0.0512 [-0.0200, 0.1300] (not significant)`."""
+    return f"Δ{label} {d['diff']:+.4f} [{d['low']:.4f}, {d['high']:.4f}] ({verdict(d)})"
+
+
+# ------------------------------------------------------------------------------------------ several seeds
+
+
+def _compact(scores: Scores) -> dict[str, dict[str, dict[str, Any]]]:
+    """n, accuracy, UAR and UF1 of every classifier and scope (per-seed rows of scores.json)."""
+    return {c: {scope: {k: s[k] for k in ("n", "accuracy", "uar", "uf1")} for scope, s in pooled.items()}
+            for c, pooled in scores.items()}  # fmt: skip
