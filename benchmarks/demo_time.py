@@ -59,7 +59,7 @@ def main() -> None:
         sys.exit(f"mer demo failed with exit code {proc.returncode}")
     timings_file = args.out / "demo_timings.json"
     stages = json.loads(timings_file.read_text())["stages"] if timings_file.is_file() else _legacy_stages(proc.stdout)
-    print(f"\n| stage | wall s | CPU s |\n|---|---:|---:|")
+    print("\n| stage | wall s | CPU s |\n|---|---:|---:|")
     for name, t in stages.items():
         cpu = f"{t['cpu_s']:.0f}" if "cpu_s" in t else "–"
         print(f"| {name} | {t['wall_s']:.0f} | {cpu} |")

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from mer.config import CLASSES
-from mer.demo.spec import POS
 from mer.demo.faces import Identity, make_identity, micro_levels, render
 from mer.demo.layouts import (
     CASME2_HEADER,
@@ -35,7 +34,7 @@ from mer.demo.layouts import (
     plan_smic,
     write_xlsx,
 )
-from mer.demo.spec import DATASETS, FOLDERS, FPS, GENERATOR_VERSION, MACRO, MICRO, DemoSpec
+from mer.demo.spec import DATASETS, FOLDERS, FPS, GENERATOR_VERSION, MACRO, MICRO, POS, DemoSpec
 from mer.errors import DataError
 
 MARKER = "demo_corpus.json"
@@ -98,7 +97,8 @@ class DemoSummary:
         if len(self.identities):
             roles = self.identities["role"].value_counts()
             lines.append(f"identities: {roles.get('micro', 0)} micro, {roles.get('macro', 0)} macro (none shared), "
-                         f"{roles.get('held_out', 0)} held out for the test video; sheet: {self.identity_sheet}")  # fmt: skip
+                         f"{roles.get('held_out', 0)} held out for the test video")  # fmt: skip
+            lines.append(f"identity sheet (one neutral frame per identity): {self.identity_sheet}")
         lines.append(f"preview: {self.preview}")
         return "\n".join(lines)
 

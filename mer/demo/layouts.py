@@ -66,8 +66,9 @@ def _class_plan(per_class: int, rng: np.random.Generator) -> list[str]:
     return [labels[i] for i in rng.permutation(len(labels))]
 
 
-def _amp(base: float, spec: DemoSpec, rng: np.random.Generator) -> float:
-    return base * rng.uniform(1 - spec.amplitude_jitter, 1 + spec.amplitude_jitter)
+def _amp(base: float, jitter: float, rng: np.random.Generator) -> float:
+    """`base` times a random factor in [1 − jitter, 1 + jitter]."""
+    return base * rng.uniform(1 - jitter, 1 + jitter)
 
 
 def _micro_clip(dataset: str, spec: DemoSpec, rng: np.random.Generator) -> tuple[int, int, int, int, np.ndarray]:
@@ -132,7 +133,7 @@ def plan_casme2(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> tup
                     apex=apex,
                     offset=offset,
                     levels=levels,
-                    amplitude=_amp(spec.micro_amplitude, spec, rng),
+                    amplitude=_amp(spec.micro_amplitude, spec.amplitude_jitter, rng),
                     identity=ident,
                     gray=False,
                     keep=keep,
@@ -182,7 +183,7 @@ def plan_samm(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> tuple
                     apex=apex,
                     offset=offset,
                     levels=levels,
-                    amplitude=_amp(spec.micro_amplitude, spec, rng),
+                    amplitude=_amp(spec.micro_amplitude, spec.amplitude_jitter, rng),
                     identity=ident,
                     gray=True,
                     keep=keep,
@@ -220,7 +221,7 @@ def plan_smic(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> list[
                     apex=apex,
                     offset=offset,
                     levels=levels,
-                    amplitude=_amp(spec.micro_amplitude, spec, rng),
+                    amplitude=_amp(spec.micro_amplitude, spec.amplitude_jitter, rng),
                     identity=ident,
                     gray=False,
                 )
@@ -264,7 +265,7 @@ def plan_ckplus(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> lis
                     apex=n - 1,
                     offset=n - 1,
                     levels=macro_levels(n),
-                    amplitude=_amp(spec.macro_amplitude, spec, rng),
+                    amplitude=_amp(spec.macro_amplitude, spec.macro_jitter, rng),
                     identity=ident,
                     gray=True,
                     keep=keep,
@@ -306,7 +307,7 @@ def plan_jaffe(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> list
                     apex=0,
                     offset=0,
                     levels=levels,
-                    amplitude=_amp(spec.macro_amplitude, spec, rng),
+                    amplitude=_amp(spec.macro_amplitude, spec.macro_jitter, rng),
                     identity=ident,
                     gray=True,
                     keep=keep,

@@ -29,8 +29,9 @@ SAMM_PAD = 2  # neutral frames a SAMM folder holds before the onset and after th
 class DemoSpec:
     """Sizes and calibration of the demo corpus; the defaults run `mer demo` (3 seeds of LOSO) in minutes on 2 cores.
 
-    Micro clips last `micro_seconds` from onset to offset at each dataset's frame rate (`FPS`): real ones last 0.2–0.5 s,
-    these are shortened so the corpus stays small. Amplitudes are peak displacements in face units (eye distance).
+    Micro clips last `micro_seconds` from onset to offset at each dataset's frame rate (`FPS`): real ones last
+    0.2–0.5 s, these are shortened so the corpus stays small. Amplitudes are peak displacements in face units
+    (eye distance).
     """
 
     micro_subjects: int = 8  # subjects per micro dataset (CASME II, SAMM, SMIC): 24 LOSO folds
@@ -47,10 +48,11 @@ class DemoSpec:
     jaffe_neutral: int = 1  # NE images per JAFFE subject (dropped by the protocol)
     macro_size: int = 128  # CK+ and JAFFE image side in pixels
     face_span: float = 3.8  # image side in face units (≈ eye distance): room for MTCNN's box plus the crop margin
-    macro_amplitude: float = 0.36  # peak expression displacement, in face units
-    micro_amplitude: float = 0.12
-    amplitude_jitter: float = 0.25  # ± relative random change of the amplitude per sample
-    sigma: float = 0.18  # width of each displacement bump, in face units
+    macro_amplitude: float = 0.2  # peak expression displacement, in face units (≈ 3.7 px at 64² crops)
+    micro_amplitude: float = 0.13  # ≈ 2.4 px at 64² crops
+    amplitude_jitter: float = 0.25  # ± relative random change of the micro amplitude per sample
+    macro_jitter: float = 0.5  # the same for macro samples: posed expressions range from mild to strong
+    sigma: float = 0.22  # width of each displacement bump, in face units (amplitude < sigma: the warp never folds)
     identity_geometry: float = 1.0  # scale of the identities' geometry spread (faces.GEOMETRY holds the stds)
     noise: float = 2.0  # per-frame Gaussian pixel noise (0-255 scale)
     jpeg_quality: int = 92
