@@ -66,7 +66,7 @@ def test_demo_config_quick_is_the_tiny_overlay(tmp_path):
     """`--quick` stacks conf/tiny.yaml on conf/demo.yaml; the run's own paths and explicit overrides still win."""
     full = demo_config(tmp_path, seed=3)
     quick = demo_config(tmp_path, quick=True, seed=3)
-    assert (full.face.size, full.train.pretrain.epochs) == (64, 12)
+    assert (full.face.size, full.train.pretrain.epochs) == (64, 15)
     assert full.train.finetune.unfreeze == {0: "head", 1: "top1", 2: "all"}
     assert (quick.face.size, quick.data.image_size, quick.augment.max_shift) == (64, 64, 2)
     assert (quick.train.pretrain.epochs, quick.train.finetune.epochs) == (4, 3)

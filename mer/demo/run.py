@@ -60,6 +60,8 @@ class StageClock:
 def demo_config(out: Path, quick: bool = False, seed: int = 0, overrides: list[str] | None = None) -> Config:
     """`conf/demo.yaml` pointed at `out`; with `quick`, the `conf/tiny.yaml` overlay on top (the tests' sizes)."""
     items = [f"seed={seed}", f"data.prepared={out / 'prepared'}", f"out={out}"]
+    if quick:  # a handful of tiny folds: starting worker processes would cost more than it saves
+        items.append("loso.workers=1")
     return load_config(["demo", "tiny"] if quick else "demo", items + list(overrides or []))
 
 

@@ -48,11 +48,11 @@ class DemoSpec:
     jaffe_neutral: int = 1  # NE images per JAFFE subject (dropped by the protocol)
     macro_size: int = 128  # CK+ and JAFFE image side in pixels
     face_span: float = 3.8  # image side in face units (≈ eye distance): room for MTCNN's box plus the crop margin
-    macro_amplitude: float = 0.2  # peak expression displacement, in face units (≈ 3.7 px at 64² crops)
-    micro_amplitude: float = 0.13  # ≈ 2.4 px at 64² crops
+    macro_amplitude: float = 0.3  # peak expression displacement, in face units (≈ 5.6 px at 64² crops)
+    micro_amplitude: float = 0.15  # ≈ 2.8 px at 64² crops
     amplitude_jitter: float = 0.25  # ± relative random change of the micro amplitude per sample
-    macro_jitter: float = 0.5  # the same for macro samples: posed expressions range from mild to strong
-    sigma: float = 0.22  # width of each displacement bump, in face units (amplitude < sigma: the warp never folds)
+    macro_jitter: float = 0.35  # the same for macro samples: posed expressions range from mild to strong
+    sigma: float = 0.25  # width of each displacement bump, in face units (amplitude < 1.6 sigma: the warp never folds)
     identity_geometry: float = 1.0  # scale of the identities' geometry spread (faces.GEOMETRY holds the stds)
     noise: float = 2.0  # per-frame Gaussian pixel noise (0-255 scale)
     jpeg_quality: int = 92
