@@ -184,7 +184,7 @@ def test_deliberate_skips_are_listed(corpus: DemoSummary) -> None:
 
 def test_micro_apex_differs_from_onset_more_than_far_frames(corpus: DemoSummary) -> None:
     table = corpus.samples.set_index(["dataset", "sample_id"])
-    micro_peaks, noise, macro_peaks = [], [], []
+    micro_peaks, noise, macro_peaks, micro_px, macro_px = [], [], [], [], []
     for (dataset, sample_id), apex in corpus.apex.items():
         info = table.loc[(dataset, sample_id)]
         frames = frames_of(corpus.root / info["path"])
@@ -198,12 +198,24 @@ def test_micro_apex_differs_from_onset_more_than_far_frames(corpus: DemoSummary)
         assert at_apex > at_far * 1.2, (dataset, sample_id, at_apex, at_far)
         micro_peaks.append(at_apex - at_far)
         noise.append(at_far)
+        micro_px.append(peak_motion(frames[info["onset"]], frames[apex]))
     assert len({a for (d, _), a in corpus.apex.items() if d != "smic"}) > 1  # the apex is not always the same frame
     for path in corpus.samples.query("dataset == 'ckplus' and keep")["path"]:
         frames = frames_of(corpus.root / path)
         macro_peaks.append(np.abs(smooth(frames[-1]) - smooth(frames[0])).mean() - np.mean(noise))
-    # macro warps are strong (2× the displacement), micro ones subtle; grey-level differences grow less than linearly
-    assert np.mean(macro_peaks) > 1.2 * np.mean(micro_peaks)
+        macro_px.append(peak_motion(frames[0], frames[-1]))
+    assert np.mean(macro_peaks) > np.mean(micro_peaks) > 0
+    # micro warps move a few pixels, macro ones about twice as far (optical flow, in frame pixels)
+    unit = corpus.spec.micro_size / corpus.spec.face_span
+    assert 0.05 * unit < np.median(micro_px) < 0.3 * unit, (np.median(micro_px), unit)
+    assert np.median(macro_px) > 1.5 * np.median(micro_px), (np.median(macro_px), np.median(micro_px))
+
+
+def peak_motion(first: Path, second: Path) -> float:
+    """The 99th percentile of the optical-flow magnitude between two frames, in pixels: how far the warp moved."""
+    flow = cv2.calcOpticalFlowFarneback(gray(first).astype(np.uint8), gray(second).astype(np.uint8), None,
+                                        0.5, 3, 15, 3, 5, 1.2, 0)  # fmt: skip
+    return float(np.percentile(np.linalg.norm(flow, axis=2), 99))
 
 
 def test_same_seed_same_bytes_other_seed_differs(corpus: DemoSummary, tmp_path: Path) -> None:
