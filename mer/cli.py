@@ -71,11 +71,15 @@ def demo(
     data_only: Annotated[bool, typer.Option("--data-only", help="Only generate the corpus; no training.")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="Tiny corpus and epochs (the tests' version).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the generated corpus and of training.")] = 0,
+    ablations: Annotated[
+        bool, typer.Option("--ablations", help="Then the paper's ablations on the same seeds (OUT/ablations.md).")
+    ] = False,
 ) -> None:
     """Generate a corpus in the real datasets' layouts and run the whole pipeline on it.
 
     Writes OUT/data/{CASME2,SAMM,SMIC,CK+,JAFFE} (faces from public-domain photos with synthetic expression warps),
-    then prepare → pretrain → LOSO → report, and prints where the report is.
+    then prepare → pretrain → LOSO (3 seeds; --quick: 1) → final bundle → test video, and prints the summary and the
+    `mer predict` command for the test video.
     """
     from mer.demo.corpus import generate_corpus
 
@@ -86,6 +90,10 @@ def demo(
     from mer.demo.run import run_demo
 
     run_demo(out, summary, quick=quick, seed=seed)
+    if ablations:
+        from mer.demo.run import run_ablations
+
+        run_ablations(out, summary, quick=quick, seed=seed)
 
 
 @app.command()

@@ -46,7 +46,7 @@ def test_extends_chain_and_override_precedence(tmp_path):
 
 def test_schedule_is_replaced_not_merged():
     cfg = load_config("demo")
-    assert cfg.train.finetune.unfreeze == {0: "head", 2: "top1", 4: "all"}
+    assert cfg.train.finetune.unfreeze == {0: "head", 1: "top1", 2: "all"}
     cfg = load_config("demo", ["train.finetune.unfreeze={0: all}"])
     assert cfg.train.finetune.unfreeze == {0: "all"}
 

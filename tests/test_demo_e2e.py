@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -19,37 +20,59 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
         main(["demo", "--quick", "--out", str(out)])
     assert exit_info.value.code in (0, None)
     printed = capsys.readouterr().out
-    report = out / "loso" / "report.md"
+    run = out / "loso" / "seed0"  # --quick: one seed
+    report = run / "report.md"
     assert str(report) in printed
     text = report.read_text()
     for section in SECTIONS:
         assert section in text, section
     assert "PARTIAL" not in text and "LEAKY" not in text
     for name in ("report.html", "confusion_matrix.png", "per_fold_accuracy.png", "megc_log.txt", "scores.json"):
-        assert (out / "loso" / name).stat().st_size > 0, name
+        assert (run / name).stat().st_size > 0, name
     # every micro subject of the generated corpus was a fold, with predictions for exactly its own samples
     prepared = pd.read_csv(out / "prepared" / "prepared.csv")
     micro = prepared[prepared.kind == "micro"]
-    planned = json.loads((out / "loso" / "loso.json").read_text())["planned_folds"]
+    planned = json.loads((run / "loso.json").read_text())["planned_folds"]
     assert sorted(planned) == sorted(micro.subject.unique())
-    preds = pd.concat(pd.read_csv(f) for f in (out / "loso" / "folds").rglob("predictions.csv"))
+    preds = pd.concat(pd.read_csv(f) for f in (run / "folds").rglob("predictions.csv"))
     assert sorted(preds.sample_id) == sorted(micro.sample_id)
-    scores = json.loads((out / "loso" / "scores.json").read_text())
+    scores = json.loads((run / "scores.json").read_text())
     assert scores  # machine-readable numbers exist
     assert (out / "pretrain" / "pretrained.pt").is_file() and (out / "prepared" / "preview.png").is_file()
+    # stage times, the seed table and the synthetic-data warning
+    timings = json.loads((out / "demo_timings.json").read_text())
+    assert {"corpus", "prepare", "pretrain", "loso seed 0", "final bundle"} <= set(timings["stages"])
+    summary = (out / "demo_summary.md").read_text()
+    assert "not comparable with published" in summary and "| mean |" in summary
+    # ready to use: the last lines print the predict command for a test video of a held-out identity; it runs
+    lines = [line for line in printed.splitlines() if line.strip()]
+    command = lines[-1].split()
+    assert command[:2] == ["mer", "predict"] and command[3] == "--model" and len(command) == 5
+    video, bundle = command[2], command[4]
+    assert video.endswith(".mp4") and Path(video).is_file() and (Path(bundle) / "bundle.json").is_file()
+    marker = json.loads((out / "data" / "demo_corpus.json").read_text())
+    held = [p["ident"] for p in marker["identities"] if p["role"] == "held_out"]
+    assert len(held) == 1 and f"identity {held[0]} " in lines[-3]
+    assert held[0] not in {s["identity"] for s in marker["samples"]}  # the video's person is in no dataset
+    result_file = tmp_path / "predict.json"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", video, "--model", bundle, "--json", str(result_file)])
+    assert exit_info.value.code in (0, None)
+    result = json.loads(result_file.read_text())
+    assert result["label"] in ("negative", "positive", "surprise") and result["frames_with_face"] > 30
 
 
 def test_demo_config_quick_is_the_tiny_overlay(tmp_path):
     """`--quick` stacks conf/tiny.yaml on conf/demo.yaml; the run's own paths and explicit overrides still win."""
     full = demo_config(tmp_path, seed=3)
     quick = demo_config(tmp_path, quick=True, seed=3)
-    assert (full.face.size, full.train.pretrain.epochs) == (112, 15)
-    assert full.train.finetune.unfreeze == {0: "head", 2: "top1", 4: "all"}
+    assert (full.face.size, full.train.pretrain.epochs) == (64, 15)
+    assert full.train.finetune.unfreeze == {0: "head", 1: "top1", 2: "all"}
     assert (quick.face.size, quick.data.image_size, quick.augment.max_shift) == (64, 64, 2)
     assert (quick.train.pretrain.epochs, quick.train.finetune.epochs) == (4, 3)
     assert quick.train.finetune.unfreeze == {0: "head", 1: "all"}  # replaced whole, not merged with demo's schedule
     assert (quick.svm.C, quick.svm.kernel) == ([1.0, 10.0], ["linear"])
     assert quick.model.backbone == full.model.backbone == "mobilevit_xxs"
     assert (quick.seed, quick.data.prepared, quick.out) == (3, str(tmp_path / "prepared"), str(tmp_path))
-    assert quick.train.pretrain.lr == full.train.pretrain.lr == 0.01  # the rest is demo.yaml's
+    assert quick.train.pretrain.lr == full.train.pretrain.lr == 0.002  # the rest is demo.yaml's
     assert demo_config(tmp_path, quick=True, overrides=["train.pretrain.epochs=2"]).train.pretrain.epochs == 2

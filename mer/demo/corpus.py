@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mer.config import CLASSES
-from mer.demo.faces import make_identity, photo_bases, render
+from mer.demo.faces import Identity, make_identity, micro_levels, render
 from mer.demo.layouts import (
     CASME2_HEADER,
     CASME2_XLSX,
@@ -34,11 +34,12 @@ from mer.demo.layouts import (
     plan_smic,
     write_xlsx,
 )
-from mer.demo.spec import DATASETS, FOLDERS, GENERATOR_VERSION, MACRO, MICRO, DemoSpec
+from mer.demo.spec import DATASETS, FOLDERS, FPS, GENERATOR_VERSION, MACRO, MICRO, POS, DemoSpec
 from mer.errors import DataError
 
 MARKER = "demo_corpus.json"
 PREVIEW = "demo_preview.png"
+IDENTITIES = "demo_identities.png"  # contact sheet: one neutral frame per identity
 
 
 @dataclass
@@ -65,6 +66,8 @@ class DemoSummary:
     reused: bool = False
     seconds: float = 0.0
     skipped: dict[str, int] = field(default_factory=dict)
+    identities: pd.DataFrame = field(default_factory=pd.DataFrame)
+    identity_sheet: Path | None = None
 
     def describe(self) -> str:
         """A short table for the terminal: samples per dataset and class, subjects, skips and the preview path."""
@@ -81,8 +84,22 @@ class DemoSummary:
         lines += [
             "micro counts are clips, macro counts are images (CK+: the last 3 frames of each labelled sequence); "
             f"{self.skipped_expected} samples are unusable on purpose and the readers report them as skipped.",
-            f"preview: {self.preview}",
         ]
+        micro = self.samples[self.samples["kind"] == "micro"]
+        if "fps" in micro:
+            rates = ", ".join(f"{d} {int(g['fps'].iloc[0])} fps, {g['n_frames'].min()}–{g['n_frames'].max()} frames"
+                              for d, g in micro.groupby("dataset", sort=False))  # fmt: skip
+            lines.append(f"micro clips: {rates}")
+        if "apex_less" in self.samples and self.samples["apex_less"].any():
+            apex_less = self.samples[self.samples["apex_less"]].groupby("dataset").size()
+            lines.append("apex-less coding rows (CASME II '/', SAMM -1; each clip has a real apex, the readers drop "
+                         "the rows today): " + ", ".join(f"{d} {n}" for d, n in apex_less.items()))  # fmt: skip
+        if len(self.identities):
+            roles = self.identities["role"].value_counts()
+            lines.append(f"identities: {roles.get('micro', 0)} micro, {roles.get('macro', 0)} macro (none shared), "
+                         f"{roles.get('held_out', 0)} held out for the test video")  # fmt: skip
+            lines.append(f"identity sheet (one neutral frame per identity): {self.identity_sheet}")
+        lines.append(f"preview: {self.preview}")
         return "\n".join(lines)
 
 
@@ -98,6 +115,110 @@ def _write_image(path: Path, image: np.ndarray, spec: DemoSpec) -> None:
     params = [cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality] if path.suffix == ".jpg" else []
     if not cv2.imwrite(str(path), out, params):
         raise DataError(f"cannot write {path} (is the folder writable?)")
+
+
+VIDEO_SIZE = 256  # side of the held-out identity's test video
+VIDEO_FPS = 30.0
+
+
+def identity_plan(spec: DemoSpec) -> dict[int, str]:
+    """Generator id → the dataset that identity belongs to; ids are unique across the corpus and never shared.
+
+    Micro datasets get ids 0 … 3·micro_subjects − 1, then CK+ and JAFFE; the next id is `held_out_id`, the identity
+    of the test video, which no dataset holds.
+    """
+    sizes = {"casme2": spec.micro_subjects, "samm": spec.micro_subjects, "smic": spec.micro_subjects,
+             "ckplus": spec.ckplus_subjects, "jaffe": spec.jaffe_subjects}  # fmt: skip
+    owners: dict[int, str] = {}
+    for dataset in DATASETS:
+        for _ in range(sizes[dataset]):
+            owners[len(owners)] = dataset
+    return owners
+
+
+def held_out_id(spec: DemoSpec) -> int:
+    """Generator id of the test video's identity: after every dataset's identities, so in no training set."""
+    return len(identity_plan(spec))
+
+
+def _identity_rng(seed: int, ident: int) -> np.random.Generator:
+    """Each identity's own random stream: the same person for a seed whatever else the corpus holds."""
+    return np.random.default_rng([seed, 7919, ident])
+
+
+def make_identities(spec: DemoSpec, seed: int) -> dict[int, Identity]:
+    """Every identity of the corpus (not the held-out one), at its dataset's frame size."""
+    sizes = {**dict.fromkeys(MICRO, spec.micro_size), **dict.fromkeys(MACRO, spec.macro_size)}
+    return {i: make_identity(i, sizes[d], _identity_rng(seed, i), spec) for i, d in identity_plan(spec).items()}
+
+
+def held_out_identity(spec: DemoSpec, seed: int, size: int = VIDEO_SIZE) -> Identity:
+    """The test video's identity: a person that appears in no dataset of the corpus."""
+    ident = held_out_id(spec)
+    return make_identity(ident, size, _identity_rng(seed, ident), spec)
+
+
+def neutral_frame(ident: Identity, spec: DemoSpec, seed: int, gray: bool = False) -> np.ndarray:
+    """One neutral frame of an identity (as the corpus renders it, with its own small pose change and noise)."""
+    return render(ident, None, np.zeros(1), 0.0, spec, np.random.default_rng([seed, 104729, ident.ident]), gray)[0]
+
+
+def identities_table(spec: DemoSpec, seed: int, identities: dict[int, Identity], samples: list[Sample]) -> pd.DataFrame:
+    """One row per identity (generator id, dataset, subject, role micro/macro/held_out) with its parameters."""
+    subject_of: dict[int, str] = {}
+    for s in samples:
+        subject_of.setdefault(s.identity, s.subject)
+    rows = []
+    for i, dataset in identity_plan(spec).items():
+        rows.append({"ident": i, "dataset": dataset, "subject": subject_of.get(i, ""),
+                     "role": "micro" if dataset in MICRO else "macro", **identities[i].params})  # fmt: skip
+    held = held_out_identity(spec, seed)
+    rows.append({"ident": held.ident, "dataset": "", "subject": "", "role": "held_out", **held.params})
+    return pd.DataFrame(rows)
+
+
+def write_identity_sheet(path: Path, spec: DemoSpec, seed: int, identities: dict[int, Identity]) -> Path:
+    """Contact sheet: one neutral frame per identity, labelled with its generator id and dataset (gray as stored)."""
+    tile = 112
+    owners = identity_plan(spec)
+    gray_sets = {"samm", "ckplus", "jaffe"}
+    held = held_out_identity(spec, seed, spec.micro_size)
+    items = [(i, owners[i], identities[i]) for i in owners] + [(held.ident, "held out", held)]
+    cols = 10
+    rows = -(-len(items) // cols)
+    sheet = np.full((rows * (tile + 14), cols * tile, 3), 255, np.uint8)
+    for k, (i, owner, ident) in enumerate(items):
+        frame = neutral_frame(ident, spec, seed, gray=owner in gray_sets)
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB) if frame.ndim == 2 else frame
+        r, c = divmod(k, cols)
+        y, x = r * (tile + 14), c * tile
+        sheet[y + 14 : y + 14 + tile, x : x + tile] = cv2.resize(frame, (tile, tile), interpolation=cv2.INTER_AREA)
+        cv2.putText(sheet, f"{i} {owner}", (x + 2, y + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1, cv2.LINE_AA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def write_test_video(path: str | Path, spec: DemoSpec, seed: int, label: str = POS) -> dict[str, Any]:
+    """A short mp4 (cv2.VideoWriter) of the held-out identity: neutral, one micro-expression of `label`, neutral.
+
+    30 fps, 36 frames (1.2 s), the movement from frame 10 to 22 with its apex at frame 16, at the corpus's micro
+    amplitude. Returns what it shows (path, label, apex, fps, frames, identity).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ident = held_out_identity(spec, seed)
+    n, onset, apex, offset = 36, 10, 16, 22
+    frames = render(ident, label, micro_levels(n, onset, apex, offset), spec.micro_amplitude, spec,
+                    np.random.default_rng([seed, 31337]), gray=False)  # fmt: skip
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), VIDEO_FPS, (VIDEO_SIZE, VIDEO_SIZE))
+    if not writer.isOpened():
+        raise DataError(f"OpenCV cannot write the test video {path} (mp4v codec missing?)")
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return {"path": str(path), "label": label, "apex": apex, "onset": onset, "offset": offset, "fps": VIDEO_FPS,
+            "n_frames": n, "identity": ident.ident}  # fmt: skip
 
 
 def generate_corpus(out: str | Path, seed: int = 0, quick: bool = False, spec: DemoSpec | None = None) -> DemoSummary:
@@ -123,21 +244,11 @@ def generate_corpus(out: str | Path, seed: int = 0, quick: bool = False, spec: D
     # mark the folder as ours before writing, so an interrupted run is cleared (not refused) by the next one
     marker.write_text(json.dumps({"digest": digest, "complete": False}))
 
-    plan_rng, ident_rng, render_rng = _streams(seed)
-    bases = photo_bases()
-    n_micro = spec.micro_subjects
-    micro_ids = {d: list(range(i * n_micro, (i + 1) * n_micro)) for i, d in enumerate(MICRO)}
-    first = 3 * n_micro
-    macro_ids = {
-        "ckplus": list(range(first, first + spec.ckplus_subjects)),
-        "jaffe": list(range(first + spec.ckplus_subjects, first + spec.ckplus_subjects + spec.jaffe_subjects)),
-    }
-    sizes = {**dict.fromkeys(MICRO, spec.micro_size), **dict.fromkeys(MACRO, spec.macro_size)}
-    identities = {
-        i: make_identity(bases[i % len(bases)], sizes[dataset], ident_rng, spec)
-        for dataset, ids in {**micro_ids, **macro_ids}.items()
-        for i in ids
-    }
+    plan_rng, _, render_rng = _streams(seed)
+    owners = identity_plan(spec)
+    micro_ids = {d: [i for i, o in owners.items() if o == d] for d in MICRO}
+    macro_ids = {d: [i for i, o in owners.items() if o == d] for d in MACRO}
+    identities = make_identities(spec, seed)
 
     casme2, casme2_sheet = plan_casme2(spec, plan_rng, micro_ids["casme2"])
     samm, samm_sheet = plan_samm(spec, plan_rng, micro_ids["samm"])
@@ -175,6 +286,8 @@ def generate_corpus(out: str | Path, seed: int = 0, quick: bool = False, spec: D
 
     table = _samples_table(samples)
     preview = _write_preview(out / PREVIEW, samples, preview_frames, wanted)
+    people = identities_table(spec, seed, identities, samples)
+    write_identity_sheet(out / IDENTITIES, spec, seed, identities)
     record = {
         "digest": digest,
         "complete": True,
@@ -183,9 +296,10 @@ def generate_corpus(out: str | Path, seed: int = 0, quick: bool = False, spec: D
         "quick": quick,
         "spec": asdict(spec),
         "samples": json.loads(table.to_json(orient="records")),
+        "identities": json.loads(people.to_json(orient="records")),
     }
     marker.write_text(json.dumps(record, indent=1))
-    return _summary(out, table, spec, seed, quick, preview, reused=False, seconds=time.perf_counter() - started)
+    return _summary(out, table, people, spec, seed, quick, preview, False, time.perf_counter() - started)
 
 
 def load_summary(out: str | Path) -> DemoSummary:
@@ -221,13 +335,24 @@ def _samples_table(samples: list[Sample]) -> pd.DataFrame:
                 "apex": s.apex,
                 "offset": s.offset,
                 "rows": s.rows if s.keep else 0,
+                "fps": FPS.get(s.dataset, 0.0),
+                "identity": s.identity,
+                "apex_less": s.apex_less,
             }  # fmt: skip
         )
     return pd.DataFrame(rows)
 
 
 def _summary(
-    out: Path, table: pd.DataFrame, spec: DemoSpec, seed: int, quick: bool, preview: Path, reused: bool, seconds: float
+    out: Path,
+    table: pd.DataFrame,
+    people: pd.DataFrame,
+    spec: DemoSpec,
+    seed: int,
+    quick: bool,
+    preview: Path,
+    reused: bool,
+    seconds: float,
 ) -> DemoSummary:
     kept = table[table["keep"]]
     counts = (
@@ -255,6 +380,8 @@ def _summary(
         reused=reused,
         seconds=seconds,
         skipped=skipped,
+        identities=people,
+        identity_sheet=out / IDENTITIES,
     )
 
 
@@ -275,13 +402,17 @@ def _summary_from_marker(out: Path, record: dict[str, Any]) -> DemoSummary | Non
         table = pd.DataFrame(record["samples"])
         spec_dict = dict(record["spec"])
         spec_dict["ckplus_frames"] = tuple(spec_dict["ckplus_frames"])
+        spec_dict["micro_seconds"] = tuple(spec_dict["micro_seconds"])
         spec = DemoSpec(**{f.name: spec_dict[f.name] for f in fields(DemoSpec)})
+        people = pd.DataFrame(record["identities"])
     except (KeyError, TypeError, ValueError):
         return None
     table["keep"] = table["keep"].astype(bool)
-    if not all((out / p).exists() for p in table["path"]) or not (out / PREVIEW).is_file():
+    table["apex_less"] = table["apex_less"].astype(bool)
+    files = [out / p for p in table["path"]] + [out / PREVIEW, out / IDENTITIES]
+    if not all(p.exists() for p in files):
         return None
-    return _summary(out, table, spec, int(record["seed"]), bool(record["quick"]), out / PREVIEW, True, 0.0)
+    return _summary(out, table, people, spec, int(record["seed"]), bool(record["quick"]), out / PREVIEW, True, 0.0)
 
 
 def _clear(out: Path, ours: bool) -> None:
@@ -299,6 +430,7 @@ def _clear(out: Path, ours: bool) -> None:
     for path in present:
         shutil.rmtree(path)
     (out / PREVIEW).unlink(missing_ok=True)
+    (out / IDENTITIES).unlink(missing_ok=True)
 
 
 def _preview_picks(samples: list[Sample]) -> dict[int, str]:

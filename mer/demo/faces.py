@@ -1,23 +1,28 @@
-"""Faces of the demo corpus: public-domain photo bases, synthetic identities, landmark-driven expression warps.
+"""Faces of the demo corpus: public-domain photo bases, synthetic person-like identities, expression warps.
 
-Faces come from public-domain photos that installed packages ship (scikit-image's astronaut and camera, matplotlib's
-Grace Hopper). MTCNN finds each photo's 5 landmarks once; every synthetic subject is an identity variation of one
-photo (similarity transform, mirror, gamma, contrast, shading, a smooth per-identity shape field) and every sample is
-a clip whose expression warp (Gaussian displacement bumps at brows and mouth) rises from neutral to an apex and falls
-back (`micro_levels`, `macro_levels`).
+Faces come from the two frontal public-domain portraits that installed packages ship (scikit-image's astronaut,
+matplotlib's Grace Hopper); the cameraman is not used (a three-quarter profile whose aligned crop is mostly camera).
+MTCNN finds each photo's 5 landmarks once. An identity (`make_identity`) is a morph of the two photos (one weight for
+the upper and one for the lower face) warped by a thin-plate spline through landmark-anchored control points to its
+own geometry (face width, jaw, chin, eye spacing, brow height, nose and mouth size, a slight yaw), with its own skin
+tone, skin texture, background, gamma and contrast, and its own head pose. Every sample is then rendered
+(`render`) as a clip whose expression warp (Gaussian displacement bumps on the action units of its class) rises from
+neutral to an apex and falls back (`micro_levels`, `macro_levels`).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from mer.demo.spec import NEG, POS, SUR, DemoSpec
 from mer.errors import DataError
+
+BASE_PHOTOS = ("astronaut", "grace_hopper")  # frontal portraits; the cameraman (a profile) is left out on purpose
 
 # Expression warps in the face frame: (landmark anchor, offset from it, displacement direction), both in units of
 # the face scale (≈ eye distance), x along the eye line (left → right in the image) and y down the face.
@@ -46,6 +51,37 @@ EXPRESSIONS: dict[str, list[_Bump]] = {
     ],
 }
 
+# Control points of the identity geometry, (anchor, offset in face units in the eye frame). The thin-plate spline
+# moves them by the identity's geometry parameters (GEOMETRY) and carries the face along; a ring of far points stays.
+CONTROL: dict[str, tuple[str, tuple[float, float]]] = {
+    "le": ("le", (0.0, 0.0)), "re": ("re", (0.0, 0.0)), "nose": ("nose", (0.0, 0.0)),
+    "ml": ("ml", (0.0, 0.0)), "mr": ("mr", (0.0, 0.0)),
+    "brow_lo": ("le", (-0.25, -0.36)), "brow_li": ("le", (0.22, -0.38)),
+    "brow_ri": ("re", (-0.22, -0.38)), "brow_ro": ("re", (0.25, -0.36)),
+    "temple_l": ("le", (-0.62, -0.2)), "temple_r": ("re", (0.62, -0.2)),
+    "cheek_l": ("le", (-0.55, 0.5)), "cheek_r": ("re", (0.55, 0.5)),
+    "wing_l": ("nose", (-0.22, -0.02)), "wing_r": ("nose", (0.22, -0.02)),
+    "lip_top": ("mc", (0.0, -0.1)), "lip_low": ("mc", (0.0, 0.14)),
+    "jaw_l": ("ml", (-0.38, 0.42)), "jaw_r": ("mr", (0.38, 0.42)), "chin": ("mc", (0.0, 0.68)),
+    "forehead": ("eyes", (0.0, -0.95)),
+}  # fmt: skip
+# Identity geometry parameters: name → (std in face units, {control point: (dx, dy) per unit of the parameter}).
+GEOMETRY: dict[str, tuple[float, dict[str, tuple[float, float]]]] = {
+    "face_width": (0.07, {"temple_l": (-1, 0), "temple_r": (1, 0), "cheek_l": (-1, 0), "cheek_r": (1, 0)}),
+    "jaw_width": (0.07, {"jaw_l": (-1, 0), "jaw_r": (1, 0)}),
+    "chin_length": (0.07, {"chin": (0, 1), "jaw_l": (0, 0.4), "jaw_r": (0, 0.4)}),
+    "eye_spacing": (0.045, {"le": (-1, 0), "re": (1, 0), "brow_lo": (-1, 0), "brow_li": (-1, 0),
+                            "brow_ri": (1, 0), "brow_ro": (1, 0)}),
+    "brow_height": (0.05, {"brow_lo": (0, -1), "brow_li": (0, -1), "brow_ri": (0, -1), "brow_ro": (0, -1)}),
+    "nose_length": (0.05, {"nose": (0, 1), "wing_l": (0, 1), "wing_r": (0, 1)}),
+    "nose_width": (0.04, {"wing_l": (-1, 0), "wing_r": (1, 0)}),
+    "mouth_width": (0.05, {"ml": (-1, 0), "mr": (1, 0)}),
+    "mouth_height": (0.04, {"ml": (0, 1), "mr": (0, 1), "lip_top": (0, 1), "lip_low": (0, 1)}),
+    "lip_fullness": (0.03, {"lip_top": (0, -1), "lip_low": (0, 1)}),
+    "yaw": (0.04, {"nose": (1, 0), "wing_l": (1, 0), "wing_r": (1, 0), "lip_top": (1, 0), "lip_low": (1, 0),
+                   "chin": (0.8, 0), "forehead": (0.5, 0)}),
+}  # fmt: skip
+
 
 @dataclass
 class _Base:
@@ -59,36 +95,32 @@ class _Base:
 
 @dataclass
 class Identity:
-    """One synthetic subject: its pose into the canonical image, shape field, lighting and re-toned photo."""
+    """One synthetic person: its face image in its own frame, its pose into the output image and its lighting.
 
-    base: _Base
+    `params` lists what makes it who it is (morph weights, geometry, tone, pose), for the corpus summary.
+    """
+
+    ident: int  # generator id: unique across every dataset of a corpus
     size: int
-    inv_affine: np.ndarray  # 2×3: canonical image → photo
-    landmarks: np.ndarray  # (5, 2) in the canonical image, left/right as seen in the image
-    unit: float  # face unit in canonical pixels
-    shape_centres: np.ndarray  # (k, 2) identity shape-field bumps
-    shape_vectors: np.ndarray  # (k, 2)
-    shape_sigma: np.ndarray  # (k,)
-    photo: np.ndarray  # the base photo after this identity's gamma and contrast (float32 RGB)
+    photo: np.ndarray  # size×size float32 RGB: the identity's neutral face, upright and centred (its own frame)
+    inv_affine: np.ndarray  # 2×3: output image → the identity's frame (its head pose)
+    landmarks: np.ndarray  # (5, 2) in the output image, left/right as seen in the image
+    unit: float  # face unit in output pixels
     brightness: float
-    gain: np.ndarray  # (3,) colour tint
+    gain: np.ndarray  # (3,) colour tint of the camera
     shading: np.ndarray  # S×S additive shading (linear gradient + smooth blotches)
+    params: dict[str, float] = field(default_factory=dict)
 
 
 def _photos() -> dict[str, np.ndarray]:
-    """The public-domain photos, uint8 RGB: NASA's astronaut portrait, the cameraman, Grace Hopper (US Navy)."""
+    """The frontal public-domain photos, uint8 RGB: NASA's astronaut portrait, Grace Hopper (US Navy)."""
     import matplotlib.cbook  # local, as below: the photos are loaded only when a corpus is generated
     from skimage import data
 
     grace = cv2.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)), cv2.IMREAD_COLOR)
     if grace is None:
         raise DataError("cannot read matplotlib's sample image grace_hopper.jpg (is matplotlib installed fully?)")
-    camera = data.camera()
-    return {
-        "astronaut": data.astronaut()[:, :, :3],
-        "camera": np.repeat(camera[:, :, None], 3, axis=2),
-        "grace_hopper": cv2.cvtColor(grace, cv2.COLOR_BGR2RGB),
-    }
+    return {"astronaut": data.astronaut()[:, :, :3], "grace_hopper": cv2.cvtColor(grace, cv2.COLOR_BGR2RGB)}
 
 
 @functools.lru_cache(maxsize=1)
@@ -99,7 +131,8 @@ def photo_bases() -> tuple[_Base, ...]:
     photos = _photos()
     detector = FaceDetector(device="cpu", min_face_size=20)
     found = []
-    for name, image in photos.items():
+    for name in BASE_PHOTOS:
+        image = photos[name]
         face, _ = pick_face(detector.detect_one(image))
         if face is None:
             raise DataError(f"MTCNN found no face in the {name} sample photo; the demo corpus needs it")
@@ -133,43 +166,141 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
     return cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC) / 1.5
 
 
-def make_identity(base: _Base, size: int, rng: np.random.Generator, spec: DemoSpec) -> Identity:
-    """One synthetic subject: a similarity-transformed, mirrored or not, re-lit and subtly re-shaped base face."""
-    scale = rng.uniform(0.9, 1.1)
-    angle = rng.uniform(-6.0, 6.0)
+def _eye_frame(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(centre between eyes and mouth, unit x along the eye line, unit y down the face, face unit) of 5 landmarks."""
+    ex = (lm[1] - lm[0]) / np.linalg.norm(lm[1] - lm[0])
+    ey = np.array([-ex[1], ex[0]])
+    unit = max(float(np.linalg.norm(lm[1] - lm[0])), float(np.linalg.norm(lm[:2].mean(0) - lm[3:].mean(0))))
+    return (lm[:2].mean(0) + lm[3:].mean(0)) / 2, ex, ey, unit
+
+
+def control_points(lm: np.ndarray) -> dict[str, np.ndarray]:
+    """The identity-geometry control points (CONTROL) of a face with landmarks `lm` (le, re, nose, ml, mr)."""
+    _, ex, ey, unit = _eye_frame(lm)
+    anchors = {"le": lm[0], "re": lm[1], "nose": lm[2], "ml": lm[3], "mr": lm[4], "mc": (lm[3] + lm[4]) / 2,
+               "eyes": (lm[0] + lm[1]) / 2}  # fmt: skip
+    return {k: anchors[a] + (ox * ex + oy * ey) * unit for k, (a, (ox, oy)) in CONTROL.items()}
+
+
+def _tps(src: np.ndarray, dst: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Thin-plate spline through src → dst (k, 2), evaluated at query (n, 2): a smooth interpolating warp."""
+
+    def kernel(r2: np.ndarray) -> np.ndarray:
+        return np.where(r2 > 0, 0.5 * r2 * np.log(np.maximum(r2, 1e-12)), 0.0)
+
+    k = len(src)
+    scale = float(np.ptp(src, axis=0).max()) or 1.0  # conditioning: solve in units of the control span
+    s, q = src / scale, query / scale
+    system = np.zeros((k + 3, k + 3))
+    system[:k, :k] = kernel(((s[:, None] - s[None]) ** 2).sum(-1)) + 1e-8 * np.eye(k)
+    system[:k, k] = system[k, :k] = 1.0
+    system[:k, k + 1 :] = s
+    system[k + 1 :, :k] = s.T
+    rhs = np.zeros((k + 3, 2))
+    rhs[:k] = dst
+    coef = np.linalg.solve(system, rhs)
+    return kernel(((q[:, None] - s[None]) ** 2).sum(-1)) @ coef[:k] + coef[k] + q @ coef[k + 1 :]
+
+
+@functools.lru_cache(maxsize=8)
+def canonical_landmarks(size: int, face_span: float) -> np.ndarray:
+    """The mean landmark layout of the photo bases, upright and centred in a size×size image (face unit size/span)."""
+    shapes = []
+    for base in photo_bases():
+        centre, ex, ey, unit = _eye_frame(base.landmarks)
+        shapes.append(np.stack([((p - centre) @ ex, (p - centre) @ ey) for p in base.landmarks]) / unit)
+    unit = size / face_span
+    return np.mean(shapes, axis=0) * unit + size / 2
+
+
+def _draw(rng: np.random.Generator, std: float) -> float:
+    return float(np.clip(rng.normal(0.0, std), -2 * std, 2 * std))
+
+
+def make_identity(ident: int, size: int, rng: np.random.Generator, spec: DemoSpec) -> Identity:
+    """One synthetic person: a morph of the photo bases with its own geometry, skin, background, lighting and pose."""
+    bases = photo_bases()
+    unit = size / spec.face_span
+    canon = canonical_landmarks(size, spec.face_span)
+    ctrl = control_points(canon)
+    params: dict[str, float] = {}
+    geometry = spec.identity_geometry
+    targets = {k: p.copy() for k, p in ctrl.items()}
+    for name, (std, moves) in GEOMETRY.items():
+        value = _draw(rng, std * geometry)
+        params[name] = round(value, 4)
+        for point, (dx, dy) in moves.items():
+            targets[point] = targets[point] + np.array([dx, dy]) * value * unit
+    names = list(ctrl)
+    ring = np.stack(
+        [size / 2 + 1.1 * size * np.array([math.cos(a), math.sin(a)]) for a in np.linspace(0, 2 * math.pi, 12, False)]
+    )
+    own = np.vstack([np.stack([targets[k] for k in names]), ring])  # control points in the identity's frame
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    grid = np.stack([xx.ravel(), yy.ravel()], axis=1)
+    # morph weights: one for the upper face, one for the lower face, blended across the nose
+    upper, lower = (float(rng.beta(0.7, 0.7)) for _ in range(2))
+    params["morph_upper"], params["morph_lower"] = round(upper, 3), round(lower, 3)
+    nose_y = targets["nose"][1]
+    weight = upper + (lower - upper) / (1 + np.exp(-(yy - nose_y) / (0.12 * unit)))
+    layers = []
+    for base in bases:
+        # pre-shrink the photo so one identity pixel covers about one photo pixel (area interpolation: no aliasing)
+        shrink = min(1.0, 1.25 * unit / base.unit)
+        photo = cv2.resize(base.image, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA) if shrink < 1 else (
+            base.image)  # fmt: skip
+        base_ctrl = control_points(base.landmarks * shrink)
+        # the far ring maps with the similarity that takes the canonical layout onto this photo's landmarks
+        sim, _ = cv2.estimateAffinePartial2D(canon.astype(np.float32), (base.landmarks * shrink).astype(np.float32))
+        theirs = np.vstack([np.stack([base_ctrl[k] for k in names]), _apply(sim, ring)])
+        where = _tps(own, theirs, grid).reshape(size, size, 2).astype(np.float32)
+        layers.append(cv2.remap(photo, where[..., 0], where[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT))
+    face = (layers[0] * (1 - weight[..., None]) + layers[1] * weight[..., None]).astype(np.float32)
+    # skin: tone and texture inside a soft face ellipse; the background gets its own tint
+    mid = (targets["forehead"] + targets["chin"]) / 2
+    half_h = np.linalg.norm(targets["chin"] - targets["forehead"]) / 2 * 1.05
+    half_w = np.linalg.norm(targets["cheek_r"] - targets["cheek_l"]) / 2 * 1.1
+    mask = np.exp(-np.maximum(((xx - mid[0]) / half_w) ** 2 + ((yy - mid[1]) / half_h) ** 2 - 1, 0) * 6)
+    mask = mask.astype(np.float32)[..., None]
+    tone = float(rng.uniform(0.0, 1.0))  # 0: light ... 1: dark skin
+    params["skin_tone"] = round(tone, 3)
+    skin = np.array([1.06, 1.0, 0.96]) * (1 - tone) + np.array([0.62, 0.47, 0.38]) * tone
+    texture_amp = float(rng.uniform(0.004, 0.025))
+    fine = cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), 0.8) * texture_amp * 2
+    blotch = _smooth_noise(rng, size, 9) * float(rng.uniform(0.0, 0.05))
+    texture = (1 + fine + blotch)[..., None]
+    background = rng.uniform(0.75, 1.2, 3).astype(np.float32)
+    face = face * (mask * skin.astype(np.float32) * texture + (1 - mask) * background)
+    gamma, contrast = float(rng.uniform(0.8, 1.25)), float(rng.uniform(0.85, 1.15))
+    face = ((np.clip(face, 0, 1) ** gamma - 0.5) * contrast + 0.5).astype(np.float32)
+    # head pose into the output image: rotation, scale, shift, mirror
+    scale = float(rng.uniform(0.93, 1.07))
+    angle = float(rng.uniform(-5.0, 5.0))
     mirror = bool(rng.random() < 0.5)
     shift = rng.uniform(-0.04, 0.04, 2) * size
-    lm = base.landmarks
-    centre = (lm[:2].mean(0) + lm[3:].mean(0)) / 2
-    s = size / (spec.face_span * base.unit) * scale
-    affine = _similarity(angle, s, centre, np.array([size / 2, size / 2]) + shift, mirror)
-    points = _apply(affine, lm)
+    centre = (canon[:2].mean(0) + canon[3:].mean(0)) / 2
+    pose = _similarity(angle, scale, centre, np.array([size / 2, size / 2]) + shift, mirror)
+    own_lm = np.stack([targets[k] for k in ("le", "re", "nose", "ml", "mr")])
+    points = _apply(pose, own_lm)
     if mirror:  # keep "left" = left in the image after the flip
         points = points[[1, 0, 2, 4, 3]]
-    unit = base.unit * s
-    # identity shape: bumps at the landmarks (feature spacing) plus a few broad ones elsewhere on the face
-    broad = points[2] + rng.uniform(-0.9, 0.9, (6, 2)) * unit
-    centres = np.vstack([points, broad])
-    vectors = rng.normal(0.0, spec.identity_shape, (len(centres), 2)) * unit
-    sigma = np.concatenate([np.full(5, 0.3), np.full(len(broad), 0.5)]) * unit
+    params.update(angle=round(angle, 2), scale=round(scale, 3), mirror=float(mirror))
     # lighting: a linear gradient in a random direction plus smooth blotches
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+    gy, gx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
     direction = rng.uniform(0, 2 * math.pi)
-    gradient = (xx * math.cos(direction) + yy * math.sin(direction)) * rng.uniform(0.0, 0.2)
+    gradient = (gx * math.cos(direction) + gy * math.sin(direction)) * rng.uniform(0.0, 0.25)
     shading = gradient + 0.035 * _smooth_noise(rng, size, 5)
     return Identity(
-        base=base,
+        ident=ident,
         size=size,
-        inv_affine=np.linalg.inv(affine)[:2],
+        photo=face,
+        inv_affine=np.linalg.inv(pose)[:2],
         landmarks=points,
-        unit=unit,
-        shape_centres=centres,
-        shape_vectors=vectors,
-        shape_sigma=sigma,
-        photo=((base.image ** rng.uniform(0.8, 1.25) - 0.5) * rng.uniform(0.85, 1.15) + 0.5).astype(np.float32),
+        unit=unit * scale,
         brightness=float(rng.uniform(-0.06, 0.06)),
         gain=rng.uniform(0.92, 1.08, 3).astype(np.float32),
         shading=shading.astype(np.float32),
+        params=params,
     )
 
 
@@ -185,19 +316,20 @@ def _field(size: int, centres: np.ndarray, vectors: np.ndarray, sigma: np.ndarra
     return np.einsum("ky,kx,kc->yxc", gy, gx, vectors.astype(np.float32), optimize=True)
 
 
-def _expression(ident: Identity, label: str, amplitude: float, sigma: float, rng: np.random.Generator):
-    """Centres, vectors (pixels) and widths of one sample's expression bumps around the identity's landmarks."""
-    le, re_, _, ml, mr = ident.landmarks
+def _expression(
+    landmarks: np.ndarray, unit: float, label: str, amplitude: float, sigma: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centres, vectors (pixels) and widths of one sample's expression bumps around the face's landmarks."""
+    le, re_, _, ml, mr = landmarks
     anchors = {"le": le, "re": re_, "ml": ml, "mr": mr, "mc": (ml + mr) / 2}
     ex = (re_ - le) / np.linalg.norm(re_ - le)
     ey = np.array([-ex[1], ex[0]])
-    u = ident.unit
     centres, vectors = [], []
     for anchor, (ox, oy), (vx, vy) in EXPRESSIONS[label]:
-        centres.append(anchors[anchor] + (ox * ex + oy * ey) * u)
+        centres.append(anchors[anchor] + (ox * ex + oy * ey) * unit)
         weight = rng.uniform(0.75, 1.0)
-        vectors.append((vx * ex + vy * ey) * amplitude * u * weight)
-    return np.array(centres), np.array(vectors), np.full(len(centres), sigma * u)
+        vectors.append((vx * ex + vy * ey) * amplitude * unit * weight)
+    return np.array(centres), np.array(vectors), np.full(len(centres), sigma * unit)
 
 
 def render(
@@ -217,20 +349,18 @@ def render(
         rng.uniform(-1.5, 1.5), scale, np.array([size / 2, size / 2]),
         np.array([size / 2, size / 2]) + rng.uniform(-2, 2, 2) * size / 200, False,
     )  # fmt: skip
-    linear = jitter[:2, :2]
-    # the identity's shape field and the expression field, carried into the output frame by the jitter
-    shape = _field(size, _apply(jitter, ident.shape_centres), ident.shape_vectors @ linear.T, ident.shape_sigma * scale)
-    expr = np.zeros_like(shape)
-    if label is not None and np.any(levels > 0):
-        centres, vectors, sigma = _expression(ident, label, amplitude, spec.sigma, rng)
-        expr = _field(size, _apply(jitter, centres), vectors @ linear.T, sigma * scale)
+    landmarks = _apply(jitter, ident.landmarks)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    neutral = np.stack([xx, yy], axis=2) - shape  # output pixel → where its content sits before the expression
+    grid = np.stack([xx, yy], axis=2)
+    expr = np.zeros_like(grid)
+    if label is not None and np.any(levels > 0):
+        centres, vectors, sigma = _expression(landmarks, ident.unit * scale, label, amplitude, spec.sigma, rng)
+        expr = _field(size, centres, vectors, sigma)
     to_photo = (np.vstack([ident.inv_affine, [0, 0, 1]]) @ np.linalg.inv(jitter))[:2]
     light = (ident.shading + ident.brightness + rng.normal(0.0, 0.015))[..., None]
     frames = []
     for level in levels:
-        where = cv2.transform(neutral - np.float32(level) * expr, to_photo)  # output pixel → photo coordinates
+        where = cv2.transform(grid - np.float32(level) * expr, to_photo)  # output pixel → identity-frame coordinates
         img = cv2.remap(ident.photo, where[..., 0], where[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
         img = (img + light) * ident.gain
         if gray:

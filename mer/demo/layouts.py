@@ -19,7 +19,7 @@ import numpy as np
 
 from mer.config import CLASSES
 from mer.demo.faces import macro_levels, micro_levels
-from mer.demo.spec import JAFFE_CODES, NEG, POS, SUR, DemoSpec
+from mer.demo.spec import JAFFE_CODES, NEG, POS, SAMM_PAD, SUR, DemoSpec
 
 CASME2_XLSX = "CASME2-coding-20140508.xlsx"
 SAMM_XLSX = "SAMM_Micro_FACS_Codes_v2.xlsx"
@@ -57,6 +57,7 @@ class Sample:
     keep: bool = True
     reason: str = ""
     rows: int = 1  # manifest rows a reader makes from it when kept
+    apex_less: bool = False  # a coding row without an apex (CASME II "/", SAMM -1); its clip still has one
 
 
 def _class_plan(per_class: int, rng: np.random.Generator) -> list[str]:
@@ -65,33 +66,52 @@ def _class_plan(per_class: int, rng: np.random.Generator) -> list[str]:
     return [labels[i] for i in rng.permutation(len(labels))]
 
 
-def _amp(base: float, spec: DemoSpec, rng: np.random.Generator) -> float:
-    return base * rng.uniform(1 - spec.amplitude_jitter, 1 + spec.amplitude_jitter)
+def _amp(base: float, jitter: float, rng: np.random.Generator) -> float:
+    """`base` times a random factor in [1 − jitter, 1 + jitter]."""
+    return base * rng.uniform(1 - jitter, 1 + jitter)
 
 
-def _micro_timing(n: int, onset: int, offset: int, rng: np.random.Generator, middle: bool) -> tuple[int, np.ndarray]:
-    apex = (n - 1) // 2 if middle else int(rng.integers(onset + 1, offset))
-    return apex, micro_levels(n, onset, apex, offset)
+def _micro_clip(dataset: str, spec: DemoSpec, rng: np.random.Generator) -> tuple[int, int, int, int, np.ndarray]:
+    """(frames, onset, apex, offset, levels) of one micro clip at the dataset's frame rate.
+
+    The movement lasts a random duration within `spec.micro_seconds`; the apex sits at 30–70 % of it (SMIC: within
+    a sixth of the clip around the middle frame, which is where its reader, lacking an apex label, looks).
+    """
+    n = spec.frames(dataset, float(rng.uniform(*spec.micro_seconds)))
+    onset, offset = (SAMM_PAD, n - 1 - SAMM_PAD) if dataset == "samm" else (0, n - 1)
+    if dataset == "smic":
+        middle, spread = (n - 1) // 2, max(1, n // 6)
+        apex = middle + int(rng.integers(-spread, spread + 1))
+    else:
+        apex = onset + int(round(rng.uniform(0.3, 0.7) * (offset - onset)))
+    apex = int(np.clip(apex, onset + 1, offset - 1))
+    return n, onset, apex, offset, micro_levels(n, onset, apex, offset)
+
+
+APEX_LESS_CLASSES = (POS, NEG, SUR)  # warps of the apex-less clips, in turn
 
 
 def plan_casme2(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> tuple[list[Sample], list[list[Any]]]:
-    """CASME II clips (colour, imgN.jpg from a random start) and the coding-sheet rows; two unusable rows."""
-    n = spec.micro_frames
+    """CASME II clips (colour, imgN.jpg from a random start, onset to offset at 200 fps) and the coding-sheet rows;
+    `spec.apex_less` extra rows with ApexFrame "/" (one per subject, first subjects) and one `fear` row."""
     numbers = sorted(rng.choice(np.arange(1, 27), spec.micro_subjects, replace=False).tolist())
     samples, sheet = [], []
     cycle = 0
-    for number, ident in zip(numbers, ids, strict=True):
+    for s_i, (number, ident) in enumerate(zip(numbers, ids, strict=True)):
         sub = f"sub{number:02d}"
         labels = _class_plan(spec.micro_per_class, rng)
-        episodes = rng.choice(np.arange(1, max(20, len(labels) + 3)), len(labels) + 2, replace=False)
-        for k, label in enumerate([*labels, "skip_apex", "skip_fear"] if number == numbers[0] else labels):
+        extra = (["skip_apex"] if s_i < spec.apex_less else []) + (["skip_fear"] if s_i == 0 else [])
+        labels = [*labels, *extra]
+        episodes = rng.choice(np.arange(1, max(20, len(labels) + 3)), len(labels), replace=False)
+        for k, label in enumerate(labels):
             filename = f"EP{episodes[k]:02d}_{int(rng.integers(1, 10)):02d}{'f' if rng.random() < 0.3 else ''}"
             start = int(rng.integers(20, 300))
-            apex, levels = _micro_timing(n, 0, n - 1, rng, middle=False)
-            warp, keep, reason = label, True, ""
+            n, onset, apex, offset, levels = _micro_clip("casme2", spec, rng)
+            warp, keep, reason, apex_less = label, True, "", False
             if label == "skip_apex":  # a real CASME II quirk: the apex cell holds "/"
-                warp, emotion, apex_cell = POS, "happiness", "/"
-                keep, reason = False, "apex '/' is not a frame number"
+                warp = APEX_LESS_CLASSES[s_i % 3]
+                emotion, apex_cell = EMOTIONS["casme2"][warp][0], "/"
+                keep, reason, apex_less = False, "apex '/' is not a frame number", True
             elif label == "skip_fear":  # an emotion the MEGC2019 protocol drops
                 warp, emotion, apex_cell = NEG, "fear", start + apex
                 keep, reason = False, "emotion 'fear' is not in the MEGC2019 3-class protocol"
@@ -109,42 +129,43 @@ def plan_casme2(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> tup
                     label=warp,
                     emotion=emotion,
                     files=files,
-                    onset=0,
+                    onset=onset,
                     apex=apex,
-                    offset=n - 1,
+                    offset=offset,
                     levels=levels,
-                    amplitude=_amp(spec.micro_amplitude, spec, rng),
+                    amplitude=_amp(spec.micro_amplitude, spec.amplitude_jitter, rng),
                     identity=ident,
                     gray=False,
                     keep=keep,
                     reason=reason,
+                    apex_less=apex_less,
                 )
             )
-            sheet.append([number, filename, start, apex_cell, start + n - 1, ACTION_UNITS[warp], emotion])
+            sheet.append([number, filename, start + onset, apex_cell, start + offset, ACTION_UNITS[warp], emotion])
     return samples, sheet
 
 
 def plan_samm(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> tuple[list[Sample], list[list[Any]]]:
-    """SAMM clips (gray, a neutral frame either side) and the coding-sheet rows; one row with apex -1."""
-    n = spec.micro_frames
+    """SAMM clips (gray, 200 fps, neutral frames either side of onset and offset) and the coding-sheet rows;
+    `spec.apex_less` extra rows with Apex Frame -1 (one per subject, last subjects)."""
     numbers = sorted(rng.choice(np.arange(6, 38), spec.micro_subjects, replace=False).tolist())
     samples, sheet = [], []
     cycle = 0
-    for number, ident in zip(numbers, ids, strict=True):
+    for s_i, (number, ident) in enumerate(zip(numbers, ids, strict=True)):
         sub = f"{number:03d}"
         labels = _class_plan(spec.micro_per_class, rng)
-        if number == numbers[-1]:
+        if s_i >= spec.micro_subjects - spec.apex_less:
             labels.append("skip_apex")
         clips = rng.choice(np.arange(10, max(80, len(labels) + 11)), len(labels), replace=False)
         for k, label in enumerate(labels):
             filename = f"{sub}_{clips[k] // 10}_{clips[k] % 10 + 1}"
             start = int(rng.integers(1000, 9000))
-            onset, offset = 1, n - 2  # SAMM folders hold a neutral frame before the onset and after the offset
-            apex, levels = _micro_timing(n, onset, offset, rng, middle=False)
-            warp, keep, reason, apex_cell = label, True, "", start + apex
+            n, onset, apex, offset, levels = _micro_clip("samm", spec, rng)
+            warp, keep, reason, apex_cell, apex_less = label, True, "", start + apex, False
             if label == "skip_apex":  # a real SAMM quirk: apex -1 when the coders marked none
-                warp, emotion, apex_cell = SUR, "Surprise", -1
-                keep, reason = False, "apex frame '-1' is not a frame number"
+                warp = APEX_LESS_CLASSES[(s_i + 1) % 3]
+                emotion, apex_cell = EMOTIONS["samm"][warp][0], -1
+                keep, reason, apex_less = False, "apex frame '-1' is not a frame number", True
             else:
                 choices = EMOTIONS["samm"][label]
                 emotion = choices[cycle % len(choices)]
@@ -162,11 +183,12 @@ def plan_samm(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> tuple
                     apex=apex,
                     offset=offset,
                     levels=levels,
-                    amplitude=_amp(spec.micro_amplitude, spec, rng),
+                    amplitude=_amp(spec.micro_amplitude, spec.amplitude_jitter, rng),
                     identity=ident,
                     gray=True,
                     keep=keep,
                     reason=reason,
+                    apex_less=apex_less,
                 )
             )
             sheet.append([sub, filename, f"{sub}_{k + 1}", start + onset, apex_cell, start + offset, offset - onset + 1,
@@ -175,8 +197,7 @@ def plan_samm(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> tuple
 
 
 def plan_smic(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> list[Sample]:
-    """SMIC-HS clips in class folders; no coding sheet, so the apex is the middle frame."""
-    n = spec.micro_frames
+    """SMIC-HS clips (100 fps) in class folders; no coding sheet, so the reader takes the middle frame as apex."""
     numbers = sorted(rng.choice(np.arange(1, 21), spec.micro_subjects, replace=False).tolist())
     samples = []
     for number, ident in zip(numbers, ids, strict=True):
@@ -186,7 +207,7 @@ def plan_smic(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> list[
             seen[label] += 1
             clip = f"{sub}_{SMIC_SHORT[label]}_{seen[label]:02d}"
             start = int(rng.integers(10000, 900000))
-            apex, levels = _micro_timing(n, 0, n - 1, rng, middle=True)  # SMIC has no apex label: the middle frame
+            n, onset, apex, offset, levels = _micro_clip("smic", spec, rng)
             files = [f"HS/{sub}/micro/{label}/{clip}/image{start + i:06d}.jpg" for i in range(n)]
             samples.append(
                 Sample(
@@ -196,11 +217,11 @@ def plan_smic(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> list[
                     label=label,
                     emotion=label,
                     files=files,
-                    onset=0,
+                    onset=onset,
                     apex=apex,
-                    offset=n - 1,
+                    offset=offset,
                     levels=levels,
-                    amplitude=_amp(spec.micro_amplitude, spec, rng),
+                    amplitude=_amp(spec.micro_amplitude, spec.amplitude_jitter, rng),
                     identity=ident,
                     gray=False,
                 )
@@ -244,7 +265,7 @@ def plan_ckplus(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> lis
                     apex=n - 1,
                     offset=n - 1,
                     levels=macro_levels(n),
-                    amplitude=_amp(spec.macro_amplitude, spec, rng),
+                    amplitude=_amp(spec.macro_amplitude, spec.macro_jitter, rng),
                     identity=ident,
                     gray=True,
                     keep=keep,
@@ -286,7 +307,7 @@ def plan_jaffe(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> list
                     apex=0,
                     offset=0,
                     levels=levels,
-                    amplitude=_amp(spec.macro_amplitude, spec, rng),
+                    amplitude=_amp(spec.macro_amplitude, spec.macro_jitter, rng),
                     identity=ident,
                     gray=True,
                     keep=keep,

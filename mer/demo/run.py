@@ -1,45 +1,261 @@
-"""`mer demo`: the whole pipeline on the generated corpus — prepare → pretrain → LOSO → report — in one call."""
+"""`mer demo`: the whole pipeline on the generated corpus — prepare → pretrain → LOSO per seed → final bundle →
+test video → summary — and `run_ablations`, the paper's ablations on the same corpus and seeds.
+
+Stage times (wall and CPU seconds) go to OUT/demo_timings.json, the seed table and the ablation table to
+OUT/demo_summary.md and OUT/ablations.md.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from mer.config import Config, as_override, load_config
-from mer.demo.corpus import DemoSummary
-from mer.evaluation.loso import run_loso
+import pandas as pd
+
+from mer.config import Config, as_override, load_config, to_yaml
+from mer.demo.corpus import DemoSummary, write_test_video
+from mer.evaluation.bootstrap import bootstrap_intervals
+from mer.evaluation.loso import run_final
+from mer.evaluation.runs import CLASSIFIERS, load_run
+from mer.evaluation.seeds import run_seeds as run_seed_study
+from mer.evaluation.seeds import seed_dir
 from mer.prepare import run_prepare
 from mer.train import run_pretrain
+
+SEEDS = 3  # LOSO runs of the default demo (seed, seed + 1, seed + 2); `--quick` runs one
+TIMINGS = "demo_timings.json"
+SUMMARY = "demo_summary.md"
+ABLATIONS = "ablations.md"
+SYNTHETIC_NOTE = (
+    "Synthetic data: these numbers come from the generated demo corpus and are not comparable with published results "
+    "on CASME II, SAMM and SMIC."
+)
+
+
+class StageClock:
+    """Wall and CPU seconds per named stage (CPU: this process, all threads), written as JSON."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, dict[str, float]] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the body of a `with` block as stage `name`."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.stages[name] = {"wall_s": round(time.perf_counter() - wall, 2),
+                                 "cpu_s": round(time.process_time() - cpu, 2)}  # fmt: skip
+
+    def write(self, path: Path, extra: dict[str, Any]) -> None:
+        """The stages and `extra` (load, sizes) as JSON."""
+        path.write_text(json.dumps({"stages": self.stages, **extra}, indent=2))
 
 
 def demo_config(out: Path, quick: bool = False, seed: int = 0, overrides: list[str] | None = None) -> Config:
     """`conf/demo.yaml` pointed at `out`; with `quick`, the `conf/tiny.yaml` overlay on top (the tests' sizes)."""
     items = [f"seed={seed}", f"data.prepared={out / 'prepared'}", f"out={out}"]
+    if quick:  # a handful of tiny folds: starting worker processes would cost more than it saves
+        items.append("loso.workers=1")
     return load_config(["demo", "tiny"] if quick else "demo", items + list(overrides or []))
 
 
+def run_seeds(cfg: Config, out: Path, weights: Path | None, seeds: Sequence[int]) -> dict[int, Path]:
+    """LOSO once per seed into `out/seed<k>/` (`loso.seeds`, `mer.evaluation.seeds`); returns {seed: run folder}."""
+    study = load_config(text=to_yaml(cfg), overrides=[f"loso.seeds={list(seeds)}"])
+    run_seed_study(study, out, weights)
+    return {k: seed_dir(out, k) for k in seeds}
+
+
+def seed_table(runs: dict[int, Path]) -> pd.DataFrame:
+    """Composite UF1 / UAR of the SVM and the softmax head per seed, then the mean and sd over seeds."""
+    rows = []
+    for k, run_dir in runs.items():
+        scores = load_run(run_dir).scores()
+        row: dict[str, Any] = {"seed": str(k)}
+        for clf in CLASSIFIERS:
+            comp = scores.get(clf, {}).get("composite", {})
+            row[f"{clf} UF1"], row[f"{clf} UAR"] = comp.get("uf1"), comp.get("uar")
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    values = table.drop(columns="seed").astype(float)
+    mean = {"seed": "mean", **values.mean().to_dict()}
+    sd = {"seed": "sd", **values.std(ddof=1).to_dict()} if len(values) > 1 else {"seed": "sd"}
+    return pd.concat([table, pd.DataFrame([mean, sd])], ignore_index=True)
+
+
+def bootstrap_uf1(runs: dict[int, Path], classifier: str = "svm", n: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95 % interval of the seed-mean composite UF1 over subjects (`mer.evaluation.bootstrap`, as the reports)."""
+    frames = [load_run(d).predictions for d in runs.values()]
+    lo, hi = bootstrap_intervals(frames, CLASSIFIERS[classifier], n_resamples=n, seed=seed)["composite"]["uf1"]
+    return (float("nan") if lo is None else lo, float("nan") if hi is None else hi)
+
+
+def _mean_sd(table: pd.DataFrame, column: str) -> str:
+    mean = table.loc[table["seed"] == "mean", column].iloc[0]
+    sd = table.loc[table["seed"] == "sd", column].iloc[0] if "sd" in set(table["seed"]) else float("nan")
+    if pd.isna(mean):
+        return "–"
+    return f"{mean:.3f} ± {sd:.3f}" if not pd.isna(sd) else f"{mean:.3f}"
+
+
+def _md(table: pd.DataFrame) -> str:
+    cols = list(table.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in table.iterrows():
+        cells = [f"{v:.3f}" if isinstance(v, float) and not pd.isna(v) else ("–" if pd.isna(v) else str(v)) for v in r]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
 def run_demo(
-    out: Path, summary: DemoSummary, quick: bool = False, seed: int = 0, overrides: list[str] | None = None
+    out: Path,
+    summary: DemoSummary,
+    quick: bool = False,
+    seed: int = 0,
+    overrides: list[str] | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> Path:
-    """Run every stage on the generated corpus whose readers' roots are in `summary.roots`; returns the report path."""
+    """Run every stage on the generated corpus whose readers' roots are in `summary.roots`; returns the summary path.
+
+    LOSO runs once per seed (default: `seed`, `seed`+1, `seed`+2; `quick`: `seed` only) into OUT/loso/seed<k>/;
+    then the `--final` bundle on every micro subject (OUT/final/bundle) and a test video of an identity that no
+    dataset holds (OUT/test_video.mp4). The last lines printed are the `mer predict` command for the two.
+    """
     out = Path(out)
-    roots = [as_override(f"data.roots.{name}", str(root)) for name, root in summary.roots.items()]
-    cfg = demo_config(out, quick, seed, [*roots, *(overrides or [])])
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    run_prepare(cfg, preview=True)  # into data.prepared = out/prepared
-    timings["prepare"] = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    weights = run_pretrain(cfg, out / "pretrain")
-    timings["pretrain"] = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    run_loso(cfg, out / "loso", weights)
-    timings["loso"] = time.perf_counter() - t2
-    total = time.perf_counter() - t0
-    report = out / "loso" / "report.md"
-    print(
-        "demo finished in {:.0f} s (prepare {:.0f} s, pretrain {:.0f} s, LOSO {:.0f} s)\nreport: {}\nhtml:   {}".format(
-            total, timings["prepare"], timings["pretrain"], timings["loso"], report, report.with_suffix(".html")
-        )
+    cfg = demo_config(out, quick, seed, [*_roots(summary), *(overrides or [])])
+    seeds = list(seeds) if seeds is not None else [seed + i for i in range(1 if quick else SEEDS)]
+    clock = StageClock()
+    clock.stages["corpus"] = {"wall_s": round(summary.seconds, 2)}
+    load_before = _load()
+    started = time.perf_counter()
+    with clock.stage("prepare"):
+        run_prepare(cfg, preview=True)  # into data.prepared = out/prepared
+    with clock.stage("pretrain"):
+        weights = run_pretrain(cfg, out / "pretrain")
+    with clock.stage(f"loso {len(seeds)} seed(s)"):
+        runs = run_seeds(cfg, out / "loso", weights, seeds)
+    with clock.stage("final bundle"):
+        bundle = run_final(cfg, out / "final", weights)
+    with clock.stage("test video + summary"):
+        video = write_test_video(out / "test_video.mp4", summary.spec, summary.seed)
+        table = seed_table(runs)
+        interval = bootstrap_uf1(runs, "svm", n=200 if quick else 1000)
+        text = _summary_text(cfg, summary, runs, table, interval, video, bundle)
+        (out / SUMMARY).write_text(text)
+    total = time.perf_counter() - started
+    clock.write(out / TIMINGS, {"load_before": load_before, "load_after": _load(), "seeds": seeds,
+                                "quick": quick, "stages_total_s": round(total, 1)})  # fmt: skip
+    times = ", ".join(f"{name} {t['wall_s']:.0f} s" for name, t in clock.stages.items())
+    print(f"\n{_seed_lines(table, interval)}")
+    print(f"demo finished in {total:.0f} s ({times})")
+    print(f"reports: {', '.join(str(d / 'report.md') for d in runs.values())}")
+    print(f"summary: {out / SUMMARY}")
+    print(f"test video of held-out identity {video['identity']} (in no training set; it shows '{video['label']}', "
+          f"apex at frame {video['apex']}): {video['path']}")  # fmt: skip
+    print("predict it with:")
+    print(f"  mer predict {video['path']} --model {bundle}")
+    return out / SUMMARY
+
+
+def _roots(summary: DemoSummary) -> list[str]:
+    """The corpus's dataset folders as `data.roots.NAME` overrides."""
+    return [as_override(f"data.roots.{name}", str(root)) for name, root in summary.roots.items()]
+
+
+def _seed_lines(table: pd.DataFrame, interval: tuple[float, float]) -> str:
+    lo, hi = interval
+    return (f"composite UF1 over {int((~table['seed'].isin(['mean', 'sd'])).sum())} seed(s): "
+            f"SVM {_mean_sd(table, 'svm UF1')} (95 % subject bootstrap {lo:.3f}–{hi:.3f}), "
+            f"softmax {_mean_sd(table, 'softmax UF1')}; chance 0.333. {SYNTHETIC_NOTE}")  # fmt: skip
+
+
+def _summary_text(
+    cfg: Config,
+    summary: DemoSummary,
+    runs: dict[int, Path],
+    table: pd.DataFrame,
+    interval: tuple[float, float],
+    video: dict[str, Any],
+    bundle: Path,
+) -> str:
+    micro = summary.samples[(summary.samples["kind"] == "micro") & summary.samples["keep"]]
+    lines = [
+        "# mer demo: summary",
+        "",
+        f"> {SYNTHETIC_NOTE}",
+        "",
+        f"Corpus: {len(micro)} micro clips of {micro['subject'].nunique()} LOSO subjects, "
+        f"{int(summary.counts.loc[['ckplus', 'jaffe']].values.sum())} macro images; config `{cfg.name}` "
+        f"({cfg.model.backbone}, {cfg.data.image_size}² crops, eye mask {cfg.face.eye_mask}).",
+        "",
+        "## Composite scores per seed (leave-one-subject-out)",
+        "",
+        _md(table),
+        "",
+        _seed_lines(table, interval),
+        "",
+        "Runs: " + ", ".join(f"`{d}`" for d in runs.values()),
+        "",
+        "## Ready to use",
+        "",
+        f"- final model (every micro subject): `{bundle}`",
+        f"- test video of held-out identity {video['identity']} (shows '{video['label']}', apex at frame "
+        f"{video['apex']} of {video['n_frames']}, {video['fps']:.0f} fps): `{video['path']}`",
+        f"- `mer predict {video['path']} --model {bundle}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run_ablations(out: Path, summary: DemoSummary, quick: bool = False, seed: int = 0) -> Path:
+    """The paper's ablations on the demo's corpus and seeds (run `run_demo` first): no transfer (from scratch) and
+    eye mask off (its own prepare and pre-training); SVM vs softmax come from every run. Writes OUT/ablations.md."""
+    out = Path(out)
+    seeds = [seed + i for i in range(1 if quick else SEEDS)]
+    cfg = demo_config(out, quick, seed, _roots(summary))
+    prepared, weights = out / "prepared", out / "pretrain" / "pretrained.pt"
+    demo_runs = run_seeds(cfg, out / "loso", weights, seeds)  # complete folds are reused, not rerun
+    no_transfer = load_config(["demo", "tiny", "ablation/no_transfer"] if quick else ["demo", "ablation/no_transfer"],
+                              [f"seed={seed}", f"data.prepared={prepared}", f"out={out}"])  # fmt: skip
+    rows = {"demo (transfer, eye mask, SVM)": seed_table(demo_runs)}
+    rows["no transfer (from scratch)"] = seed_table(
+        run_seeds(no_transfer, out / "ablations" / "no_transfer", None, seeds)
     )
-    return report
+    nomask_prepared = out / "ablations" / "no_eye_mask" / "prepared"
+    nomask = demo_config(out, quick, seed, [*_roots(summary), "face.eye_mask=none", f"data.prepared={nomask_prepared}"])
+    run_prepare(nomask)
+    nomask_weights = run_pretrain(nomask, out / "ablations" / "no_eye_mask" / "pretrain")
+    rows["eye mask off (own prepare + pre-training)"] = seed_table(
+        run_seeds(nomask, out / "ablations" / "no_eye_mask" / "loso", nomask_weights, seeds)
+    )
+    base = rows["demo (transfer, eye mask, SVM)"]
+    lines = ["# mer demo: ablations", "", f"> {SYNTHETIC_NOTE}", "",
+             f"Composite UF1, mean ± sd over seeds {', '.join(map(str, seeds))} (load {_load()}).", "",
+             "| run | SVM UF1 | softmax UF1 | SVM UF1 per seed | Δ SVM UF1 vs demo |",
+             "|---|---:|---:|---|---:|"]  # fmt: skip
+    for name, table in rows.items():
+        per_seed = table.loc[~table["seed"].isin(["mean", "sd"]), "svm UF1"].astype(float)
+        delta = float(table.loc[table["seed"] == "mean", "svm UF1"].iloc[0]) - float(
+            base.loc[base["seed"] == "mean", "svm UF1"].iloc[0]
+        )
+        lines.append(f"| {name} | {_mean_sd(table, 'svm UF1')} | {_mean_sd(table, 'softmax UF1')} | "
+                     f"{' / '.join(f'{v:.3f}' for v in per_seed)} | {delta:+.3f} |")  # fmt: skip
+    path = out / ABLATIONS
+    path.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[4:]))
+    print(f"ablations: {path}")
+    return path
