@@ -159,6 +159,13 @@ def loso(
     workers: Annotated[
         int | None, typer.Option(help="Fold processes, one GPU each when present (sets loso.workers).")
     ] = None,
+    devices: Annotated[
+        str | None,
+        typer.Option(
+            help="Where folds run: GPU ids round-robin, e.g. 0,1 (several fold processes per GPU when --workers is "
+            "larger), or cpu. Default: every visible GPU, else CPU (sets loso.devices)."
+        ),
+    ] = None,
     fold_index: Annotated[
         int | None, typer.Option(help="This call runs only fold I of the run's plan (SLURM array task).")
     ] = None,
@@ -214,7 +221,10 @@ def loso(
         study, record = best_selection(from_study)
         typer.echo(f"using the study's best parameters: {' '.join(study)}")
     flags = _flag("data.prepared", prepared) + _flag("loso.workers", workers) + _flag("loso.seeds", _seed_list(seeds))
+    flags += _flag("loso.devices", [d.strip() for d in devices.split(",") if d.strip()] if devices else None)
     cfg = _cfg(config, [*(overrides or []), *study], flags)
+    if cfg.loso.devices and cfg.loso.workers <= 1:  # one process: pin it before anything initialises CUDA
+        os.environ["CUDA_VISIBLE_DEVICES"] = "" if cfg.loso.devices == ["cpu"] else ",".join(cfg.loso.devices)
     sweep_file = nested or cfg.loso.nested
     if sweep_file and not final:
         if from_study:

@@ -182,6 +182,7 @@ class LosoConfig:
 
     classifier: str = "svm"  # which prediction the headline metrics use
     workers: int = 1
+    devices: list[str] = field(default_factory=list)  # fold placement: GPU ids ("0", "1") or ["cpu"]; empty = auto
     group_size: int = 1  # subjects per held-out fold (1 = LOSO)
     folds: list[str] = field(default_factory=list)  # restrict to these held-out subjects; empty = all
     transfer: bool = True  # start every fold from the pre-trained checkpoint; false = from scratch (ablation)
@@ -393,6 +394,9 @@ def check_effective(cfg: Config) -> None:
     bad = [s for s in cfg.augment.jitter_stages if s not in ("pretrain", "finetune")]
     if bad:
         raise ConfigError(f"augment.jitter_stages: unknown stage(s) {bad}; use pretrain and/or finetune")
+    devices = [str(d) for d in cfg.loso.devices]
+    if devices != ["cpu"] and not all(d.isdigit() for d in devices):
+        raise ConfigError(f"loso.devices: {devices} is neither GPU ids (e.g. [0, 1]) nor [cpu]")
 
 
 def ignored_keys(cfg: Config) -> dict[str, str]:

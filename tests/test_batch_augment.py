@@ -189,3 +189,53 @@ def test_runs_on_cuda() -> None:
     x, y = ds.__getitems__([0, 2])
     out = BatchAugment(PAPER)(x)
     assert out.is_cuda and out.shape == (2, 1, 32, 32) and y.tolist() == [0, 2]
+
+
+MICRO = {f"casme2/s{i}": "micro" for i in range(3)}
+
+
+@pytest.fixture(scope="module")
+def micro_prepared(tmp_path_factory):
+    from tests.helpers import make_prepared
+
+    return make_prepared(tmp_path_factory.mktemp("prep"), MICRO, per_class=3, skew=True)
+
+
+@pytest.mark.parametrize("balance", ["epoch", "iteration"])
+@pytest.mark.parametrize("apply", ["all", "topups"])
+def test_device_loader_gives_the_per_sample_paths_batches(micro_prepared, balance: str, apply: str) -> None:
+    """augment_on=device on CPU: the same label batches as the per-sample path for the same sampler seed."""
+    from mer.data.datamodule import MERDataModule
+    from tests.helpers import tiny_config
+
+    extra = (f"data.balance={balance}", f"augment.apply={apply}", "train.finetune.val_subjects=0", "seed=3")
+    dms = {on: MERDataModule(micro_prepared, tiny_config(f"data.augment_on={on}", *extra)) for on in ("cpu", "device")}
+    for epoch in (0, 1):
+        loaders = {on: dm.train_dataloader() for on, dm in dms.items()}
+        for loader in loaders.values():
+            sampler = getattr(loader.batch_sampler, "sampler", loader.batch_sampler)
+            sampler.set_epoch(epoch)
+        pairs = list(zip(loaders["cpu"], loaders["device"], strict=True))
+        keys = list(loaders["device"].batch_sampler)  # the sampler's (index, topup) keys, batch by batch
+        assert len(pairs) == len(keys) >= 2
+        for ((x_cpu, y_cpu), raw), batch_keys in zip(pairs, keys, strict=True):
+            assert raw[0].dtype == torch.uint8 and len(raw) == (3 if apply == "topups" else 2)
+            assert torch.equal(y_cpu, raw[1])  # same samples in the same order, so the same class counts
+            x_dev, y_dev = dms["device"].on_after_batch_transfer(raw, 0)
+            assert x_dev.dtype == torch.float32 and x_dev.shape == x_cpu.shape and torch.equal(y_dev, y_cpu)
+            if apply == "topups":  # the mask is the sampler's top-up flags
+                assert raw[2].tolist() == [t for _, t in batch_keys]
+        if apply == "topups":
+            assert any(t for b in keys for _, t in b)  # skewed classes: some samples are top-ups
+    val = next(iter(dms["device"].eval_dataloader("train")))
+    assert dms["device"].on_after_batch_transfer(val, 0) is val  # float batches pass through
+
+
+@pytest.mark.slow
+def test_tiny_train_stage_runs_with_device_augmentation(micro_prepared, tmp_path) -> None:
+    from mer.train import train_stage
+    from tests.helpers import tiny_config
+
+    cfg = tiny_config("data.augment_on=device", "augment.apply=topups", "train.finetune.epochs=1")
+    res = train_stage(cfg, micro_prepared, "finetune", tmp_path, keep_checkpoint=False)
+    assert res.epochs_run == 1

@@ -94,8 +94,8 @@ class BatchAugment(torch.nn.Module):
         return x
 
 
-def keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Collate function for `UInt8Crops`: its `__getitems__` already returns the batch as two tensors."""
+def keep_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Collate function for `UInt8Crops`: its `__getitems__` already returns the batch as tensors."""
     return batch
 
 
@@ -103,13 +103,20 @@ class UInt8Crops(Dataset):
     """In-memory uint8 crops + labels handed out a whole batch at a time (`__getitems__`, one fancy index).
 
     With `device`, the crops are copied there once (a fold's crops fit easily on a GPU) and batches are gathered on
-    it; use it with `num_workers=0`, a `batch_sampler` over the usual sampler and `collate_fn=keep_batch`.
+    it; use it with `num_workers=0`, a `batch_sampler` over the usual sampler and `collate_fn=keep_batch`. Keys are
+    indices or the balancing samplers' `(index, topup)`; with `topups=True` a batch also carries the top-up mask
+    (bool (N,)) for `BatchAugment(augment=...)` under `augment.apply: topups`.
     """
 
     def __init__(
-        self, crops: np.ndarray | torch.Tensor, labels: Sequence[int] | np.ndarray, device: str | torch.device = "cpu"
+        self,
+        crops: np.ndarray | torch.Tensor,
+        labels: Sequence[int] | np.ndarray,
+        device: str | torch.device = "cpu",
+        topups: bool = False,
     ) -> None:
         self.device = torch.device(device)
+        self.topups = topups
         self.crops = torch.as_tensor(np.asarray(crops) if not isinstance(crops, torch.Tensor) else crops)
         self.crops = self.crops.to(self.device, torch.uint8)
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long).to(self.device)
@@ -117,9 +124,13 @@ class UInt8Crops(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.crops[i], self.labels[i]
+    def __getitem__(self, key: int | tuple[int, bool]) -> tuple[torch.Tensor, ...]:
+        return tuple(t[0] for t in self.__getitems__([key]))
 
-    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.as_tensor(list(indices), dtype=torch.long, device=self.device)
-        return self.crops[idx], self.labels[idx]
+    def __getitems__(self, keys: Sequence[int | tuple[int, bool]]) -> tuple[torch.Tensor, ...]:
+        pairs = [k if isinstance(k, tuple) else (k, False) for k in keys]
+        idx = torch.as_tensor([int(i) for i, _ in pairs], dtype=torch.long, device=self.device)
+        if not self.topups:
+            return self.crops[idx], self.labels[idx]
+        mask = torch.as_tensor([bool(t) for _, t in pairs], dtype=torch.bool, device=self.device)
+        return self.crops[idx], self.labels[idx], mask

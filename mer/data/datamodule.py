@@ -8,21 +8,25 @@ Balancing (`data.balance`): `epoch` tops every class up to the largest one over 
 same number of emotion category samples is randomly selected in each training iteration"). Both samplers yield
 `(index, topup)` keys: a sample's first use in an epoch is the original, every further use a top-up copy, and
 `augment.apply: topups` shifts/flips only the copies (`all`: every training sample).
+
+`data.augment_on: device` keeps the training crops as uint8 on the training device (`UInt8Crops`) and augments
+whole batches there in `on_after_batch_transfer` (`BatchAugment`); validation and test batches are unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Union
+from typing import Any, Union
 
 import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.model_selection import GroupShuffleSplit
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from mer.config import AugmentConfig, Config
+from mer.data.batch_augment import BatchAugment, UInt8Crops, keep_batch
 from mer.data.prepared import REBUILD_HINT
 from mer.data.transforms import normalize, resize_crops, train_transform
 from mer.errors import DataError
@@ -213,6 +217,8 @@ class MERDataModule(pl.LightningDataModule):
         if len(present) < 2:
             raise DataError(f"the {stage} training set holds only class {present}; need at least two classes")
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        jitter = stage in cfg.augment.jitter_stages
+        self.batch_augment = BatchAugment(cfg.augment, jitter=jitter) if cfg.data.augment_on == "device" else None
 
     def _check_no_leak(self, held: set[str]) -> None:
         for name, df in (("training", self.train_df), ("validation", self.val_df)):
@@ -241,8 +247,10 @@ class MERDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, train: bool, shuffle: bool = False) -> DataLoader:
         crops, labels = self.arrays(split)
-        ds = CropDataset(crops, labels, self.cfg.augment if train else None, seed=self.cfg.seed, stage=self.stage_name)
         data = self.cfg.data
+        if train and data.augment_on == "device":
+            return self._device_loader(crops, labels)
+        ds = CropDataset(crops, labels, self.cfg.augment if train else None, seed=self.cfg.seed, stage=self.stage_name)
         workers = {
             "num_workers": data.num_workers,
             "pin_memory": data.pin_memory,
@@ -258,6 +266,24 @@ class MERDataModule(pl.LightningDataModule):
             drop_last=False,
             **workers,
         )
+
+    def _device_loader(self, crops: np.ndarray, labels: np.ndarray) -> DataLoader:
+        """Whole uint8 batches gathered on the training device, in the same batches as the per-sample path."""
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        ds = UInt8Crops(crops, labels, device, topups=self.cfg.augment.apply == "topups")
+        if self.cfg.data.balance == "iteration":
+            batches: Sampler = BalancedBatchSampler(labels, self.batch_size, self.cfg.seed)
+        else:  # Lightning still reaches the sampler's set_epoch through batch_sampler.sampler
+            batches = BatchSampler(BalancedSampler(labels, seed=self.cfg.seed), self.batch_size, drop_last=False)
+        return DataLoader(ds, batch_sampler=batches, collate_fn=keep_batch, num_workers=0)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """uint8 training batches (augment_on=device) → augmented, normalised float; float batches pass through."""
+        x = batch[0]
+        if self.batch_augment is None or x.dtype != torch.uint8:
+            return batch
+        mask = batch[2] if len(batch) > 2 else None
+        return self.batch_augment(x, augment=mask), batch[1]
 
     def train_dataloader(self) -> DataLoader:
         """Class-balanced (per epoch or per batch, `data.balance`), augmented batches of the training subjects."""

@@ -41,7 +41,8 @@ BASE_COLUMNS = ["sample_id", "dataset", "subject", "label", "svm_pred", "softmax
 # change them. data.prepared is where the data is read from, loso.nested where the sweep file is: what they hold
 # is checked by the data fingerprint and the selection key instead.
 EXECUTION_KEYS = ("loso.workers", "train.threads", "logging.", "data.num_workers", "data.pin_memory",
-                  "data.persistent_workers", "data.prepared", "face.workers", "loso.nested")  # fmt: skip
+                  "data.persistent_workers", "data.prepared", "face.workers", "loso.nested",
+                  "loso.devices")  # fmt: skip
 # loso.json fields a resumed run must share with the run that wrote the complete folds (what each one names).
 RESUME_FACTS = {"pretrained_sha256": "pre-trained checkpoint", "data_fingerprint": "prepared data",
                 "selection_key": "hyper-parameter selection"}  # fmt: skip
@@ -246,9 +247,21 @@ def run_fold(
 
 
 def _worker_init(threads: int, gpu_queue: Any) -> None:
-    if gpu_queue is not None:
+    if gpu_queue is not None:  # "" hides every GPU (loso.devices=[cpu]); an id pins the worker to that GPU
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())
     torch.set_num_threads(threads)
+
+
+def fold_devices(devices: Sequence[str], n_workers: int, visible_gpus: int) -> list[str] | None:
+    """What each of `n_workers` fold processes sets CUDA_VISIBLE_DEVICES to: GPU ids round-robin, "" for CPU.
+
+    `devices` is `loso.devices`: GPU ids, ["cpu"], or empty (auto: every visible GPU, else None = leave it alone).
+    With more workers than devices, several fold processes share a GPU.
+    """
+    ids = [str(d) for d in devices] or [str(i) for i in range(visible_gpus)]
+    if ids == ["cpu"]:
+        return [""] * n_workers
+    return [ids[i % len(ids)] for i in range(n_workers)] if ids else None
 
 
 def _run_fold_in_worker(config_yaml: str, prepared_dir: str, fold: Fold, out: str, pretrained: str | None) -> dict:
@@ -335,12 +348,12 @@ def _run_parallel(
     cfg: Config, prepared_dir: Path, todo: list[Fold], out: Path, pretrained: Any, n: int, bar: tqdm
 ) -> None:
     ctx = mp.get_context("spawn")
-    gpus = torch.cuda.device_count()
+    placement = fold_devices(cfg.loso.devices, n, torch.cuda.device_count())
     queue = None
-    if gpus:
+    if placement is not None:
         queue = ctx.Manager().Queue()
-        for i in range(n):
-            queue.put(i % gpus)
+        for device in placement:
+            queue.put(device)
     threads = cfg.train.threads if cfg.train.threads > 0 else max(1, (os.cpu_count() or 1) // n)
     with ProcessPoolExecutor(n, mp_context=ctx, initializer=_worker_init, initargs=(threads, queue)) as pool:
         futures = [
