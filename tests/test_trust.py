@@ -377,3 +377,15 @@ def test_tf32_off_unless_asked(restore_numerics, tmp_path):
     write_run_info(cfg, tmp_path, command="test")
     info = json.loads((tmp_path / "run_info.json").read_text())
     assert info["numerics"] == {"precision": "32-true", "tf32": False, "deterministic": True, "threads": 2}
+
+
+def test_iteration_balance_draws_new_batches_every_epoch_without_set_epoch():
+    """Lightning never calls set_epoch on a batch sampler: each pass must still draw new, reproducible batches."""
+    from mer.data.datamodule import BalancedBatchSampler
+
+    labels = [0] * 9 + [1] * 5 + [2] * 4
+    sampler = BalancedBatchSampler(labels, batch_size=6, seed=1)
+    first, second = list(sampler), list(sampler)
+    assert first != second
+    again = BalancedBatchSampler(labels, batch_size=6, seed=1)
+    assert list(again) == first and list(again) == second

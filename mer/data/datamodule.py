@@ -136,7 +136,8 @@ class BalancedBatchSampler(Sampler[list[tuple[int, bool]]]):
         self.per_class = int(max((self.labels == c).sum() for c in self.classes)) if len(self.labels) else 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Lightning calls this each epoch so the draw differs per epoch but is reproducible."""
+        """Which epoch the next pass draws. Lightning does not call it on a batch sampler (it looks for
+        `.sampler`), so every pass also moves on to the next epoch by itself: reproducible, and new each epoch."""
         self.epoch = epoch
 
     def __len__(self) -> int:
@@ -144,6 +145,7 @@ class BalancedBatchSampler(Sampler[list[tuple[int, bool]]]):
 
     def __iter__(self) -> Iterator[list[tuple[int, bool]]]:
         rng = np.random.default_rng((self.seed, self.epoch, 1))
+        self.epoch += 1
         n_cls = len(self.classes)
         base, extra = divmod(self.batch_size, max(1, n_cls))
         order = rng.permutation(n_cls)
