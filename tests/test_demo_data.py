@@ -130,14 +130,15 @@ def test_coding_sheets_readable_with_their_quirks(corpus: DemoSummary) -> None:
 
 
 def disk_counts(roots: dict[str, Path]) -> pd.DataFrame:
-    """The samples a protocol-following reader keeps, counted from the files alone (not from the summary)."""
+    """The samples a protocol-following reader keeps, counted from the files alone (not from the summary); rows
+    without an apex label (CASME II "/", SAMM -1) are kept: `mer prepare` spots their apex."""
     rows = []
     casme = read_casme2(roots["casme2"])
     for _, r in casme.iterrows():
-        if r["ApexFrame"] != "/" and r["Estimated Emotion"] in CASME2_CLASS:
+        if r["Estimated Emotion"] in CASME2_CLASS:
             rows.append(("casme2", CASME2_CLASS[r["Estimated Emotion"]], 1))
     for _, r in read_samm(roots["samm"]).iterrows():
-        if int(r["Apex Frame"]) >= 0 and r["Estimated Emotion"].lower() in SAMM_CLASS:
+        if r["Estimated Emotion"].lower() in SAMM_CLASS:
             rows.append(("samm", SAMM_CLASS[r["Estimated Emotion"].lower()], 1))
     for clip in (roots["smic"] / "HS").glob("s*/micro/*/*"):
         rows.append(("smic", clip.parent.name, 1))
@@ -160,9 +161,13 @@ def test_counts_match_files_on_disk(corpus: DemoSummary) -> None:
     assert list(counts.columns) == list(CLASSES)
     on_disk = disk_counts(corpus.roots).reindex(index=counts.index, columns=counts.columns, fill_value=0)
     assert (on_disk.values == counts.values).all(), f"\n{on_disk}\n!=\n{counts}"
-    # quick size: 2 subjects × 2 clips per class per micro set; balanced classes everywhere
-    assert (counts.loc[["casme2", "samm", "smic"]].values == 4).all()
-    assert (counts.nunique(axis=1) == 1).all()
+    # quick size: 2 subjects × 2 clips per class per micro set, plus the apex-less rows; macro sets balanced
+    apex_less = corpus.samples[corpus.samples["apex_less"]]
+    extra = pd.crosstab(apex_less["dataset"], apex_less["label"]).reindex(
+        index=counts.index, columns=counts.columns, fill_value=0
+    )
+    assert ((counts - extra).loc[["casme2", "samm", "smic"]].values == 4).all()
+    assert (counts.loc[["ckplus", "jaffe"]].nunique(axis=1) == 1).all()
     assert 40 <= int(counts.loc[["ckplus", "jaffe"]].values.sum()) <= 80
     for dataset, subjects in corpus.subjects.items():
         assert subjects and all(s.startswith(dataset + "/") for s in subjects)
@@ -173,8 +178,8 @@ def test_deliberate_skips_are_listed(corpus: DemoSummary) -> None:
     skipped = corpus.samples[~corpus.samples["keep"]]
     assert len(skipped) == corpus.skipped_expected == sum(corpus.skipped.values())
     reasons = skipped.groupby("dataset")["reason"].apply(list).to_dict()
-    assert any("'/'" in r for r in reasons["casme2"]) and any("fear" in r for r in reasons["casme2"])
-    assert any("-1" in r for r in reasons["samm"])
+    assert any("fear" in r for r in reasons["casme2"])
+    assert corpus.samples.loc[corpus.samples["apex_less"], "keep"].all()  # kept: their apex is spotted
     assert all("emotion file" in r for r in reasons["ckplus"])
     assert all("neutral" in r for r in reasons["jaffe"])
     for path in skipped.loc[skipped["dataset"] == "ckplus", "path"]:  # an unlabelled CK+ sequence: empty Emotion folder
@@ -273,10 +278,15 @@ def test_readers_build_the_counted_manifest(corpus: DemoSummary) -> None:
         index=corpus.counts.index, columns=corpus.counts.columns, fill_value=0
     )
     assert (got.values == corpus.counts.values).all(), f"\n{got}\n!=\n{corpus.counts}"
-    assert len(report) == corpus.skipped_expected, report.to_string()
-    micro = manifest[manifest["kind"] == "micro"]
+    dropped = report[~report["reason"].astype(str).str.startswith("apex (kept)")]
+    assert len(dropped) == corpus.skipped_expected, report.to_string()
+    micro = manifest[(manifest["kind"] == "micro") & (manifest["apex_source"] != "spotted")]
     apex = {(d, s): int(a) for d, s, a in zip(micro["dataset"], micro["sample_id"], micro["apex"], strict=True)}
-    coded = {k: v for k, v in corpus.apex.items() if k[0] != "smic"}
+    coded = {
+        k: v
+        for k, v in corpus.apex.items()
+        if k[0] != "smic" and k in set(zip(micro["dataset"], micro["sample_id"], strict=True))
+    }
     assert {k: v for k, v in apex.items() if k[0] != "smic"} == coded
     n_frames = corpus.samples.set_index(["dataset", "sample_id"])["n_frames"]
     assert all(a == (n_frames[k] - 1) // 2 for k, a in apex.items() if k[0] == "smic")  # SMIC: the middle frame
@@ -386,7 +396,7 @@ def test_clips_have_frame_rates_and_apex_less_rows(corpus: DemoSummary) -> None:
     marked = samples[samples["apex_less"]]
     assert (casme["ApexFrame"].astype(str) == "/").sum() == spec.apex_less == (marked["dataset"] == "casme2").sum()
     assert (pd.to_numeric(samm["Apex Frame"]) == -1).sum() == spec.apex_less == (marked["dataset"] == "samm").sum()
-    assert not marked["keep"].any() and marked["subject"].is_unique
+    assert marked["keep"].all() and marked["subject"].is_unique  # kept: mer prepare spots their apex
     for _, clip in marked.iterrows():
         frames = frames_of(corpus.root / clip["path"])
         assert np.abs(smooth(frames[clip["apex"]]) - smooth(frames[clip["onset"]])).mean() > 0.3

@@ -92,8 +92,8 @@ class DemoSummary:
             lines.append(f"micro clips: {rates}")
         if "apex_less" in self.samples and self.samples["apex_less"].any():
             apex_less = self.samples[self.samples["apex_less"]].groupby("dataset").size()
-            lines.append("apex-less coding rows (CASME II '/', SAMM -1; each clip has a real apex, the readers drop "
-                         "the rows today): " + ", ".join(f"{d} {n}" for d, n in apex_less.items()))  # fmt: skip
+            lines.append("apex-less coding rows (CASME II '/', SAMM -1; each clip has a real apex, which `mer "
+                         "prepare` spots): " + ", ".join(f"{d} {n}" for d, n in apex_less.items()))  # fmt: skip
         if len(self.identities):
             roles = self.identities["role"].value_counts()
             lines.append(f"identities: {roles.get('micro', 0)} micro, {roles.get('macro', 0)} macro (none shared), "

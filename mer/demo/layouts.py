@@ -111,7 +111,7 @@ def plan_casme2(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> tup
             if label == "skip_apex":  # a real CASME II quirk: the apex cell holds "/"
                 warp = APEX_LESS_CLASSES[s_i % 3]
                 emotion, apex_cell = EMOTIONS["casme2"][warp][0], "/"
-                keep, reason, apex_less = False, "apex '/' is not a frame number", True
+                keep, reason, apex_less = True, "", True  # kept: mer prepare spots its apex (data.missing_apex)
             elif label == "skip_fear":  # an emotion the MEGC2019 protocol drops
                 warp, emotion, apex_cell = NEG, "fear", start + apex
                 keep, reason = False, "emotion 'fear' is not in the MEGC2019 3-class protocol"
@@ -165,7 +165,7 @@ def plan_samm(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> tuple
             if label == "skip_apex":  # a real SAMM quirk: apex -1 when the coders marked none
                 warp = APEX_LESS_CLASSES[(s_i + 1) % 3]
                 emotion, apex_cell = EMOTIONS["samm"][warp][0], -1
-                keep, reason, apex_less = False, "apex frame '-1' is not a frame number", True
+                keep, reason, apex_less = True, "", True  # kept: mer prepare spots its apex (data.missing_apex)
             else:
                 choices = EMOTIONS["samm"][label]
                 emotion = choices[cycle % len(choices)]
