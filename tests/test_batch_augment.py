@@ -216,6 +216,8 @@ def test_device_loader_gives_the_per_sample_paths_batches(micro_prepared, balanc
             sampler = getattr(loader.batch_sampler, "sampler", loader.batch_sampler)
             sampler.set_epoch(epoch)
         pairs = list(zip(loaders["cpu"], loaders["device"], strict=True))
+        device_sampler = getattr(loaders["device"].batch_sampler, "sampler", loaders["device"].batch_sampler)
+        device_sampler.set_epoch(epoch)  # the same epoch again: a pass moves the per-iteration sampler on by itself
         keys = list(loaders["device"].batch_sampler)  # the sampler's (index, topup) keys, batch by batch
         assert len(pairs) == len(keys) >= 2
         for ((x_cpu, y_cpu), raw), batch_keys in zip(pairs, keys, strict=True):

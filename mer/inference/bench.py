@@ -267,10 +267,11 @@ def bench_network(
             if probe is not None:
                 rate, cpu_rate, best = probe.rates(times.pop("gemm"))
                 fl = floor_ms(flops, rate)
-                info[f"batch{b}"] = {"gemm_gflops": round(rate, 1), "gemm_cpu_gflops": round(cpu_rate, 1),
-                                     "gemm_best_gflops": round(best, 1), "floor_ms": round(fl, 2),
-                                     "cpu_floor_ms": round(floor_ms(flops, cpu_rate), 2),
-                                     "best_floor_ms": round(floor_ms(flops, best), 2)}  # fmt: skip
+                # 4 significant digits, not a fixed number of decimals: a small network's floor is a few µs
+                info[f"batch{b}"] = {"gemm_gflops": _sig(rate), "gemm_cpu_gflops": _sig(cpu_rate),
+                                     "gemm_best_gflops": _sig(best), "floor_ms": _sig(fl),
+                                     "cpu_floor_ms": _sig(floor_ms(flops, cpu_rate)),
+                                     "best_floor_ms": _sig(floor_ms(flops, best))}  # fmt: skip
             for k, t in times.items():
                 med, fast, cpu = _stats(t, b)
                 rows.append(Row("network", backbone, k, b, med, fast, 1000.0 / med, notes.get(k, ""), cpu,
@@ -451,6 +452,11 @@ def _progress(steps: list[Any], progress: bool) -> Iterator[Any]:
         for step in bar:
             bar.set_postfix_str(step[0])
             yield step
+
+
+def _sig(v: float) -> float:
+    """`v` to 4 significant digits (JSON-friendly)."""
+    return float(f"{v:.4g}")
 
 
 def _fmt(v: float | None, digits: int = 1) -> str:
