@@ -61,7 +61,7 @@ def test_loso_writes_one_offline_run_per_fold(tmp_path):
         pytest.approx(low), pytest.approx(high))  # fmt: skip
     assert summary.summary["svm/samm/uar"] == pytest.approx(saved["scores"]["svm"]["samm"]["uar"])
     assert summary.summary["stamp"] == "none" and summary.summary["leaky"] is False
-    assert summary.config["loso/objective"] == "loso" and summary.config["name"] == "wb-loso"
+    assert summary.config["loso/selection.method"] == "fixed" and summary.config["name"] == "wb-loso"
     assert [row["fold/index"] for row in summary.history] == [0, 1]  # one history row per fold: per-fold charts
     for run, subject in zip(runs, sorted(SUBJECTS), strict=True):
         assert run.path.is_relative_to(tmp_path / "out" / "train" / subject / "wandb")  # what docs/sweeps.md syncs
