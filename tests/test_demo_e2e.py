@@ -41,7 +41,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert (out / "pretrain" / "pretrained.pt").is_file() and (out / "prepared" / "preview.png").is_file()
     # stage times, the seed table and the synthetic-data warning
     timings = json.loads((out / "demo_timings.json").read_text())
-    assert {"corpus", "prepare", "pretrain", "loso seed 0", "final bundle"} <= set(timings["stages"])
+    assert {"corpus", "prepare", "pretrain", "loso 1 seed(s)", "final bundle"} <= set(timings["stages"])
     summary = (out / "demo_summary.md").read_text()
     assert "not comparable with published" in summary and "| mean |" in summary
     # ready to use: the last lines print the predict command for a test video of a held-out identity; it runs

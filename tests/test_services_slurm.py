@@ -20,8 +20,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from mer.cli import app
-from mer.config import load_config, to_yaml
-from mer.evaluation.loso import run_loso
+from mer.config import to_yaml
 from mer.sweep import open_storage
 from tests.helpers import all_predictions, make_prepared, point, spec_dict, tiny_config, write_prepared_dir, write_spec
 from tests.services import announce
@@ -86,7 +85,10 @@ def test_sweep_then_loso_arrays_on_slurm_match_sequential(slurm_cluster, postgre
     announce(request.config, f"slurm: sweep_array.sbatch, 2 tasks: {sweep_s:.0f} s; loso_array.sbatch, 3 folds: "
              f"{loso_s:.0f} s (submit to last task done, {slurm_cluster.cpus} CPUs, tasks of 1 CPU)")  # fmt: skip
 
-    sequential = run_loso(load_config(config), tmp_path / "sequential", None, prepared, from_study=f"{postgres_url}::t")
+    sequential = tmp_path / "sequential"  # the same command as each array task, all folds in one process
+    done = CliRunner().invoke(app, ["loso", "-c", str(config), "--out", str(sequential), "--prepared", str(prepared),
+                                    "--from-study", f"{postgres_url}::t"])  # fmt: skip
+    assert done.exit_code == 0, done.output
     array = tmp_path / "array"
     assert (array / "report.md").is_file()  # written by the task that completed the last fold
     pd.testing.assert_frame_equal(all_predictions(array), all_predictions(sequential))
