@@ -71,6 +71,21 @@ def _amp(base: float, jitter: float, rng: np.random.Generator) -> float:
     return base * rng.uniform(1 - jitter, 1 + jitter)
 
 
+def _sample(
+    spec: DemoSpec,
+    rng: np.random.Generator,
+    timing: tuple[int, int, int, int, np.ndarray],
+    *,
+    micro: bool,
+    **fields: Any,
+) -> Sample:
+    """A planned Sample from its (frames, onset, apex, offset, levels) timing, its amplitude drawn now (after the
+    timing, the order of random draws every corpus byte depends on)."""
+    _, onset, apex, offset, levels = timing
+    base, jitter = (spec.micro_amplitude, spec.amplitude_jitter) if micro else (spec.macro_amplitude, spec.macro_jitter)
+    return Sample(onset=onset, apex=apex, offset=offset, levels=levels, amplitude=_amp(base, jitter, rng), **fields)
+
+
 def _micro_clip(dataset: str, spec: DemoSpec, rng: np.random.Generator) -> tuple[int, int, int, int, np.ndarray]:
     """(frames, onset, apex, offset, levels) of one micro clip at the dataset's frame rate.
 
@@ -106,7 +121,7 @@ def plan_casme2(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> tup
         for k, label in enumerate(labels):
             filename = f"EP{episodes[k]:02d}_{int(rng.integers(1, 10)):02d}{'f' if rng.random() < 0.3 else ''}"
             start = int(rng.integers(20, 300))
-            n, onset, apex, offset, levels = _micro_clip("casme2", spec, rng)
+            timing = n, onset, apex, offset, levels = _micro_clip("casme2", spec, rng)
             warp, keep, reason, apex_less = label, True, "", False
             if label == "skip_apex":  # a real CASME II quirk: the apex cell holds "/"
                 warp = APEX_LESS_CLASSES[s_i % 3]
@@ -121,26 +136,10 @@ def plan_casme2(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> tup
                 cycle += 1
                 apex_cell = start + apex
             files = [f"CASME2_RAW_selected/{sub}/{filename}/img{start + i}.jpg" for i in range(n)]
-            samples.append(
-                Sample(
-                    dataset="casme2",
-                    subject=f"casme2/{sub}",
-                    sample_id=f"{sub}_{filename}",
-                    label=warp,
-                    emotion=emotion,
-                    files=files,
-                    onset=onset,
-                    apex=apex,
-                    offset=offset,
-                    levels=levels,
-                    amplitude=_amp(spec.micro_amplitude, spec.amplitude_jitter, rng),
-                    identity=ident,
-                    gray=False,
-                    keep=keep,
-                    reason=reason,
-                    apex_less=apex_less,
-                )
-            )
+            samples.append(_sample(spec, rng, timing, micro=True, dataset="casme2", subject=f"casme2/{sub}",
+                                   sample_id=f"{sub}_{filename}", label=warp, emotion=emotion, files=files,
+                                   identity=ident, gray=False, keep=keep, reason=reason,
+                                   apex_less=apex_less))  # fmt: skip
             sheet.append([number, filename, start + onset, apex_cell, start + offset, ACTION_UNITS[warp], emotion])
     return samples, sheet
 
@@ -160,7 +159,7 @@ def plan_samm(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> tuple
         for k, label in enumerate(labels):
             filename = f"{sub}_{clips[k] // 10}_{clips[k] % 10 + 1}"
             start = int(rng.integers(1000, 9000))
-            n, onset, apex, offset, levels = _micro_clip("samm", spec, rng)
+            timing = n, onset, apex, offset, levels = _micro_clip("samm", spec, rng)
             warp, keep, reason, apex_cell, apex_less = label, True, "", start + apex, False
             if label == "skip_apex":  # a real SAMM quirk: apex -1 when the coders marked none
                 warp = APEX_LESS_CLASSES[(s_i + 1) % 3]
@@ -171,26 +170,9 @@ def plan_samm(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> tuple
                 emotion = choices[cycle % len(choices)]
                 cycle += 1
             files = [f"SAMM/{sub}/{filename}/{sub}_{start + i:05d}.jpg" for i in range(n)]
-            samples.append(
-                Sample(
-                    dataset="samm",
-                    subject=f"samm/{sub}",
-                    sample_id=filename,
-                    label=warp,
-                    emotion=emotion,
-                    files=files,
-                    onset=onset,
-                    apex=apex,
-                    offset=offset,
-                    levels=levels,
-                    amplitude=_amp(spec.micro_amplitude, spec.amplitude_jitter, rng),
-                    identity=ident,
-                    gray=True,
-                    keep=keep,
-                    reason=reason,
-                    apex_less=apex_less,
-                )
-            )
+            samples.append(_sample(spec, rng, timing, micro=True, dataset="samm", subject=f"samm/{sub}",
+                                   sample_id=filename, label=warp, emotion=emotion, files=files, identity=ident,
+                                   gray=True, keep=keep, reason=reason, apex_less=apex_less))  # fmt: skip
             sheet.append([sub, filename, f"{sub}_{k + 1}", start + onset, apex_cell, start + offset, offset - onset + 1,
                           "Micro - 1/2", ACTION_UNITS[warp], "", emotion])  # fmt: skip
     return samples, sheet
@@ -207,25 +189,11 @@ def plan_smic(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> list[
             seen[label] += 1
             clip = f"{sub}_{SMIC_SHORT[label]}_{seen[label]:02d}"
             start = int(rng.integers(10000, 900000))
-            n, onset, apex, offset, levels = _micro_clip("smic", spec, rng)
+            timing = n, onset, apex, offset, levels = _micro_clip("smic", spec, rng)
             files = [f"HS/{sub}/micro/{label}/{clip}/image{start + i:06d}.jpg" for i in range(n)]
-            samples.append(
-                Sample(
-                    dataset="smic",
-                    subject=f"smic/{sub}",
-                    sample_id=clip,
-                    label=label,
-                    emotion=label,
-                    files=files,
-                    onset=onset,
-                    apex=apex,
-                    offset=offset,
-                    levels=levels,
-                    amplitude=_amp(spec.micro_amplitude, spec.amplitude_jitter, rng),
-                    identity=ident,
-                    gray=False,
-                )
-            )
+            samples.append(_sample(spec, rng, timing, micro=True, dataset="smic", subject=f"smic/{sub}",
+                                   sample_id=clip, label=label, emotion=label, files=files, identity=ident,
+                                   gray=False))  # fmt: skip
     return samples
 
 
@@ -253,26 +221,9 @@ def plan_ckplus(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> lis
                 emotion = choices[cycle % len(choices)]
                 cycle += 1
                 keep, reason = True, ""
-            samples.append(
-                Sample(
-                    dataset="ckplus",
-                    subject=f"ckplus/{sub}",
-                    sample_id=stem,
-                    label=warp,
-                    emotion=emotion,
-                    files=files,
-                    onset=0,
-                    apex=n - 1,
-                    offset=n - 1,
-                    levels=macro_levels(n),
-                    amplitude=_amp(spec.macro_amplitude, spec.macro_jitter, rng),
-                    identity=ident,
-                    gray=True,
-                    keep=keep,
-                    reason=reason,
-                    rows=min(3, n),
-                )
-            )
+            samples.append(_sample(spec, rng, (0, 0, n - 1, n - 1, macro_levels(n)), micro=False, dataset="ckplus",
+                                   subject=f"ckplus/{sub}", sample_id=stem, label=warp, emotion=emotion, files=files,
+                                   identity=ident, gray=True, keep=keep, reason=reason, rows=min(3, n)))  # fmt: skip
     return samples
 
 
@@ -295,25 +246,10 @@ def plan_jaffe(spec: DemoSpec, rng: np.random.Generator, ids: list[int]) -> list
             keep = label is not None
             reason = "" if keep else "emotion 'neutral' is not in the MEGC2019 3-class protocol"
             levels = np.array([1.0 if keep else 0.0])
-            samples.append(
-                Sample(
-                    dataset="jaffe",
-                    subject=f"jaffe/{code}",
-                    sample_id=stem,
-                    label=label,
-                    emotion=emo,
-                    files=[f"{stem}.tiff"],
-                    onset=0,
-                    apex=0,
-                    offset=0,
-                    levels=levels,
-                    amplitude=_amp(spec.macro_amplitude, spec.macro_jitter, rng),
-                    identity=ident,
-                    gray=True,
-                    keep=keep,
-                    reason=reason,
-                )
-            )
+            samples.append(_sample(spec, rng, (0, 0, 0, 0, levels), micro=False, dataset="jaffe",
+                                   subject=f"jaffe/{code}", sample_id=stem, label=label, emotion=emo,
+                                   files=[f"{stem}.tiff"], identity=ident, gray=True, keep=keep,
+                                   reason=reason))  # fmt: skip
     return samples
 
 
