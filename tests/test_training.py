@@ -211,3 +211,28 @@ def test_stage_without_validation_writes_no_checkpoint_unless_kept(prepared, tmp
     assert kept.best_path is not None and kept.best_path.is_file() and kept.best_epoch == 1
     for a, b in zip(res.module.state_dict().values(), kept.module.state_dict().values(), strict=True):
         assert torch.equal(a, b)  # same seed, same last epoch: the checkpoint held nothing the module did not
+
+
+def test_epoch_means_weight_batches_by_their_samples():
+    """Logged once per epoch, a value is the mean over samples (a short last batch counts less), as Lightning's was."""
+    from mer.models.module import EpochMeans
+
+    means = EpochMeans()
+    means.update("train/ce", torch.tensor(1.0), 2)
+    means.update("train/ce", torch.tensor(4.0), 1)
+    assert means.compute()["train/ce"].item() == pytest.approx(2.0)
+    means.reset()
+    assert means.compute() == {}
+
+
+def test_losses_are_logged_once_per_epoch(prepared, tmp_path):
+    """train/ce, train/loss, train/l2 and val/loss reach the CSV log: one row per epoch, equal to the batches' mean."""
+    import pandas as pd
+
+    cfg = tiny_config("train.finetune.epochs=2", "train.finetune.val_subjects=0.3", "train.finetune.l2=0.001")
+    train_stage(cfg, prepared, "finetune", tmp_path / "ft", held_out=["casme2/s0"])
+    log = pd.read_csv(tmp_path / "ft" / "logs" / "metrics.csv")
+    for key in ("train/ce", "train/loss", "train/l2", "val/loss", "val/uf1"):
+        assert log[key].notna().sum() == 2, key
+    rows = log.dropna(subset=["train/ce"])
+    assert (rows["train/loss"] > rows["train/ce"]).all()  # the L2 penalty is in the loss, not in the cross-entropy
