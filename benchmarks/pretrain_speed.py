@@ -175,12 +175,15 @@ def run_side(root: Path, name: str, args: argparse.Namespace, tmp: Path, k: int,
            "--out-dir", str(tmp / f"{name}{k}"), *(["--fold"] if args.fold else []),
            *(["--weights", weights] if weights else []), *args.overrides]  # fmt: skip
     print(f"  {name} round {k}: load {load():.2f} ...", flush=True)
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise SystemExit(f"{name} round {k} failed:\n{done.stderr[-4000:]}")
     res = json.loads(js.read_text())
     p = res["pretrain"]
     fold = f", fold {res['fold']['wall_s']:.1f} s" if "fold" in res else ""
+    loads = f"load {res['load_before']:.2f} → {res['load_after']:.2f}"
     print(f"  {name} round {k}: {p['images_per_s']:.2f} images/s ({p['wall_s']:.1f} s), val acc "
-          f"{p['best_val_acc']:.4f}{fold}; load {res['load_before']:.2f} → {res['load_after']:.2f}", flush=True)  # fmt: skip
+          f"{p['best_val_acc']:.4f}{fold}; {loads}", flush=True)  # fmt: skip
     return res
 
 
