@@ -211,7 +211,7 @@ class MERModule(pl.LightningModule):
         params = [p for p in self.parameters() if p.requires_grad]
         decay = s.weight_decay if s.regularization in DECAY_ON else 0.0
         # foreach: one multi-tensor update instead of a Python loop over ~300 tensors; torch picks it by itself only
-        # on CUDA. Same arithmetic per tensor, bit-identical weights (tests/test_training.py), ~8 % of a CPU step less.
+        # on CUDA. Same arithmetic per tensor, bit-identical weights (tests/test_training.py), ~9 % of a CPU step less.
         if s.optimizer == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(
                 params, lr=s.lr, momentum=s.momentum, weight_decay=decay, foreach=True
