@@ -124,3 +124,12 @@ def test_run_info_written(tmp_path):
     assert {"python", "torch", "timm", "lightning"} <= set(info["versions"])
     assert "git_commit" in info
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["model"]["backbone"] == "mobilevit_xxs"
+
+
+def test_demo_trains_channels_last_on_a_cpu():
+    """The demo's measured-faster CPU path (benchmarks/pretrain_speed.py): channels_last also without CUDA."""
+    from mer.config import resolve_precision
+
+    cfg = load_config("demo")
+    assert resolve_precision(cfg.train, cuda=False) == ("32-true", True)
+    assert resolve_precision(load_config("paper").train, cuda=False) == ("32-true", False)  # paper: auto, as before

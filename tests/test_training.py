@@ -172,3 +172,67 @@ def test_datamodule_rejects_single_class(tmp_path):
     df = df[df.label == "negative"]
     with pytest.raises(DataError, match="only class"):
         MERDataModule(df, tiny_config(), "finetune")
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_optimizers_update_all_tensors_at_once_with_identical_weights(optimizer):
+    """The multi-tensor (foreach) update is on for every optimizer, and gives the per-tensor loop's weights exactly."""
+    stage = tiny_config(f"train.pretrain.optimizer={optimizer}", "train.pretrain.regularization=none").train.pretrain
+    torch.manual_seed(0)
+    module = MERModule.from_config(tiny_config().model, stage, 64)
+    module.net.model.head.drop.p = 0.0
+    opt = module.configure_optimizers()
+    assert opt.defaults["foreach"] is True
+    reference = MERModule.from_config(tiny_config().model, stage, 64)
+    reference.load_state_dict(module.state_dict())
+    reference.net.model.head.drop.p = 0.0
+    defaults = {k: v for k, v in opt.defaults.items() if k != "decoupled_weight_decay"}  # AdamW sets it itself
+    ref_opt = type(opt)(reference.parameters(), **{**defaults, "foreach": False})
+    x, y = torch.randn(6, 1, 64, 64), torch.tensor([0, 1, 2, 0, 1, 2])
+    for m, o in ((module, opt), (reference, ref_opt)):
+        m.train()
+        for _ in range(3):
+            loss = nn.functional.cross_entropy(m(x), y)
+            o.zero_grad()
+            loss.backward()
+            o.step()
+    for (name, a), b in zip(module.state_dict().items(), reference.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_stage_without_validation_writes_no_checkpoint_unless_kept(prepared, tmp_path):
+    """No validation subjects: the last epoch is kept in memory, nothing is written; keep_checkpoint still writes it."""
+    cfg = tiny_config("train.finetune.epochs=2", "train.finetune.val_subjects=0", "train.finetune.limit_batches=2")
+    held = ["casme2/s0"]
+    res = train_stage(cfg, prepared, "finetune", tmp_path / "ft", held_out=held, keep_checkpoint=False)
+    assert res.monitor is None and res.best_path is None and res.best_epoch == 1
+    assert not (tmp_path / "ft" / "checkpoints").exists()
+    kept = train_stage(cfg, prepared, "finetune", tmp_path / "kept", held_out=held, keep_checkpoint=True)
+    assert kept.best_path is not None and kept.best_path.is_file() and kept.best_epoch == 1
+    for a, b in zip(res.module.state_dict().values(), kept.module.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # same seed, same last epoch: the checkpoint held nothing the module did not
+
+
+def test_epoch_means_weight_batches_by_their_samples():
+    """Logged once per epoch, a value is the mean over samples (a short last batch counts less), as Lightning's was."""
+    from mer.models.module import EpochMeans
+
+    means = EpochMeans()
+    means.update("train/ce", torch.tensor(1.0), 2)
+    means.update("train/ce", torch.tensor(4.0), 1)
+    assert means.compute()["train/ce"].item() == pytest.approx(2.0)
+    means.reset()
+    assert means.compute() == {}
+
+
+def test_losses_are_logged_once_per_epoch(prepared, tmp_path):
+    """train/ce, train/loss, train/l2 and val/loss reach the CSV log: one row per epoch, equal to the batches' mean."""
+    import pandas as pd
+
+    cfg = tiny_config("train.finetune.epochs=2", "train.finetune.val_subjects=0.3", "train.finetune.l2=0.001")
+    train_stage(cfg, prepared, "finetune", tmp_path / "ft", held_out=["casme2/s0"])
+    log = pd.read_csv(tmp_path / "ft" / "logs" / "metrics.csv")
+    for key in ("train/ce", "train/loss", "train/l2", "val/loss", "val/uf1"):
+        assert log[key].notna().sum() == 2, key
+    rows = log.dropna(subset=["train/ce"])
+    assert (rows["train/loss"] > rows["train/ce"]).all()  # the L2 penalty is in the loss, not in the cross-entropy

@@ -119,7 +119,7 @@ class UInt8Crops(Dataset):
         self.topups = topups
         self.crops = torch.as_tensor(np.asarray(crops) if not isinstance(crops, torch.Tensor) else crops)
         self.crops = self.crops.to(self.device, torch.uint8)
-        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long).to(self.device)
+        self.labels = torch.as_tensor(np.array(labels), dtype=torch.long).to(self.device)  # a copy
 
     def __len__(self) -> int:
         return len(self.labels)

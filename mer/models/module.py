@@ -97,6 +97,31 @@ class PooledScores:
         self.pred.clear()
 
 
+class EpochMeans:
+    """Per-sample means of batch values over an epoch (what `self.log(..., on_epoch=True, batch_size=n)` logs), summed
+    on the device and logged once at the epoch's end: Lightning's per-call logging cost ~2 ms a value, ~1 % of a demo
+    pre-training on a CPU."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def update(self, name: str, value: torch.Tensor, n: int) -> None:
+        """Add a batch's mean `value` over its `n` samples."""
+        weighted = value.detach().float() * n
+        self.sums[name] = self.sums[name] + weighted if name in self.sums else weighted
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """{name: mean over the epoch's samples}; empty when nothing was added."""
+        return {k: v / self.counts[k] for k, v in self.sums.items()}
+
+    def reset(self) -> None:
+        """Forget the epoch."""
+        self.sums.clear()
+        self.counts.clear()
+
+
 class MERModule(pl.LightningModule):
     """Trains a MERNet on one stage's config; `embed()`/`predict_step` give the features the SVM uses."""
 
@@ -119,6 +144,8 @@ class MERModule(pl.LightningModule):
         n = self.model_cfg.num_classes
         self.train_metrics = PooledScores(n)
         self.val_metrics = PooledScores(n)
+        self.train_means = EpochMeans()
+        self.val_means = EpochMeans()
 
     @classmethod
     def from_config(
@@ -146,24 +173,30 @@ class MERModule(pl.LightningModule):
         if self.stage_cfg.regularization in L2_ON and self.stage_cfg.l2 > 0:
             penalty = l2_penalty(self.net)
             loss = ce + self.stage_cfg.l2 * penalty
-            self.log("train/l2", penalty, on_step=False, on_epoch=True)
+            self.train_means.update("train/l2", penalty, len(y))
         self.train_metrics.update(logits, y)
-        self.log("train/ce", ce, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        self.train_means.update("train/ce", ce, len(y))
+        self.train_means.update("train/loss", loss, len(y))
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log_dict(self.train_metrics.compute("train/"))
+        means = self.train_means.compute()
+        if "train/ce" in means:
+            self.log("train/ce", means.pop("train/ce"), prog_bar=True)
+        self.log_dict({**means, **self.train_metrics.compute("train/")})
+        self.train_means.reset()
         self.train_metrics.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self.net(self._prep(x))
         self.val_metrics.update(logits, y)
-        self.log("val/loss", F.cross_entropy(logits, y), on_step=False, on_epoch=True, batch_size=len(y))
+        self.val_means.update("val/loss", F.cross_entropy(logits, y), len(y))
 
     def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_means.compute())
         self.log_dict(self.val_metrics.compute("val/"), prog_bar=True)
+        self.val_means.reset()
         self.val_metrics.reset()
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
@@ -177,12 +210,16 @@ class MERModule(pl.LightningModule):
         s = self.stage_cfg
         params = [p for p in self.parameters() if p.requires_grad]
         decay = s.weight_decay if s.regularization in DECAY_ON else 0.0
+        # foreach: one multi-tensor update instead of a Python loop over ~300 tensors; torch picks it by itself only
+        # on CUDA. Same arithmetic per tensor, bit-identical weights (tests/test_training.py), ~9 % of a CPU step less.
         if s.optimizer == "sgd":
-            opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=decay)
+            opt: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=s.lr, momentum=s.momentum, weight_decay=decay, foreach=True
+            )
         elif s.optimizer == "adam" and decay == 0:
-            opt = torch.optim.Adam(params, lr=s.lr)
+            opt = torch.optim.Adam(params, lr=s.lr, foreach=True)
         else:  # adamw, or adam with decoupled decay (Adam's own weight_decay would be coupled L2)
-            opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=decay)
+            opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=decay, foreach=True)
         if s.lr_decay > 0:  # one per-step schedule: Keras' inverse-time decay times the epoch scheduler's shape
             batches = self._steps_per_epoch() if s.scheduler != "none" else 1
             fn = partial(
