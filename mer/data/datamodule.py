@@ -219,6 +219,9 @@ class MERDataModule(pl.LightningDataModule):
                 f"no {STAGE_KIND[stage]}-expression samples for stage '{stage}' in the prepared data "
                 f"(prepare the {'CK+/Oulu/JAFFE/MUG' if stage == 'pretrain' else 'CASME II/SAMM/SMIC'} folders)"
             )
+        self.motion = cfg.data.input in MOTION_INPUTS
+        if self.motion:
+            check_motion(prepared, cfg)
         held = set(held_out)
         unknown = held - set(rows["subject"])
         if unknown:
@@ -232,9 +235,6 @@ class MERDataModule(pl.LightningDataModule):
         present = sorted(set(self.train_df["label"]))
         if len(present) < 2:
             raise DataError(f"the {stage} training set holds only class {present}; need at least two classes")
-        self.motion = cfg.data.input in MOTION_INPUTS
-        if self.motion:
-            check_motion(prepared, cfg)
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         jitter = stage in cfg.augment.jitter_stages
         self.batch_augment = BatchAugment(cfg.augment, jitter=jitter) if cfg.data.augment_on == "device" else None
