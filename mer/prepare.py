@@ -11,6 +11,12 @@ Writes into the output folder (default `data.prepared`):
                           ``crop_index`` (which frame was cropped) and ``face_note``;
 * ``config.yaml``, ``run_info.json``, and with ``--preview`` ``preview.png`` (aligned crops per dataset and class).
 
+With a motion ``data.input`` (apex_minus_onset, flow, flow_strain) every kept row also gets its onset→apex array
+(``onset_index``, ``motion``, ``motion_input``, ``motion_note``; onset and apex aligned with one transform, cached under
+``crops/<cfg_hash>/motion/``), and with ``model.backbone=lbptop`` every micro row the LBP-TOP feature of its aligned
+onset..offset clip (``features``, ``features_note``). Rows without usable motion follow ``data.flow_fallback``; both
+cases are reported (docs/motion.md).
+
 Which frame is cropped: the apex frame when the row has one (micro-expressions; macro rows hold a single frame);
 a clip without an apex label gets one by ``data.missing_apex`` (CASME II "/", SAMM -1, folder clips without
 apex.txt; SMIC, which has no labels, by ``data.smic_apex``): ``middle`` frame, ``skip``, or ``spot`` (default):

@@ -486,6 +486,9 @@ def run_final(cfg: Config, out: str | Path, pretrained: str | Path | None = None
     if cfg.model.backbone in FEATURE_BACKBONES:
         raise MerError(f"model.backbone={cfg.model.backbone} has no network to bundle for `mer predict`; "
                        "--final needs a network backbone")  # fmt: skip
+    if cfg.data.input != "apex":
+        raise MerError(f"--final bundles feed `mer predict`, which sends apex crops; data.input={cfg.data.input} "
+                       "is not supported there yet (evaluate it with `mer loso`)")  # fmt: skip
     write_run_info(cfg, out)
     fitted = fit_network_and_svm(
         cfg,
