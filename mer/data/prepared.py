@@ -46,9 +46,12 @@ def load_prepared(prepared_dir: str | Path) -> pd.DataFrame:
         if col in df:
             df[col] = df[col].fillna("").astype(str)
     arrays = [c for col in ARRAY_COLUMNS if col in df for c in df[col] if c]
-    missing = [c for c in [*df["crop"], *arrays] if not os.path.isfile(c)]
+    missing = [c for c in df["crop"] if not os.path.isfile(c)]
+    what = "crop"
+    if not missing:
+        missing, what = [c for c in arrays if not os.path.isfile(c)], "cached motion/feature"
     if missing:
         raise DataError(
-            f"{path}: {len(missing)} cached file(s) missing (first: {missing[0]}); re-run `mer prepare` to rebuild them"
+            f"{path}: {len(missing)} {what} file(s) missing (first: {missing[0]}); re-run `mer prepare` to rebuild them"
         )
     return df
