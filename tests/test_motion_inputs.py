@@ -235,33 +235,34 @@ TEST_RUN = ("train.threads=2", "logging.progress_bar=false", "loso.workers=1", "
             "train.pretrain.epochs=2", "train.finetune.batch_size=16", "train.pretrain.batch_size=16")  # fmt: skip
 
 
-@pytest.mark.slow
-def test_every_method_through_loso_and_one_comparison_table(corpus):
-    from mer.evaluation.compare import compare_runs
-    from mer.evaluation.loso import run_loso
-    from mer.prepare import run_prepare
-    from mer.train import run_pretrain
+def _mer(args: list[str]) -> int:
+    """Run the `mer` command line in this process; its exit code."""
+    from mer.cli import main
 
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    return exit_info.value.code or 0
+
+
+@pytest.mark.slow
+def test_mer_compare_runs_every_method_resumably_into_one_table(corpus, capsys):
     out, roots = corpus
-    runs = []
+    demo_methods = Path(__file__).parent.parent / "conf" / "method" / "demo"
+    # STSTNet with macro pre-training (a motion input on the macro rows, whose onset is the sequence's first frame)
+    ststnet = out / "ststnet.yaml"
+    ststnet.write_text(f"extends: {demo_methods / 'ststnet.yaml'}\nloso:\n  transfer: true\n")
+    files = [demo_methods / "paper.yaml", ststnet, demo_methods / "off_apexnet.yaml", demo_methods / "lbptop.yaml"]
+    args = ["compare", *map(str, files), "--out", str(out / "cmp"), "--resamples", "100", *roots, *TEST_RUN,
+            f"data.prepared={out / 'none'}", "svm.C=[1.0,10.0]", "svm.kernel=[linear]"]  # fmt: skip
+    assert _mer(args) == 0
+    first = capsys.readouterr().out
+    assert first.count("preparing ") == 4 and first.count("pre-training into") == 2  # paper and ststnet transfer
+    prepared = sorted(p.name for p in (out / "cmp" / "prepared").iterdir())
+    assert prepared == ["apex", "apex-lbptop", "flow-farneback", "flow_strain-farneback"]
     for method in METHODS:
-        # the tiny overlay's small network/crops for the paper's recipe; the others keep their own network
-        layers = ["demo", f"method/{method}", "tiny"] if method == "paper" else ["demo", "tiny", f"method/{method}"]
-        overrides = [*roots, *TEST_RUN, f"data.prepared={out / ('prep_' + method)}"]
-        cfg = load_config(layers, overrides)
-        run_prepare(cfg)
-        weights = None
-        if method == "ststnet":  # pre-training on macro data with a motion input (macro onset = first frame)
-            weights = run_pretrain(cfg, out / "pre_ststnet")
-            cfg = load_config(layers, [*overrides, "loso.transfer=true"])
-        run_loso(cfg, out / method, weights)
-        scores = pd.read_json(out / method / "scores.json", typ="series")
-        assert len(scores)
-        preds = pd.concat(pd.read_csv(p) for p in (out / method / "folds").rglob("predictions.csv"))
+        preds = pd.concat(pd.read_csv(p) for p in (out / "cmp" / "runs" / method).rglob("predictions.csv"))
         assert len(preds) >= 30
-        runs.append(out / method)
-    md = compare_runs(runs, out / "compare", resamples=100)
-    table = pd.DataFrame(pd.read_json(out / "compare" / "compare.json", typ="series")["methods"])
+    table = pd.DataFrame(pd.read_json(out / "cmp" / "compare.json", typ="series")["methods"])
     assert table["run"].tolist() == list(METHODS)
     assert table["input"].tolist() == ["apex", "flow_strain (farneback)", "flow (farneback)",
                                        "onset..offset clip (LBP-TOP)"]  # fmt: skip
@@ -269,4 +270,79 @@ def test_every_method_through_loso_and_one_comparison_table(corpus):
         "UF1 0.7353 / UAR 0.7605", "UF1 0.7196 / UAR 0.7096", "UF1 0.5882 / UAR 0.5785"]  # fmt: skip
     assert all(ci.startswith("[") for ci in table["UF1 95 % CI"]) and set(table["hyper-parameters"]) == {
         "fixed: the config's values (no search)"}  # fmt: skip
-    assert "## Methods" in md.read_text()
+    assert "## Methods" in (out / "cmp" / "compare.md").read_text()
+    assert (out / "cmp" / "compare.html").is_file()
+
+    assert _mer(args) == 0  # resumes: nothing is prepared, pre-trained or trained again
+    again = capsys.readouterr().out
+    assert "preparing " not in again and "pre-training into" not in again
+    assert again.count("reusing") == 6 and again.count("already complete") == 4
+
+
+def test_compare_command_line_stacks_overlays_and_overrides_on_every_method(tmp_path, monkeypatch, capsys):
+    import mer.evaluation.methods as methods_mod
+
+    seen = {}
+
+    def fake_run(methods, out, *, seeds, resamples):
+        seen.update(methods=methods, out=out, seeds=seeds, resamples=resamples)
+        return out / "compare.md"
+
+    monkeypatch.setattr(methods_mod, "run_compare", fake_run)
+    overlay = tmp_path / "site.yaml"
+    overlay.write_text("loso:\n  workers: 3\n")
+    conf = Path(__file__).parent.parent / "conf" / "method"
+    assert _mer(["compare", str(conf / "ststnet.yaml"), str(conf / "lbptop.yaml"), "-c", str(overlay), "--seeds",
+                 "0,1", "--out", str(tmp_path / "o"), "--resamples", "50", "train.threads=1"]) == 0  # fmt: skip
+    got = seen["methods"]
+    assert [m.name for m in got] == ["ststnet", "lbptop"] and [m.cfg.model.backbone for m in got] == [
+        "ststnet", "lbptop"]  # fmt: skip
+    assert {m.cfg.loso.workers for m in got} == {3} and {m.cfg.train.threads for m in got} == {1}
+    assert (seen["out"], seen["seeds"], seen["resamples"]) == (tmp_path / "o", [0, 1], 50)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "method file not found"),
+        ("model: [", "not valid YAML"),
+        ("- a list", "expected a mapping"),
+        ("model:\n  bogus: 1\n", "model.bogus"),
+        ("model:\n  backbone: ststnet\ndata:\n  input: flow_strain\n", "ststnet has no stages"),
+    ],
+)
+def test_a_bad_method_file_is_a_one_line_error(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.yaml"
+    if text is not None:
+        path.write_text(text)
+    code = _mer(["compare", str(path), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err and str(path) in err
+
+
+def test_methods_share_a_prepared_folder_per_input_and_reuse_a_matching_one(tmp_path):
+    from mer.config import write_run_info
+    from mer.evaluation.methods import load_methods, plan_prepared, prepare_key, seed_crop_cache
+
+    conf = Path(__file__).parent.parent / "conf" / "method"
+    base = tmp_path / "given"
+    files = [conf / "ststnet.yaml", conf / "off_apexnet.yaml", conf / "lbptop.yaml", conf / "paper.yaml"]
+    methods = load_methods(files, (), ["data.roots.casme2=/data/CASME2", f"data.prepared={base}"])
+    cfgs = {m.name: m.cfg for m in methods}
+    assert prepare_key(cfgs["ststnet"]) != prepare_key(cfgs["off_apexnet"])  # another input
+    assert prepare_key(load_config("method/paper", ["train.threads=1", "face.workers=2"])) == prepare_key(
+        load_config("method/paper"))  # execution keys and training do not count  # fmt: skip
+    plan = plan_prepared(methods, tmp_path / "out")
+    assert {k: v.name for k, v in plan.items()} == {"ststnet": "flow_strain-farneback",
+                                                    "off_apexnet": "flow-farneback", "lbptop": "apex-lbptop",
+                                                    "paper": "apex"}  # fmt: skip
+    write_run_info(cfgs["paper"], base)  # a finished apex folder with the paper's face settings
+    (base / "prepared.csv").write_text("x\n")
+    assert plan_prepared(methods, tmp_path / "out")["paper"] == base
+    bigger = load_methods([conf / "paper.yaml"], (), ["data.roots.casme2=/data/CASME2", f"data.prepared={base}",
+                                                       "face.size=128"])  # fmt: skip
+    assert plan_prepared(bigger, tmp_path / "out")["paper"] == tmp_path / "out" / "prepared" / "apex"
+    (base / "crops" / "ab").mkdir(parents=True)
+    (base / "crops" / "ab" / "x.png").write_bytes(b"1")
+    assert seed_crop_cache(tmp_path / "new", [base]) == 1 and (tmp_path / "new" / "crops" / "ab" / "x.png").is_file()
+    assert seed_crop_cache(tmp_path / "new", [base]) == 0
