@@ -1,4 +1,4 @@
-"""The `mer` command: demo, prepare, pretrain, loso, report, sweep, predict, export, bench.
+"""The `mer` command: demo, prepare, pretrain, loso, report, compare, sweep, predict, export, bench.
 
 Every subcommand takes `--config` (a YAML path or a shipped name such as `demo` or `paper`) and trailing
 `key=value` overrides; user mistakes print one line naming the file or key and exit 2, never a traceback.
@@ -74,6 +74,14 @@ def demo(
     ablations: Annotated[
         bool, typer.Option("--ablations", help="Then the paper's ablations on the same seeds (OUT/ablations.md).")
     ] = False,
+    methods: Annotated[
+        bool,
+        typer.Option(
+            "--methods",
+            help="Instead of the pipeline: the four methods (conf/method/demo/*.yaml: paper, STSTNet, OFF-ApexNet, "
+            "LBP-TOP) through `mer compare` on the same seeds (OUT/methods.md).",
+        ),
+    ] = False,
 ) -> None:
     """Generate a corpus in the real datasets' layouts and run the whole pipeline on it.
 
@@ -86,6 +94,11 @@ def demo(
     summary = generate_corpus(out / "data", seed=seed, quick=quick)
     typer.echo(summary.describe())
     if data_only:
+        return
+    if methods:
+        from mer.demo.run import run_methods
+
+        run_methods(out, summary, quick=quick, seed=seed)
         return
     from mer.demo.run import run_demo
 
@@ -288,6 +301,50 @@ def report(
         typer.echo(write_report(run_dir, out, resamples=resamples, seed=bootstrap_seed))
     else:
         raise MerError("give a run folder (mer report runs/loso) or --compare DIR1 --compare DIR2")
+
+
+@app.command(name="compare")
+def compare_methods(
+    items: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Method config files (conf/method/*.yaml), then dotted key=value overrides applied to every method.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for prepared data, runs and the table.")] = Path("runs/compare"),
+    seeds: Annotated[
+        str | None, typer.Option(help="Seeds for every method, e.g. 0,1,2 (sets loso.seeds; default: each config's).")
+    ] = None,
+    resamples: Annotated[int, typer.Option(help="Subject-bootstrap resamples for the table's 95 % intervals.")] = 1000,
+    config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Overlay stacked on every method (data roots, workers, ...); repeatable. An overlay that sets the "
+            "network or its sizes changes every method: demo-sized methods are conf/method/demo/*.yaml.",
+        ),
+    ] = None,
+) -> None:
+    """Run several methods through the same leakage-free harness and write one comparison table.
+
+    For each METHOD.yaml (with the --config overlays and key=value overrides on top): `mer prepare` its input into
+    OUT/prepared/<input>/ (one folder per distinct input and flow setting, shared between methods; a folder that
+    already matches, such as the configured data.prepared, is reused; a new one starts from the crops cached in the
+    others), `mer pretrain` into OUT/pretrain/<method>/ when the method transfers (loso.transfer), LOSO over the
+    seeds into OUT/runs/<method>/, then the Methods table of `mer report --compare` in OUT/compare.md (+ .html,
+    .csv, .json): method, input, UF1 / UAR mean ± sd over seeds, bootstrap interval, how the hyper-parameters were
+    chosen, the published figure. Rerunning the same command skips finished work.
+
+    Example: mer compare conf/method/*.yaml -c site.yaml --seeds 0,1,2 --out runs/methods
+    """
+    from mer.evaluation.methods import load_methods, run_compare
+
+    files = [i for i in items or [] if "=" not in i or Path(i).is_file()]
+    overrides = [i for i in items or [] if i not in files]
+    methods = load_methods(files, config or [], overrides)
+    typer.echo(str(run_compare(methods, out, seeds=_seed_list(seeds), resamples=resamples)))
 
 
 @app.command()

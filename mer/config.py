@@ -40,11 +40,22 @@ BACKBONE_STAGES: dict[str, int] = {
     "resnet18": 4,
     "deit_tiny_patch16_224": 12,
 }
-BACKBONES = tuple(BACKBONE_STAGES)
+BACKBONES = tuple(BACKBONE_STAGES)  # the timm networks (`mer.models.backbones.MERNet`)
+# The small flow networks of issue #17 (`mer.models.ststnet`, `mer.models.off_apexnet`): stages as for timm above.
+FLOW_BACKBONE_STAGES: dict[str, int] = {"ststnet": 0, "off_apexnet": 2}
+FEATURE_BACKBONES = ("lbptop",)  # no network: fixed features (LBP-TOP of the aligned clip) straight into the SVM
+ALL_BACKBONES = (*BACKBONES, *FLOW_BACKBONE_STAGES, *FEATURE_BACKBONES)
+# data.input → what the network sees, and how many channels (model.in_chans follows it, see `input_channels`).
+INPUT_CHANNELS: dict[str, int] = {"apex": 1, "apex_minus_onset": 1, "flow": 2, "flow_strain": 3}
+MOTION_INPUTS = tuple(k for k in INPUT_CHANNELS if k != "apex")  # computed by `mer prepare` from onset and apex
+FLOW_METHODS = ("farneback", "tvl1")
 SVM_KERNELS = ("linear", "rbf", "poly", "sigmoid")  # sklearn's SVC kernels that work on embeddings (no precomputed)
 SVM_GAMMA_NAMES = ("scale", "auto")
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model.backbone": BACKBONES,
+    "model.backbone": ALL_BACKBONES,
+    "data.input": tuple(INPUT_CHANNELS),
+    "data.flow_method": FLOW_METHODS,
+    "data.flow_fallback": ("skip", "zero"),
     "face.eye_mask": ("none", "rectangle", "ellipse"),
     "face.device": ("auto", "cpu", "cuda"),
     "data.smic_apex": ("middle", "spot"),
@@ -109,6 +120,9 @@ class DataConfig:
     persistent_workers: bool = False
     augment_on: str = "cpu"  # cpu: albumentations per sample; device: whole batches on the training device (kornia)
     balance: str = "epoch"  # epoch: each class topped up to the largest per epoch; iteration: equal counts per batch
+    input: str = "apex"  # apex | apex_minus_onset | flow (u, v) | flow_strain (u, v, strain): onset→apex, aligned
+    flow_method: str = "farneback"  # farneback (OpenCV) | tvl1 (needs opencv-contrib-python-headless, [flow-tvl1])
+    flow_fallback: str = "skip"  # a sample without usable motion (onset = apex, one frame, no onset face): skip | zero
 
 
 @dataclass
@@ -299,9 +313,54 @@ def _check_choices(cfg: Config) -> None:
         raise ConfigError(f"train.channels_last: '{cfg.train.channels_last}' is not allowed; use auto, true or false")
 
 
+def stage_count(backbone: str) -> int:
+    """Stages between stem and head of a backbone (0 for the feature-only `lbptop`)."""
+    return {**BACKBONE_STAGES, **FLOW_BACKBONE_STAGES}.get(backbone, 0)
+
+
+def input_channels(data: DataConfig) -> int:
+    """Channels the network sees for `data.input` (apex, apex_minus_onset: 1; flow: u, v; flow_strain: + strain)."""
+    return INPUT_CHANNELS[data.input]
+
+
+def _follow_input(cfg: Config) -> None:
+    """`model.in_chans` follows `data.input`; a value set to neither 1 (the default) nor that is a config error."""
+    want = INPUT_CHANNELS.get(cfg.data.input)
+    if want is None or cfg.model.in_chans == want:
+        return
+    if cfg.model.in_chans != 1:
+        raise ConfigError(
+            f"model.in_chans={cfg.model.in_chans} does not fit data.input={cfg.data.input} ({want} channels); "
+            f"leave model.in_chans at 1 (it follows data.input) or set it to {want}"
+        )
+    cfg.model.in_chans = want
+
+
+def _check_input(cfg: Config) -> None:
+    """Backbone and input agree: LBP-TOP reads the clip itself, OFF-ApexNet has one stream per flow component."""
+    backbone, mode = cfg.model.backbone, cfg.data.input
+    if backbone in FEATURE_BACKBONES and mode != "apex":
+        raise ConfigError(
+            f"model.backbone={backbone} computes its own features from the aligned onset..offset clip; "
+            f"data.input={mode} would be ignored: leave data.input=apex"
+        )
+    if cfg.data.augment_on == "device" and mode in MOTION_INPUTS:
+        raise ConfigError(
+            f"data.augment_on=device augments apex crops only; data.input={mode} is augmented per sample "
+            "(a flip negates u, no pixel jitter): set data.augment_on=cpu"
+        )
+    if backbone == "off_apexnet" and mode not in ("flow", "flow_strain"):
+        raise ConfigError(
+            f"model.backbone=off_apexnet has one stream per flow component; data.input={mode} is not a flow: "
+            "use data.input=flow (the paper's u, v) or flow_strain"
+        )
+
+
 def _check_unfreeze(cfg: Config) -> None:
     """Unfreeze depths are well formed and reach no deeper than the backbone's stage count."""
-    k = BACKBONE_STAGES[cfg.model.backbone]
+    if cfg.model.backbone in FEATURE_BACKBONES:
+        return  # nothing is trained
+    k = stage_count(cfg.model.backbone)
     for stage in ("pretrain", "finetune"):
         for epoch, what in getattr(cfg.train, stage).unfreeze.items():
             key = f"train.{stage}.unfreeze.{epoch}"
@@ -312,6 +371,9 @@ def _check_unfreeze(cfg: Config) -> None:
                     "or all"
                 )
             if prefix is not None and not 1 <= int(what[len(prefix) :]) <= k:
+                if k == 0:
+                    raise ConfigError(f"{key}: '{what}' is not allowed: {cfg.model.backbone} has no stages; use head "
+                                      "or all")  # fmt: skip
                 raise ConfigError(
                     f"{key}: '{what}' is not allowed: {cfg.model.backbone} has {k} stages; use head, "
                     f"stage1..stage{k}, top1..top{k} or all"
@@ -361,6 +423,7 @@ def _check_classes(cfg: Config) -> None:
 def validate(cfg: Config) -> None:
     """Check every value whose mistake would otherwise surface mid-run; ConfigError (one line, naming the key)."""
     _check_choices(cfg)
+    _check_input(cfg)
     _check_unfreeze(cfg)
     _check_svm(cfg.svm)
     _check_classes(cfg)
@@ -451,6 +514,8 @@ def load_config(
                     raise ConfigError(f"unknown config key '{key}'{_suggest(merged, key)}")
             OmegaConf.update(merged, key, value, merge=key not in REPLACE_WHOLE)
         cfg: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
+        _check_choices(cfg)
+        _follow_input(cfg)
     except ConfigError:
         raise
     except OmegaConfBaseException as exc:

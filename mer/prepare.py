@@ -11,6 +11,12 @@ Writes into the output folder (default `data.prepared`):
                           ``crop_index`` (which frame was cropped) and ``face_note``;
 * ``config.yaml``, ``run_info.json``, and with ``--preview`` ``preview.png`` (aligned crops per dataset and class).
 
+With a motion ``data.input`` (apex_minus_onset, flow, flow_strain) every kept row also gets its onset→apex array
+(``onset_index``, ``motion``, ``motion_input``, ``motion_note``; onset and apex aligned with one transform, cached under
+``crops/<cfg_hash>/motion/``), and with ``model.backbone=lbptop`` every micro row the LBP-TOP feature of its aligned
+onset..offset clip (``features``, ``features_note``). Rows without usable motion follow ``data.flow_fallback``; both
+cases are reported (docs/motion.md).
+
 Which frame is cropped: the apex frame when the row has one (micro-expressions; macro rows hold a single frame);
 a clip without an apex label gets one by ``data.missing_apex`` (CASME II "/", SAMM -1, folder clips without
 apex.txt; SMIC, which has no labels, by ``data.smic_apex``): ``middle`` frame, ``skip``, or ``spot`` (default):
@@ -33,7 +39,7 @@ from rich.console import Console
 from rich.table import Table
 from tqdm.auto import tqdm
 
-from mer.config import Config, write_run_info
+from mer.config import MOTION_INPUTS, Config, input_channels, write_run_info
 from mer.data import datasets
 from mer.data.manifest import counts, make_report, save_manifest, skip
 from mer.data.prepared import REBUILD_HINT, absolute_crops
@@ -41,6 +47,8 @@ from mer.errors import DataError, MerError
 from mer.face.align import align, region_mask, warp_face
 from mer.face.cache import CropCache, file_hash
 from mer.face.detect import FaceDetector
+from mer.face.flow import MOTION_VERSION, align_pair, motion_channels, tvl1_available
+from mer.face.lbptop import BASELINE, CLIP_SIZE, LBPTOP_VERSION, clip_indices, feature_length, lbp_top
 from mer.face.spot import spot_apex
 from mer.files import read_gray, read_image
 from mer.runtime import configure_torch
@@ -177,6 +185,7 @@ def prepare_faces(
     order = sorted(chosen)
     results = cache.get_or_make([rows[i]["frames"][chosen[i]] for i in order], desc="faces")
     kept: list[dict[str, Any]] = []
+    apex_results: list[Any] = []
     for i, res in zip(order, results, strict=True):
         row = rows[i]
         if not res.ok:
@@ -193,13 +202,160 @@ def prepare_faces(
                 "face_note": note,
             }
         )
-    prepared = _frame_with_extras(kept, manifest)
+        apex_results.append(res)
+    extras: list[str] = []
+    if cfg.data.input in MOTION_INPUTS:
+        kept, apex_results = _add_motion(cfg, cache, kept, apex_results, out, skipped, progress)
+        extras += ["onset_index", "motion", "motion_input", "motion_note"]
+    if cfg.model.backbone == "lbptop":
+        kept = _add_lbptop(cfg, cache, kept, apex_results, out, skipped, progress)
+        extras += ["features", "features_note"]
+    prepared = _frame_with_extras(kept, manifest, extras)
     return prepared, make_report(skipped), cache
 
 
-def _frame_with_extras(kept: list[dict[str, Any]], manifest: pd.DataFrame) -> pd.DataFrame:
-    """Prepared rows in manifest column order + crop, crop_index, face_note, with the manifest's dtypes."""
-    columns = [*manifest.columns, "crop", "crop_index", "face_note"]
+def _onset_index(row: dict[str, Any]) -> int:
+    """The onset frame of a row: its onset label when valid, else the first frame (macro and SMIC: the first)."""
+    return _valid_index(row["onset"], len(row["frames"])) or 0
+
+
+def _bad_clip(row: dict[str, Any], onset: int) -> str | None:
+    """Why a kept row has no onset→apex motion (a single frame, onset = apex), or None."""
+    if len(row["frames"]) < 2:
+        return "single-frame sample (no onset frame)"
+    if onset == row["crop_index"]:
+        return f"onset equals apex (frame {onset})"
+    return None
+
+
+def _fallback(
+    cfg: Config, row: dict[str, Any], source: str, what: str, reason: str, skipped: list[dict[str, Any]]
+) -> bool:
+    """Report a sample without `what` (motion / LBP-TOP) by `data.flow_fallback`; True when it stays (zero input)."""
+    if cfg.data.flow_fallback == "skip":
+        skipped.append(_skip(row, source, f"{what}: {reason}; sample skipped (data.flow_fallback=skip)"))
+        return False
+    skipped.append(_skip(row, source, f"{what} (kept): {reason}; zero input (data.flow_fallback=zero)"))
+    return True
+
+
+def _add_motion(
+    cfg: Config,
+    cache: CropCache,
+    kept: list[dict[str, Any]],
+    apex_results: list[Any],
+    out: Path,
+    skipped: list[dict[str, Any]],
+    progress: bool,
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Onset→apex motion input (`data.input`) of every kept row, on onset and apex aligned with one transform.
+
+    Bad clips (one frame, onset = apex, no face on the onset frame, a flow that cannot be computed) follow
+    `data.flow_fallback` and are listed in the report either way.
+    """
+    mode, method = cfg.data.input, cfg.data.flow_method
+    if method == "tvl1" and not tvl1_available():
+        raise MerError(
+            "data.flow_method=tvl1 needs OpenCV's contrib module: pip install 'mer-lightning[flow-tvl1]' "
+            "(opencv-contrib-python-headless), or use data.flow_method=farneback"
+        )
+    onsets = [_onset_index(row) for row in kept]
+    reasons = {j: r for j, row in enumerate(kept) if (r := _bad_clip(row, onsets[j])) is not None}
+    need = [j for j in range(len(kept)) if j not in reasons]
+    onset_res = cache.get_or_make([kept[j]["frames"][onsets[j]] for j in need], desc="onset faces")
+    by_row = dict(zip(need, onset_res, strict=True))
+    for j, res in by_row.items():
+        if not res.ok:
+            reasons[j] = f"onset frame {onsets[j]} has no face ({res.reason})"
+    size, chans = cfg.face.size, input_channels(cfg.data)
+    rows: list[dict[str, Any]] = []
+    results: list[Any] = []
+    for j, row in enumerate(tqdm(kept, desc=f"motion ({mode})", unit="sample", disable=not progress, leave=False)):
+        apex = apex_results[j]
+        note = ""
+        path = None
+        if j not in reasons:
+            onset = by_row[j]
+            key = hashlib.sha256(
+                f"motion{MOTION_VERSION}:{mode}:{method}:{onset.content_hash}:{apex.content_hash}".encode()
+            ).hexdigest()
+            path = cache.array_get("motion", key)
+            if path is None:
+                try:
+                    pair = align_pair(read_image(onset.source), read_image(apex.source), apex.landmarks, cfg.face,
+                                      apex.box)  # fmt: skip
+                    field = motion_channels(pair.onset, pair.apex, mode, method)
+                    path = cache.array_put("motion", key, field.astype(np.float16))
+                except (DataError, OSError, ValueError, cv2.error) as exc:
+                    reasons[j] = f"cannot compute the motion ({exc})"
+        if j in reasons:
+            if not _fallback(cfg, row, row["frames"][onsets[j]], "motion", reasons[j], skipped):
+                continue
+            note = f"zero {mode} input: {reasons[j]}"
+            path = cache.array_get("motion", f"zero-{size}-{chans}")
+            if path is None:
+                path = cache.array_put("motion", f"zero-{size}-{chans}", np.zeros((size, size, chans), np.float16))
+        rows.append({**row, "onset_index": onsets[j], "motion": path.relative_to(out).as_posix(),
+                     "motion_input": f"{mode}:{method}", "motion_note": note})  # fmt: skip
+        results.append(apex)
+    return rows, results
+
+
+def _add_lbptop(
+    cfg: Config,
+    cache: CropCache,
+    kept: list[dict[str, Any]],
+    apex_results: list[Any],
+    out: Path,
+    skipped: list[dict[str, Any]],
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """LBP-TOP feature (`mer.face.lbptop.BASELINE`) of every micro row's onset..offset clip, every frame aligned
+    with the apex's transform; macro rows are kept without one (LBP-TOP is not pre-trained). Clips too short for
+    LBP-TOP (under 3 frames) follow `data.flow_fallback`."""
+    side = min(cfg.face.size, CLIP_SIZE)
+    length = feature_length(BASELINE["grid"], BASELINE["points"], BASELINE["method"])
+    rows: list[dict[str, Any]] = []
+    for row, apex in tqdm(list(zip(kept, apex_results, strict=True)), desc="LBP-TOP", unit="clip",
+                          disable=not progress, leave=False):  # fmt: skip
+        if row["kind"] != "micro":
+            rows.append({**row, "features": "", "features_note": ""})
+            continue
+        frames = row["frames"]
+        onset = _onset_index(row)
+        end = _valid_index(row["offset"], len(frames))
+        end = end if end is not None and end > onset else len(frames) - 1
+        picks = clip_indices(onset, end)
+        reason = f"clip of {len(picks)} frame(s) is too short for LBP-TOP (needs 3)" if len(picks) < 3 else None
+        path = None
+        if reason is None:
+            hashes = "|".join(file_hash(frames[k]) for k in picks)
+            key = hashlib.sha256(f"lbptop{LBPTOP_VERSION}:{side}:{hashes}:{apex.content_hash}".encode()).hexdigest()
+            path = cache.array_get("lbptop", key)
+            if path is None:
+                try:
+                    ref = align(read_image(apex.source), apex.landmarks, cfg.face, apex.box)
+                    clip = [warp_face(read_image(frames[k]), ref.matrix, cfg.face, ref.landmarks[:2]) for k in picks]
+                    if side != cfg.face.size:
+                        clip = [cv2.resize(c, (side, side), interpolation=cv2.INTER_AREA) for c in clip]
+                    path = cache.array_put("lbptop", key, lbp_top(np.stack(clip), **BASELINE))
+                except (DataError, OSError, ValueError, cv2.error) as exc:
+                    reason = f"cannot compute LBP-TOP ({exc})"
+        note = ""
+        if reason is not None:
+            if not _fallback(cfg, row, frames[onset], "lbptop", reason, skipped):
+                continue
+            note = f"zero LBP-TOP feature: {reason}"
+            path = cache.array_get("lbptop", f"zero-{length}")
+            if path is None:
+                path = cache.array_put("lbptop", f"zero-{length}", np.zeros(length, np.float32))
+        rows.append({**row, "features": path.relative_to(out).as_posix(), "features_note": note})
+    return rows
+
+
+def _frame_with_extras(kept: list[dict[str, Any]], manifest: pd.DataFrame, extras: Sequence[str] = ()) -> pd.DataFrame:
+    """Prepared rows in manifest column order + crop, crop_index, face_note (+ `extras`), with the manifest's dtypes."""
+    columns = [*manifest.columns, "crop", "crop_index", "face_note", *extras]
     df = pd.DataFrame(kept, columns=columns)
     for col in ("onset", "apex", "offset"):
         if col in df:

@@ -29,7 +29,7 @@ from mer.config import Config, StageConfig, flatten, resolve_precision, to_dict,
 from mer.data.datamodule import MERDataModule
 from mer.data.prepared import load_prepared
 from mer.errors import MerError
-from mer.models.backbones import MERNet, load_weights, save_weights
+from mer.models.backbones import build_net, load_weights, save_weights
 from mer.models.module import MERModule
 from mer.models.unfreeze import GradualUnfreeze
 from mer.runtime import configure_torch
@@ -285,7 +285,7 @@ def check_pretrained(cfg: Config, path: str | Path | None) -> None:
     """Fail before any training if a pre-trained checkpoint is missing or built for another network."""
     if path is None:
         return
-    net = MERNet(cfg.model.backbone, cfg.model.in_chans, cfg.model.num_classes, 0.0, cfg.data.image_size)
+    net = build_net(cfg.model.backbone, cfg.model.in_chans, cfg.model.num_classes, 0.0, cfg.data.image_size)
     try:
         load_weights(net, path, strict=True, skip_head=True)
     except MerError:

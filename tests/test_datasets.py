@@ -290,7 +290,9 @@ def test_ckplus_last_three_and_missing_emotion(tmp_path: Path) -> None:
     row = got["S005_001_00000011"]
     assert row["subject"] == "ckplus/S005" and row["kind"] == "macro"
     assert (row["emotion"], row["label"]) == ("disgust", "negative")
-    assert names(row["frames"]) == ["S005_001_00000011.png"] and (row["onset"], row["apex"], row["offset"]) == (0, 0, 0)
+    # the sequence's first (neutral) frame rides along as the onset of the motion inputs; the apex is the image
+    assert names(row["frames"]) == ["S005_001_00000001.png", "S005_001_00000011.png"]
+    assert (row["onset"], row["apex"], row["offset"]) == (0, 1, 1)
     assert {r["label"] for r in rows if r["subject"] == "ckplus/S010"} == {"positive"}
     assert len([r for r in rows if r["subject"] == "ckplus/S010"]) == 3
     assert len([r for r in rows if r["subject"] == "ckplus/S012"]) == 2  # shorter than 3: all frames
@@ -317,7 +319,8 @@ def test_oulu_last_three(tmp_path: Path) -> None:
     rows, skipped = oulu.read(tmp_path)
     check_row_shapes(rows, skipped)
     happy = [r for r in rows if r["emotion"] == "Happiness"]
-    assert [names(r["frames"])[0] for r in happy] == ["003.jpeg", "004.jpeg", "005.jpeg"]
+    assert [names(r["frames"])[r["apex"]] for r in happy] == ["003.jpeg", "004.jpeg", "005.jpeg"]
+    assert {names(r["frames"])[r["onset"]] for r in happy} == {"000.jpeg"}  # the sequence's first frame
     assert happy[0]["sample_id"] == "P001_Happiness_003" and happy[0]["subject"] == "oulu/P001"
     assert {r["label"] for r in rows if r["emotion"] == "Anger"} == {"negative"}
     assert len(rows) == 9
@@ -343,6 +346,9 @@ def test_jaffe_every_labelled_image(tmp_path: Path) -> None:
     assert set(got) == {"KA.AN1.39", "KA.HA2.30", "YM.SU3.60", "YM.DI1.61"}
     assert got["KA.AN1.39"]["subject"] == "jaffe/KA" and got["KA.AN1.39"]["emotion"] == "anger"
     assert got["KA.HA2.30"]["label"] == "positive" and got["YM.SU3.60"]["label"] == "surprise"
+    # onset for the motion inputs: the subject's neutral image; YM has none, so its rows stay single-frame
+    assert names(got["KA.AN1.39"]["frames"]) == ["KA.NE1.26.tiff", "KA.AN1.39.tiff"] and got["KA.AN1.39"]["apex"] == 1
+    assert len(got["YM.SU3.60"]["frames"]) == 1 and got["YM.SU3.60"]["apex"] == 0
     why = reasons(skipped)
     assert why["KA.NE1.26"] == "emotion 'neutral' is not in the MEGC2019 3-class protocol"
     assert "does not follow the JAFFE pattern" in why["notes.v2"]
@@ -373,7 +379,8 @@ def test_mug_frames_around_middle(tmp_path: Path) -> None:
     check_row_shapes(rows, skipped)
     happy = [r for r in rows if r["emotion"] == "happiness"]
     # 20 frames, middle index 9: the 8 frames 6..13 (img_0007..img_0014)
-    assert [names(r["frames"])[0] for r in happy] == [f"img_{i:04d}.jpg" for i in range(7, 15)]
+    assert [names(r["frames"])[r["apex"]] for r in happy] == [f"img_{i:04d}.jpg" for i in range(7, 15)]
+    assert {names(r["frames"])[r["onset"]] for r in happy} == {"img_0001.jpg"}  # the take's first frame
     assert happy[0]["subject"] == "mug/001" and happy[0]["label"] == "positive" and happy[0]["kind"] == "macro"
     assert happy[0]["sample_id"] == "001_happiness_take000_img_0007"
     assert len([r for r in rows if r["subject"] == "mug/002"]) == 4  # shorter than 8: all frames
@@ -382,7 +389,7 @@ def test_mug_frames_around_middle(tmp_path: Path) -> None:
     assert {r["sample_id"].split("_")[1] for r in anger} == {"session1", "session2"}
     assert reasons(skipped)["001_neutral"] == "emotion 'neutral' is not in the MEGC2019 3-class protocol"
     six = [r for r in mug.read(tmp_path, frames=6)[0] if r["emotion"] == "happiness"]
-    assert [names(r["frames"])[0] for r in six] == [f"img_{i:04d}.jpg" for i in range(8, 14)]
+    assert [names(r["frames"])[r["apex"]] for r in six] == [f"img_{i:04d}.jpg" for i in range(8, 14)]
     # the subjects3 folder itself as root
     assert len(mug.read(tmp_path / "subjects3")[0]) == len(rows)
     with pytest.raises(DataError, match="frames=0"):
@@ -426,7 +433,9 @@ def test_folder_micro_and_macro(tmp_path: Path) -> None:
     macro, _ = READERS["folder_macro"](tmp_path)
     assert {r["kind"] for r in macro} == {"macro"} and {r["dataset"] for r in macro} == {"folder_macro"}
     assert len(macro) == 5 + 6 + 3 + 3  # one row per image of the labelled samples
-    assert all(len(r["frames"]) == 1 and r["apex"] == 0 for r in macro)
+    # one row per image, the sample's first frame as onset (that frame's own row stays single-frame)
+    assert all(r["onset"] == 0 and r["apex"] == len(r["frames"]) - 1 <= 1 for r in macro)
+    assert sum(len(r["frames"]) == 1 for r in macro) < len(macro)
     assert len({r["sample_id"] for r in macro}) == len(macro)
 
     (tmp_path / "flat").mkdir()

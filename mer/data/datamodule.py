@@ -25,8 +25,9 @@ import torch
 from sklearn.model_selection import GroupShuffleSplit
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
-from mer.config import AugmentConfig, Config
+from mer.config import MOTION_INPUTS, AugmentConfig, Config, input_channels
 from mer.data.batch_augment import BatchAugment, UInt8Crops, keep_batch
+from mer.data.motion import MotionDataset, load_motion
 from mer.data.prepared import REBUILD_HINT
 from mer.data.transforms import normalize, resize_crops, train_transform
 from mer.errors import DataError
@@ -169,6 +170,19 @@ class BalancedBatchSampler(Sampler[list[tuple[int, bool]]]):
             yield [batch[i] for i in rng.permutation(len(batch))]
 
 
+def check_motion(prepared: pd.DataFrame, cfg: Config) -> None:
+    """The prepared folder holds the motion input this config asks for (`data.input`, `data.flow_method`)."""
+    want = f"{cfg.data.input}:{cfg.data.flow_method}"
+    have = sorted(set(prepared["motion_input"])) if "motion_input" in prepared else []
+    if have != [want]:
+        found = f"it holds {', '.join(have)}" if have else "it holds apex crops only"
+        raise DataError(
+            f"data.input={cfg.data.input} (flow method {cfg.data.flow_method}) needs a prepared folder made with the "
+            f"same settings, but {found}: re-run `mer prepare` with data.input={cfg.data.input} "
+            f"data.flow_method={cfg.data.flow_method} into its own --out folder"
+        )
+
+
 def split_validation(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Whole subjects from `df` for validation (about `fraction` of them, at least one when there are ≥3 subjects)."""
     subjects = df["subject"].unique()
@@ -205,6 +219,9 @@ class MERDataModule(pl.LightningDataModule):
                 f"no {STAGE_KIND[stage]}-expression samples for stage '{stage}' in the prepared data "
                 f"(prepare the {'CK+/Oulu/JAFFE/MUG' if stage == 'pretrain' else 'CASME II/SAMM/SMIC'} folders)"
             )
+        self.motion = cfg.data.input in MOTION_INPUTS
+        if self.motion:
+            check_motion(prepared, cfg)
         held = set(held_out)
         unknown = held - set(rows["subject"])
         if unknown:
@@ -233,9 +250,15 @@ class MERDataModule(pl.LightningDataModule):
         return df["label"].map({c: i for i, c in enumerate(self.classes)}).to_numpy(dtype=np.int64)
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """(crops uint8 (N,H,W) at the network's size, labels) of 'train', 'val' or 'test', loaded once."""
+        """(crops uint8 (N,H,W) at the network's size, labels) of 'train', 'val' or 'test', loaded once; with a
+        motion `data.input` the scaled motion inputs float32 (N,C,H,W) instead of the crops."""
         if split not in self._arrays:
             df = {"train": self.train_df, "val": self.val_df, "test": self.test_df}[split]
+            if self.motion:
+                size, chans = self.cfg.data.image_size, input_channels(self.cfg.data)
+                x = load_motion(df["motion"].tolist(), size, self.cfg.data.input, chans)
+                self._arrays[split] = (x, self.label_ids(df))
+                return self._arrays[split]
             crops = (
                 resize_crops(read_crops(df["crop"].tolist(), hint=REBUILD_HINT), self.cfg.data.image_size)
                 if len(df)
@@ -250,9 +273,14 @@ class MERDataModule(pl.LightningDataModule):
     def _loader(self, split: str, train: bool, shuffle: bool = False) -> DataLoader:
         crops, labels = self.arrays(split)
         data = self.cfg.data
-        if train and data.augment_on == "device":
+        if self.motion:
+            ds: Dataset = MotionDataset(crops, labels, data.input, self.cfg.augment if train else None)
+        elif train and data.augment_on == "device":
             return self._device_loader(crops, labels)
-        ds = CropDataset(crops, labels, self.cfg.augment if train else None, seed=self.cfg.seed, stage=self.stage_name)
+        else:
+            ds = CropDataset(
+                crops, labels, self.cfg.augment if train else None, seed=self.cfg.seed, stage=self.stage_name
+            )
         workers = {
             "num_workers": data.num_workers,
             "pin_memory": data.pin_memory,

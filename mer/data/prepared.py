@@ -17,10 +17,16 @@ from mer.errors import DataError
 REBUILD_HINT = "re-run `mer prepare` to rebuild the crop cache"
 
 
+ARRAY_COLUMNS = ("motion", "features")  # optional cached arrays: motion inputs (data.input), LBP-TOP features
+
+
 def absolute_crops(prepared: pd.DataFrame, folder: str | Path) -> pd.DataFrame:
-    """A copy of prepared rows with `crop` (relative to the prepare folder) made absolute."""
+    """A copy of prepared rows with `crop` (and `motion` / `features`, where present) made absolute; empty stays."""
     df = prepared.copy()
     df["crop"] = [str((Path(folder) / c).resolve()) for c in df["crop"]]
+    for col in ARRAY_COLUMNS:
+        if col in df:
+            df[col] = [str((Path(folder) / c).resolve()) if isinstance(c, str) and c else "" for c in df[col]]
     return df
 
 
@@ -36,9 +42,16 @@ def load_prepared(prepared_dir: str | Path) -> pd.DataFrame:
         raise DataError(f"{path}: no 'crop' column; it is not a prepared.csv written by `mer prepare`")
     df = absolute_crops(df, folder)
     df["face_note"] = df["face_note"].fillna("").astype(str) if "face_note" in df else ""
+    for col in ("motion_note", "features_note", "motion_input"):
+        if col in df:
+            df[col] = df[col].fillna("").astype(str)
+    arrays = [c for col in ARRAY_COLUMNS if col in df for c in df[col] if c]
     missing = [c for c in df["crop"] if not os.path.isfile(c)]
+    what = "crop"
+    if not missing:
+        missing, what = [c for c in arrays if not os.path.isfile(c)], "cached motion/feature"
     if missing:
         raise DataError(
-            f"{path}: {len(missing)} crop file(s) missing (first: {missing[0]}); re-run `mer prepare` to rebuild them"
+            f"{path}: {len(missing)} {what} file(s) missing (first: {missing[0]}); re-run `mer prepare` to rebuild them"
         )
     return df

@@ -2,7 +2,7 @@
 test video → summary — and `run_ablations`, the paper's ablations on the same corpus and seeds.
 
 Stage times (wall and CPU seconds) go to OUT/demo_timings.json, the seed table and the ablation table to
-OUT/demo_summary.md and OUT/ablations.md.
+OUT/demo_summary.md and OUT/ablations.md; `run_methods` (`mer demo --methods`) writes OUT/methods.md.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from typing import Any
 
 import pandas as pd
 
-from mer.config import Config, as_override, load_config, to_yaml
+from mer.config import CONF_DIR, Config, as_override, load_config, to_yaml
 from mer.demo.corpus import DemoSummary, write_test_video
 from mer.evaluation.bootstrap import bootstrap_intervals
 from mer.evaluation.loso import run_final
+from mer.evaluation.methods import load_methods, run_compare
 from mer.evaluation.runs import CLASSIFIERS, load_run
 from mer.evaluation.seeds import run_seeds as run_seed_study
 from mer.evaluation.seeds import seed_dir
@@ -31,6 +32,9 @@ SEEDS = 3  # LOSO runs of the default demo (seed, seed + 1, seed + 2); `--quick`
 TIMINGS = "demo_timings.json"
 SUMMARY = "demo_summary.md"
 ABLATIONS = "ablations.md"
+METHODS = "methods.md"
+METHOD_CONFIGS = CONF_DIR / "method" / "demo"  # conf/method/*.yaml at the demo's sizes
+METHOD_NAMES = ("paper", "ststnet", "off_apexnet", "lbptop")
 SYNTHETIC_NOTE = (
     "Synthetic data: these numbers come from the generated demo corpus and are not comparable with published results "
     "on CASME II, SAMM and SMIC."
@@ -258,4 +262,33 @@ def run_ablations(out: Path, summary: DemoSummary, quick: bool = False, seed: in
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines[4:]))
     print(f"ablations: {path}")
+    return path
+
+
+def run_methods(out: Path, summary: DemoSummary, quick: bool = False, seed: int = 0) -> Path:
+    """The four methods (conf/method/demo/*.yaml) through `mer compare` on the demo corpus and seeds, into
+    OUT/methods/; the Methods table with the wall time and load goes to OUT/methods.md. Reuses OUT/prepared when
+    `mer demo` made it; `quick` runs one seed of 2-epoch trainings (the tests' sizes)."""
+    out = Path(out)
+    seeds = [seed + i for i in range(1 if quick else SEEDS)]
+    overrides = [*_roots(summary), f"data.prepared={out / 'prepared'}", f"out={out}"]
+    if quick:
+        overrides += ["loso.workers=1", "train.pretrain.epochs=2", "train.finetune.epochs=2"]
+    files = [METHOD_CONFIGS / f"{name}.yaml" for name in METHOD_NAMES]
+    load_before, started = _load(), time.perf_counter()
+    md = run_compare(load_methods(files, (), overrides), out / "methods", seeds=seeds, resamples=200 if quick else 1000)
+    wall = time.perf_counter() - started
+    body = md.read_text().split("\n", 1)[1]  # compare.md without its title
+    text = "\n".join([
+        "# mer demo: methods", "", f"> {SYNTHETIC_NOTE}", "",
+        f"Every method through LOSO on seeds {', '.join(map(str, seeds))} (`mer compare "
+        f"{' '.join(str(p.relative_to(CONF_DIR.parent)) for p in files)}`): {wall:.0f} s wall, load average "
+        f"{load_before} before and {_load()} after, {os.cpu_count()} CPU cores.", "", body.lstrip(),
+    ])  # fmt: skip
+    path = out / METHODS
+    path.write_text(text)
+    timing = {"wall_s": round(wall, 1), "load_before": load_before, "load_after": _load(), "seeds": seeds,
+                   "quick": quick, "methods": [p.stem for p in files]}  # fmt: skip
+    (out / "methods" / "methods_timing.json").write_text(json.dumps(timing, indent=2))
+    print(f"methods finished in {wall:.0f} s (load {load_before} → {_load()}): {path}")
     return path

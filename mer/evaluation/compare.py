@@ -14,10 +14,11 @@ from typing import Any
 import pandas as pd
 
 from mer.errors import MerError
-from mer.evaluation.bootstrap import RESAMPLES, SEED, paired_difference, seed_spread
+from mer.evaluation.bootstrap import RESAMPLES, SEED, bootstrap_intervals, paired_difference, seed_spread
 from mer.evaluation.metrics import COMPOSITE
 from mer.evaluation.render import Document
 from mer.evaluation.runs import CLASSIFIER_NAMES, CLASSIFIERS, SeedRuns, load_seeds
+from mer.evaluation.selection import describe
 from mer.files import atomic_write_json, atomic_write_text, natural_key
 
 # MEGC2019 composite (CASME II + SAMM + SMIC-HS, 442 samples, 68 subjects), LOSO: (method, UF1, UAR).
@@ -30,6 +31,13 @@ PUBLISHED: tuple[tuple[str, float, float], ...] = (
     ("FeatRef", 0.7838, 0.7832),
 )
 PAPER_ACCURACY = 0.8427  # Liu et al. 2022, Front. Neurorobot. 16:922761 (composite accuracy)
+# model.backbone → (method, its published MEGC2019 composite figure); timm backbones are the paper's recipe.
+PUBLISHED_BY_BACKBONE: dict[str, tuple[str, str]] = {
+    "lbptop": ("LBP-TOP + SVM (MEGC2019 baseline)", "UF1 0.5882 / UAR 0.5785"),
+    "ststnet": ("STSTNet (Liong et al. 2019)", "UF1 0.7353 / UAR 0.7605"),
+    "off_apexnet": ("OFF-ApexNet (Gan et al. 2019)", "UF1 0.7196 / UAR 0.7096"),
+}
+PAPER_METHOD = ("Liu et al. 2022 recipe", f"accuracy {PAPER_ACCURACY:.4f} (no composite UF1 / UAR published)")
 MEGC2019_SAMPLES = 442
 MEGC2019_SUBJECTS = 68
 
@@ -115,6 +123,37 @@ def _paired_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(shown)
 
 
+def method_rows(
+    runs: list[SeedRuns], labels: list[str], resamples: int = RESAMPLES, seed: int = SEED
+) -> list[dict[str, Any]]:
+    """One row per run: method (backbone), input, headline UF1 / UAR mean ± sd over seeds with the bootstrap interval
+    over subjects (of the seed mean), how its hyper-parameters were chosen, and the method's published figure."""
+    rows = []
+    for label, run in zip(labels, runs, strict=True):
+        model, data = run.config.get("model") or {}, run.config.get("data") or {}
+        backbone = str(model.get("backbone", "?"))
+        method, published = PUBLISHED_BY_BACKBONE.get(backbone, (f"{PAPER_METHOD[0]} ({backbone})", PAPER_METHOD[1]))
+        mode = str(data.get("input", "apex"))
+        if backbone == "lbptop":
+            mode = "onset..offset clip (LBP-TOP)"
+        elif mode in ("flow", "flow_strain"):
+            mode = f"{mode} ({data.get('flow_method', 'farneback')})"
+        mean, sd = seed_spread([r.scores() for r in run.runs])
+        clf = run.headline
+        ci = bootstrap_intervals(run.frames(), CLASSIFIERS[clf], resamples, seed, classes=run.runs[0].classes)
+        row: dict[str, Any] = {"run": label, "method": method, "input": mode, "classifier": CLASSIFIER_NAMES[clf],
+                               "seeds": len(run.seeds)}  # fmt: skip
+        for name, m in (("UF1", "uf1"), ("UAR", "uar")):
+            mu, sigma = mean[clf][COMPOSITE][m], sd[clf][COMPOSITE][m]
+            low, high = ci[COMPOSITE][m]
+            row[name] = _spread_text(mu, sigma)
+            row[f"{name} 95 % CI"] = "—" if low is None else f"[{low:.4f}, {high:.4f}]"
+        row["hyper-parameters"] = describe(run.runs[0].notes.get("selection"))
+        row["published (MEGC2019 composite)"] = published
+        rows.append(row)
+    return rows
+
+
 def compare_runs(run_dirs: list[Path], out: Path, *, resamples: int = RESAMPLES, seed: int = SEED) -> Path:
     """Side-by-side table of several runs (rows = runs, columns = composite acc/UAR/UF1 for SVM and softmax as
     mean ± sd over each run's seeds, then UF1/UAR per dataset for each run's headline classifier), then the paired
@@ -162,11 +201,13 @@ def compare_runs(run_dirs: list[Path], out: Path, *, resamples: int = RESAMPLES,
     table = pd.DataFrame(rows).reindex(columns=columns + [c for m in metric_cols for c in (m, f"{m} sd")])
     shown_table = pd.DataFrame(shown_rows).reindex(columns=columns + metric_cols).fillna("—")
     pairs = paired_rows(runs, labels, resamples, seed) if resamples > 0 else []
+    methods = method_rows(runs, labels, resamples, seed) if resamples > 0 else []
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "compare.csv", table.to_csv(index=False))
-    atomic_write_json(out / "compare.json", {"runs": rows, "paired": pairs, "resamples": resamples, "seed": seed})
+    atomic_write_json(out / "compare.json", {"runs": rows, "methods": methods, "paired": pairs,
+                                             "resamples": resamples, "seed": seed})  # fmt: skip
     doc = Document("LOSO run comparison")
     for label, run in zip(labels, runs, strict=True):
         if run.leaky:
@@ -181,6 +222,17 @@ def compare_runs(run_dirs: list[Path], out: Path, *, resamples: int = RESAMPLES,
         "a run of several seeds shows mean ± sd over its seeds (sample sd). Per-dataset columns use each run's "
         "headline classifier (`classifier`)."
     )
+    doc.heading("Methods")
+    if methods:
+        doc.para(
+            "One row per run: its method and input, the headline classifier's composite UF1 and UAR (mean ± sd over "
+            "seeds), the 95 % bootstrap interval over subjects of the seed mean, how the hyper-parameters were "
+            "chosen, and the method's published MEGC2019 composite figure (442 samples, 68 subjects: comparable "
+            "only on that sample set)."
+        )
+        doc.table(pd.DataFrame(methods))
+    else:
+        doc.para("Not computed (`--resamples 0`).")
     doc.heading("Runs")
     doc.table(shown_table)
     doc.heading("Paired differences (bootstrap over subjects)")

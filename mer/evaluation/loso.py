@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import Callback
 from sklearn.pipeline import Pipeline
 from tqdm.auto import tqdm
 
-from mer.config import Config, flatten, load_config, to_dict, to_yaml, write_run_info
+from mer.config import FEATURE_BACKBONES, Config, flatten, load_config, to_dict, to_yaml, write_run_info
 from mer.data.prepared import load_prepared
 from mer.errors import DataError, MerError
 from mer.evaluation.report import write_report
@@ -177,6 +177,32 @@ def fit_network_and_svm(
     return FittedModel(res, side, svm, svm_info)
 
 
+def load_features(rows: pd.DataFrame) -> np.ndarray:
+    """The cached feature vectors (`features` column of prepared.csv: LBP-TOP per clip) of some rows, stacked."""
+    if "features" not in rows or (len(rows) and not all(rows["features"])):
+        raise DataError(
+            "model.backbone=lbptop needs LBP-TOP features in the prepared folder: re-run `mer prepare` with "
+            "model.backbone=lbptop (e.g. -c method/lbptop) into its own --out folder"
+        )
+    return np.stack([np.load(p, allow_pickle=False) for p in rows["features"]]) if len(rows) else np.zeros((0, 1))
+
+
+def run_feature_fold(
+    cfg: Config, prepared: pd.DataFrame, held_out: Sequence[str], seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, Pipeline, dict[str, Any]]:
+    """A fold without a network (`model.backbone: lbptop`): the SVM on the training subjects' fixed features.
+
+    Returns (training rows, held-out rows, held-out features, fitted SVM, its info); the SVM's hyper-parameters are
+    chosen by grouped CV over the training subjects exactly as on network embeddings (`mer.evaluation.svm.fit_svm`).
+    """
+    micro = prepared[(prepared["kind"] == "micro") & prepared["label"].isin(cfg.data.classes)]
+    held = set(held_out)
+    train, test = micro[~micro["subject"].isin(held)], micro[micro["subject"].isin(held)]
+    train, test = train.reset_index(drop=True), test.reset_index(drop=True)
+    svm, info = fit_svm(load_features(train), train["label"].to_numpy(), train["subject"].to_numpy(), cfg.svm, seed)
+    return train, test, load_features(test), svm, info
+
+
 def run_fold(
     cfg: Config,
     prepared: pd.DataFrame,
@@ -195,6 +221,8 @@ def run_fold(
     fold_dir.mkdir(parents=True, exist_ok=True)
     seed = cfg.seed + fold.seed_offset
     start = time.perf_counter()
+    if cfg.model.backbone in FEATURE_BACKBONES:
+        return _write_feature_fold(cfg, prepared, fold, fold_dir, seed, start, extra)
     fitted = fit_network_and_svm(
         cfg,
         prepared,
@@ -242,6 +270,33 @@ def run_fold(
         **(extra or {}),
     }
     atomic_write_text(fold_dir / "predictions.csv", preds[pred_columns(classes)].to_csv(index=False))
+    atomic_write_json(fold_dir / "metrics.json", metrics, default=float)
+    return metrics
+
+
+def _write_feature_fold(
+    cfg: Config,
+    prepared: pd.DataFrame,
+    fold: Fold,
+    fold_dir: Path,
+    seed: int,
+    start: float,
+    extra: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A feature fold's predictions.csv and metrics.json (the SVM's prediction; no softmax, no probabilities)."""
+    train, test, feats, svm, svm_info = run_feature_fold(cfg, prepared, fold.held_out, seed)
+    preds = test[["sample_id", "dataset", "subject", "label"]].copy()
+    preds["svm_pred"] = svm.predict(feats) if len(feats) else []
+    preds["softmax_pred"] = ""  # no network, no softmax head
+    for c in cfg.data.classes:
+        preds[f"prob_{c}"] = np.nan
+    metrics = {"fold": fold.name, "index": fold.index, "held_out": list(fold.held_out), "seed": seed,
+               "n_train": len(train), "n_val": 0, "n_test": len(preds), "val_subjects": [],
+               "svm_accuracy": float((preds["svm_pred"] == preds["label"]).mean()) if len(preds) else None,
+               "softmax_accuracy": None, "svm_params": svm_info, "best_epoch": None, "best_val": None,
+               "monitor": None, "epochs": 0, "seconds": round(time.perf_counter() - start, 2),
+               **(extra or {})}  # fmt: skip
+    atomic_write_text(fold_dir / "predictions.csv", preds[pred_columns(cfg.data.classes)].to_csv(index=False))
     atomic_write_json(fold_dir / "metrics.json", metrics, default=float)
     return metrics
 
@@ -374,7 +429,8 @@ def _run_parallel(
 
 def _fold_line(m: dict[str, Any]) -> str:
     svm = f"svm acc={m['svm_accuracy']:.2f} " if m["svm_accuracy"] is not None else ""
-    return f"fold {m['fold']}: n={m['n_test']} {svm}softmax acc={m['softmax_accuracy']:.2f} ({m['seconds']:.0f} s)"
+    soft = f"softmax acc={m['softmax_accuracy']:.2f} " if m["softmax_accuracy"] is not None else ""
+    return f"fold {m['fold']}: n={m['n_test']} {svm}{soft}({m['seconds']:.0f} s)"
 
 
 def _has_folds(out: Path) -> bool:
@@ -427,6 +483,12 @@ def run_final(cfg: Config, out: str | Path, pretrained: str | Path | None = None
     prepared_dir = Path(cfg.data.prepared)
     prepared = load_prepared(prepared_dir)
     check_inputs(cfg, prepared, pretrained)
+    if cfg.model.backbone in FEATURE_BACKBONES:
+        raise MerError(f"model.backbone={cfg.model.backbone} has no network to bundle for `mer predict`; "
+                       "--final needs a network backbone")  # fmt: skip
+    if cfg.data.input != "apex":
+        raise MerError(f"--final bundles feed `mer predict`, which sends apex crops; data.input={cfg.data.input} "
+                       "is not supported there yet (evaluate it with `mer loso`)")  # fmt: skip
     write_run_info(cfg, out)
     fitted = fit_network_and_svm(
         cfg,

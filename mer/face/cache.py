@@ -6,6 +6,8 @@ Layout under the cache folder (``<prepared>/crops``)::
     <cfg_hash>/<ab>/<sha256>.png               the aligned uint8 gray crop
     <cfg_hash>/<ab>/<sha256>.json              its record: ok, reason, note, source, box, landmarks, prob, roll
     <cfg_hash>/spots/<ab>/<key>.json           apex spotted in a clip (key: hash of its frames' hashes)
+    <cfg_hash>/motion/<ab>/<key>.npy           onset→apex motion input (key: frames' hashes, data.input, flow method)
+    <cfg_hash>/lbptop/<ab>/<key>.npy           LBP-TOP feature of an aligned clip (key: its frames' hashes, settings)
     <cfg_hash>/face_config.json                the settings behind <cfg_hash>, for people
 
 ``sha256`` is the hash of the source file's bytes (renaming or moving a dataset keeps the cache valid);
@@ -18,6 +20,7 @@ face are recorded too (``ok: false`` with the reason), so they are not re-detect
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -187,6 +190,23 @@ class CropCache:
     def memo_put(self, kind: str, key: str, value: dict[str, Any]) -> None:
         """Store a small JSON result under this pipeline setting (read back with `memo_get`)."""
         atomic_write_bytes(self.root / self.cfg_hash / kind / key[:2] / f"{key}.json", json.dumps(value).encode())
+
+    def array_path(self, kind: str, key: str) -> Path:
+        """Where an array result (motion input, LBP-TOP feature) with this key is stored under this pipeline setting."""
+        return self.root / self.cfg_hash / kind / key[:2] / f"{key}.npy"
+
+    def array_get(self, kind: str, key: str) -> Path | None:
+        """The stored array file of (kind, key), or None when it has to be computed."""
+        path = self.array_path(kind, key)
+        return path if path.is_file() else None
+
+    def array_put(self, kind: str, key: str, value: np.ndarray) -> Path:
+        """Store an array (`.npy`, written atomically) under this pipeline setting; returns its path."""
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(value), allow_pickle=False)
+        path = self.array_path(kind, key)
+        atomic_write_bytes(path, buf.getvalue())
+        return path
 
     def _write_config_note(self) -> None:
         note = self.root / self.cfg_hash / "face_config.json"

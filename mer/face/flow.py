@@ -206,3 +206,22 @@ def align_pair(
         registered=registered,
         head_motion=motion,
     )
+
+
+MOTION_VERSION = 1  # bump when `motion_channels` or `align_pair` change what a cached motion input holds
+
+
+def motion_channels(onset: np.ndarray, apex: np.ndarray, mode: str, method: str = "farneback") -> np.ndarray:
+    """(H, W, C) float32 network input of an aligned onset/apex pair for `data.input` = `mode`.
+
+    ``apex_minus_onset``: apex − onset grey levels (C = 1); ``flow``: u, v in crop pixels (C = 2); ``flow_strain``:
+    u, v and the optical-strain magnitude (C = 3, STSTNet's input). Scaling to the network's range happens at load.
+    """
+    if mode == "apex_minus_onset":
+        a, b = _gray_pair(onset, apex)
+        return (b.astype(np.float32) - a.astype(np.float32))[..., None]
+    if mode == "flow":
+        return optical_flow(onset, apex, method)
+    if mode == "flow_strain":
+        return flow_strain(onset, apex, method)
+    raise ValueError(f"motion_channels: unknown input '{mode}' (apex_minus_onset, flow or flow_strain)")

@@ -108,3 +108,19 @@ def lbp_top(
         totals = counts.sum(axis=1, keepdims=True)
         hists.append(counts / np.maximum(totals, 1))
     return np.concatenate(hists, axis=1).ravel().astype(np.float32)
+
+
+# The MEGC2019 baseline's LBP-TOP as `mer prepare` computes it for `model.backbone: lbptop` (our reading: the
+# challenge paper names LBP-TOP on aligned clips with 5×5 blocks; radius 1 and 8 uniform points are the usual setup).
+BASELINE = {"grid": (5, 5), "radius": 1.0, "points": 8, "method": "uniform"}
+CLIP_FRAMES = 30  # at most this many frames, evenly spaced over onset..offset (a 200 fps clip has ~60-100)
+CLIP_SIZE = 128  # frames are resized to at most this side before the features (LBP-TOP time grows with H·W·T)
+LBPTOP_VERSION = 1  # bump when the clip sampling or the settings above change
+
+
+def clip_indices(onset: int, offset: int, most: int = CLIP_FRAMES) -> list[int]:
+    """Frame indices onset..offset, evenly thinned to at most `most` (both ends kept)."""
+    n = offset - onset + 1
+    if n <= most:
+        return list(range(onset, offset + 1))
+    return sorted({int(round(v)) for v in np.linspace(onset, offset, most)})

@@ -8,6 +8,7 @@ from mer._lazy import lazy_getattr
 _EXPORTS = {
     "MERNet": "backbones",
     "build_model": "backbones",
+    "build_net": "backbones",
     "count_parameters": "backbones",
     "load_weights": "backbones",
     "save_weights": "backbones",

@@ -14,8 +14,10 @@ import torch
 from timm.models import group_parameters
 from torch import nn
 
-from mer.config import BACKBONES, ModelConfig
+from mer.config import BACKBONES, FEATURE_BACKBONES, ModelConfig
 from mer.errors import MerError
+from mer.models.off_apexnet import OFFApexNet
+from mer.models.ststnet import ShallowMERNet, STSTNet
 
 # Backbones that need the input size at construction (position embeddings).
 _NEEDS_IMG_SIZE = ("deit_", "vit_")
@@ -94,9 +96,25 @@ class MERNet(nn.Module):
         return out
 
 
-def build_model(cfg: ModelConfig, image_size: int = 256) -> MERNet:
+FLOW_NETS: dict[str, type[ShallowMERNet]] = {"ststnet": STSTNet, "off_apexnet": OFFApexNet}
+Net = MERNet | ShallowMERNet  # what every network of mer is: same interface (forward, embed, stage groups, ...)
+
+
+def build_net(
+    backbone: str, in_chans: int = 1, num_classes: int = 3, drop_rate: float = 0.5, image_size: int = 256
+) -> Net:
+    """A timm backbone (`MERNet`) or one of the small flow networks (STSTNet, OFF-ApexNet) by name."""
+    if backbone in FLOW_NETS:
+        return FLOW_NETS[backbone](in_chans=in_chans, num_classes=num_classes, drop_rate=drop_rate,
+                                   image_size=image_size)  # fmt: skip
+    if backbone in FEATURE_BACKBONES:
+        raise MerError(f"model.backbone={backbone} has no network (its features go straight into the SVM)")
+    return MERNet(backbone, in_chans, num_classes, drop_rate, image_size)
+
+
+def build_model(cfg: ModelConfig, image_size: int = 256) -> Net:
     """The network a config asks for; loads `cfg.weights` (a local file) if set."""
-    net = MERNet(cfg.backbone, cfg.in_chans, cfg.num_classes, cfg.drop_rate, image_size)
+    net = build_net(cfg.backbone, cfg.in_chans, cfg.num_classes, cfg.drop_rate, image_size)
     if cfg.weights:
         load_weights(net, cfg.weights, strict=True)
     return net
@@ -107,7 +125,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def save_weights(net: MERNet, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+def save_weights(net: Net, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Save the network's weights plus what is needed to rebuild it (backbone, channels, classes, size)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +171,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return state, meta
 
 
-def load_weights(net: MERNet, path: str | Path, strict: bool = True, skip_head: bool = False) -> list[str]:
+def load_weights(net: Net, path: str | Path, strict: bool = True, skip_head: bool = False) -> list[str]:
     """Load a checkpoint into `net`; checks backbone and shapes first and says what differs. Returns skipped keys."""
     state, meta = read_checkpoint(path)
     if meta.get("backbone") and meta["backbone"] != net.backbone_name:

@@ -24,7 +24,7 @@ from torch import nn
 
 from mer.config import ModelConfig, StageConfig
 from mer.errors import MerError
-from mer.models.backbones import MERNet
+from mer.models.backbones import build_net
 from mer.scoring import megc_scores
 
 L2_ON = ("l2", "both")  # `regularization` values with the L2 penalty on
@@ -132,7 +132,7 @@ class MERModule(pl.LightningModule):
         self.save_hyperparameters()
         self.model_cfg = ModelConfig(**model)
         self.stage_cfg = StageConfig(**stage)
-        self.net = MERNet(
+        self.net = build_net(
             self.model_cfg.backbone,
             self.model_cfg.in_chans,
             self.model_cfg.num_classes,

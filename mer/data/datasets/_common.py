@@ -174,10 +174,23 @@ def label_or_skip(dataset: str, emotion: Any, skip_row: dict[str, Any], skipped:
 
 
 def macro_rows(
-    dataset: str, subject: str, emotion: str, label: str, frames: Sequence[str], id_prefix: str = ""
+    dataset: str,
+    subject: str,
+    emotion: str,
+    label: str,
+    frames: Sequence[str],
+    id_prefix: str = "",
+    onset: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One macro row per image: frames=[path], onset=apex=offset=0, sample_id = prefix + file stem."""
-    return [row(dataset, subject, id_prefix + Path(f).stem, "macro", emotion, label, [f], 0, 0, 0) for f in frames]
+    """One macro row per image, sample_id = prefix + file stem. With `onset` (the sequence's first, neutral frame:
+    what the motion inputs take as onset) frames=[onset, path], onset=0, apex=offset=1; else frames=[path], all 0.
+    A row whose image is the onset itself stays single-frame."""
+    out = []
+    for f in frames:
+        pair = [onset, f] if onset is not None and onset != f else [f]
+        k = len(pair) - 1
+        out.append(row(dataset, subject, id_prefix + Path(f).stem, "macro", emotion, label, pair, 0, k, k))
+    return out
 
 
 def index_of(numbers: Sequence[int | None], frame: int) -> int | None:

@@ -68,5 +68,5 @@ def read(root: str | Path, last: int = 3) -> tuple[list[dict[str, Any]], list[di
             if not frames:
                 skipped.append({**base, "reason": f"no images in {seq}"})
                 continue
-            rows += macro_rows(NAME, subject, emotion, label, frames[-last:])
+            rows += macro_rows(NAME, subject, emotion, label, frames[-last:], onset=frames[0])
     return rows, skipped

@@ -85,7 +85,9 @@ def read(
                     skipped.append(skip(dataset, subject, sample_id, sample, f"no images in {sample}"))
                     continue
                 if kind == "macro":
-                    rows += macro_rows(dataset, subject, label_dir.name, label, frames, id_prefix=f"{sample_id}_")
+                    rows += macro_rows(
+                        dataset, subject, label_dir.name, label, frames, id_prefix=f"{sample_id}_", onset=frames[0]
+                    )
                     continue
                 apex_i = read_apex(sample, len(frames))
                 if isinstance(apex_i, str):

@@ -1,8 +1,9 @@
 """JAFFE reader: a flat folder of `KA.AN1.39.tiff` (subject KA, emotion code AN, pose 1, image number 39).
 
 Every labelled image is one macro row; neutral (NE) images are dropped by the protocol and reported, and so
-are image files whose names do not follow the JAFFE pattern. The images may also sit in one sub-folder
-(e.g. `<root>/jaffedbase/`).
+are image files whose names do not follow the JAFFE pattern. JAFFE has no sequences: a row's onset frame (for the
+motion inputs) is the subject's first neutral image, when there is one; without it the row stays single-frame.
+The images may also sit in one sub-folder (e.g. `<root>/jaffedbase/`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ def read(root: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         raise layout_error(root, "JAFFE", EXPECTED)
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
+    neutral: dict[str, str] = {}
+    for path in images(folder):
+        match = PATTERN.match(Path(path).stem)
+        if match is not None and decode(NAME, match["code"]) == "neutral":
+            neutral.setdefault(match["subject"].upper(), path)
     for path in images(folder):
         stem = Path(path).stem
         match = PATTERN.match(stem)
@@ -47,5 +53,5 @@ def read(root: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         emotion = decode(NAME, match["code"])
         label = label_or_skip(NAME, emotion, skip(NAME, subject, stem, path, ""), skipped)
         if label is not None:
-            rows += macro_rows(NAME, subject, emotion, label, [path])
+            rows += macro_rows(NAME, subject, emotion, label, [path], onset=neutral.get(match["subject"].upper()))
     return rows, skipped

@@ -78,5 +78,7 @@ def read(root: str | Path, frames: int = 8) -> tuple[list[dict[str, Any]], list[
                         skipped.append(skip(NAME, subject, take_id, take, f"no images in {take}"))
                         continue
                     chosen = around_middle(take_frames, frames)
-                    rows += macro_rows(NAME, subject, emotion_dir.name, label, chosen, id_prefix=f"{take_id}_")
+                    rows += macro_rows(
+                        NAME, subject, emotion_dir.name, label, chosen, id_prefix=f"{take_id}_", onset=take_frames[0]
+                    )
     return rows, skipped

@@ -52,5 +52,7 @@ def read(root: str | Path, last: int = 3) -> tuple[list[dict[str, Any]], list[di
             if not frames:
                 skipped.append({**base, "reason": f"no images in {seq}"})
                 continue
-            rows += macro_rows(NAME, subject, seq.name, label, frames[-last:], id_prefix=f"{sample_id}_")
+            rows += macro_rows(
+                NAME, subject, seq.name, label, frames[-last:], id_prefix=f"{sample_id}_", onset=frames[0]
+            )
     return rows, skipped
