@@ -17,6 +17,7 @@ from torch import nn
 from mer.config import BACKBONES, FEATURE_BACKBONES, ModelConfig
 from mer.errors import MerError
 from mer.models.off_apexnet import OFFApexNet
+from mer.models.stages import owning_modules
 from mer.models.ststnet import ShallowMERNet, STSTNet
 
 # Backbones that need the input size at construction (position embeddings).
@@ -82,18 +83,7 @@ class MERNet(nn.Module):
 
     def stage_modules(self) -> dict[str, list[nn.Module]]:
         """The leaf modules owning each stage's parameters (for freezing BatchNorm statistics too)."""
-        owners: dict[str, nn.Module] = {}
-        for mod_name, module in self.named_modules():
-            for p_name, _ in module.named_parameters(recurse=False):
-                owners[f"{mod_name}.{p_name}" if mod_name else p_name] = module
-        out: dict[str, list[nn.Module]] = {}
-        for stage, names in self.stage_groups().items():
-            mods: list[nn.Module] = []
-            for n in names:
-                if owners[n] not in mods:
-                    mods.append(owners[n])
-            out[stage] = mods
-        return out
+        return owning_modules(self, self.stage_groups())
 
 
 FLOW_NETS: dict[str, type[ShallowMERNet]] = {"ststnet": STSTNet, "off_apexnet": OFFApexNet}

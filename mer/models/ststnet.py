@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mer.models.stages import owning_modules
+
 
 class ShallowMERNet(nn.Module):
     """Base of the small flow networks: subclasses build `features` (→ embedding) and `classifier` (→ logits)."""
@@ -82,19 +84,7 @@ class ShallowMERNet(nn.Module):
 
     def stage_modules(self) -> dict[str, list[nn.Module]]:
         """The leaf modules owning each stage's parameters (for freezing BatchNorm statistics too)."""
-        owners = {
-            f"{mod_name}.{p_name}": module
-            for mod_name, module in self.named_modules()
-            for p_name, _ in module.named_parameters(recurse=False)
-        }
-        out: dict[str, list[nn.Module]] = {}
-        for stage, names in self.stage_groups().items():
-            mods: list[nn.Module] = []
-            for n in names:
-                if owners[n] not in mods:
-                    mods.append(owners[n])
-            out[stage] = mods
-        return out
+        return owning_modules(self, self.stage_groups())
 
     def classifier_keys(self) -> list[str]:
         """State-dict keys of the final classifier layer (the part whose shape depends on the class count)."""
