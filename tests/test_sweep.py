@@ -7,6 +7,7 @@ TPE reproducibility, pruning, the no-leakage rule, the leaky flag, bad input as 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -455,3 +456,27 @@ def test_the_prepared_folder_is_one_config_setting(tmp_path):
     flag = [path_override("data.prepared", "2024-01-01")]  # --prepared comes last and wins; a date stays a name
     assert load_config(spec.base, spec.base_overrides(["data.prepared=other", *flag])).data.prepared == "2024-01-01"
     assert spec.identity(flag) == spec.identity()  # where the table is read from is not what the study is
+
+
+def _open_after(url: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        open_storage(url)
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported back to the test
+        results.put(str(exc))
+
+
+def test_processes_opening_one_new_sqlite_study_at_once_all_succeed(tmp_path):
+    """A sweep and a reader (or array tasks) creating one new SQLite file together must not collide on Optuna's
+    schema ('UNIQUE constraint failed: alembic_version' / 'table ... already exists')."""
+    ctx = multiprocessing.get_context("fork")
+    for rep in range(3):
+        url, barrier, results = f"sqlite:///{tmp_path / f'race{rep}.db'}", ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_open_after, args=(url, barrier, results)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        outcome = [results.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join()
+        assert outcome == ["ok"] * 6, outcome

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import os
+import random
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from mer.errors import MerError
 JOURNAL_SUFFIXES = (".log", ".journal")
 HEARTBEAT_S = 60  # RDB storages: a RUNNING trial whose heartbeat is older than GRACE_S is failed (and retried)
 GRACE_S = 300  # both can be changed with the environment variables MER_HEARTBEAT_S / MER_GRACE_S
+SCHEMA_RETRIES = 20  # attempts to open a new database while another process creates its tables
 STALE_RETRIES = 1  # a trial failed for a stopped heartbeat is queued again this often (grid: see MAX_POINT_FAILURES)
 
 DRIVERS = {
@@ -139,17 +142,8 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
                 raise MerError(f"no SQLite storage at {db} (has the sweep run yet?)")
             Path(db).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}
-    beat, grace = heartbeat_settings()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=beat,
-                grace_period=grace,
-                heartbeat_stale_trial_callback=retry_stale_trial,
-            )
+        return _rdb_storage(url, engine_kwargs)
     except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError as its own ImportError
         cause = exc.__cause__ if isinstance(exc.__cause__, ImportError) else exc
         name = cause.name or ("psycopg2" if parsed.get_backend_name() == "postgresql" else "the driver")
@@ -159,6 +153,38 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
         first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         reason = first[0] if first else exc.__class__.__name__
         raise MerError(f"cannot open storage {mask_url(url)}: {reason}") from None
+
+
+def _creation_race(exc: Exception) -> bool:
+    """True when `exc` says another process was creating the same Optuna schema at the same moment."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return "already exists" in text or ("alembic_version" in text and ("unique" in text or "duplicate" in text))
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """Optuna's RDBStorage, retried while another process creates the same new database's tables.
+
+    Optuna creates the tables and stamps the schema version without a lock, so two processes opening one new
+    database at once (a sweep and its monitor, array tasks starting together) can collide; the loser's retry
+    then finds the schema in place.
+    """
+    beat, grace = heartbeat_settings()
+    for attempt in range(SCHEMA_RETRIES + 1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=beat,
+                    grace_period=grace,
+                    heartbeat_stale_trial_callback=retry_stale_trial,
+                )
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy IntegrityError / OperationalError / ProgrammingError
+            if attempt == SCHEMA_RETRIES or not _creation_race(exc):
+                raise
+            time.sleep(0.05 * (attempt + 1) + random.random() * 0.1)
+    raise AssertionError("unreachable")
 
 
 def split_study_spec(spec: str) -> tuple[str, str | None]:
