@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -187,27 +188,29 @@ def test_deliberate_skips_are_listed(corpus: DemoSummary) -> None:
         assert frames_of(seq) and not list((corpus.roots["ckplus"] / "Emotion" / seq.parent.name / seq.name).iterdir())
 
 
-def test_micro_apex_differs_from_onset_more_than_far_frames(corpus: DemoSummary) -> None:
+def test_micro_apex_differs_from_neutral_more_than_noise(corpus: DemoSummary) -> None:
     table = corpus.samples.set_index(["dataset", "sample_id"])
-    micro_peaks, noise, macro_peaks, micro_px, macro_px = [], [], [], [], []
+    # pixel noise alone: SAMM's two frames after the offset are both neutral (no expression, no distractor)
+    samm = [frames_of(corpus.root / p) for p in table.query("dataset == 'samm' and keep")["path"]]
+    floor = float(np.mean([np.abs(smooth(f[-1]) - smooth(f[-2])).mean() for f in samm]))
+    micro_peaks, macro_peaks, micro_px, macro_px = [], [], [], []
     for (dataset, sample_id), apex in corpus.apex.items():
         info = table.loc[(dataset, sample_id)]
         frames = frames_of(corpus.root / info["path"])
         assert len(frames) == info["n_frames"] and info["onset"] < apex < info["offset"]
         if dataset == "smic":  # no apex label: the reader takes the middle frame; the true apex lies near it
             assert abs(apex - (len(frames) - 1) // 2) <= max(1, len(frames) // 6)
-        # the last frame is back to neutral (SAMM's runs past the offset): it differs from the onset by noise only
-        onset = smooth(frames[info["onset"]])
-        at_apex = np.abs(smooth(frames[apex]) - onset).mean()
-        at_far = np.abs(smooth(frames[-1]) - onset).mean()
-        assert at_apex > at_far * 1.2, (dataset, sample_id, at_apex, at_far)
-        micro_peaks.append(at_apex - at_far)
-        noise.append(at_far)
-        micro_px.append(peak_motion(frames[info["onset"]], frames[apex]))
+        # the last frame is neutral (the offset, or SAMM's padding after it); class-free movements may still be
+        # fading at the onset, so neutral is the last frame, not the first
+        neutral = smooth(frames[-1])
+        at_apex = np.abs(smooth(frames[apex]) - neutral).mean()
+        assert at_apex > floor * 1.2, (dataset, sample_id, at_apex, floor)
+        micro_peaks.append(at_apex - floor)
+        micro_px.append(peak_motion(frames[-1], frames[apex]))
     assert len({a for (d, _), a in corpus.apex.items() if d != "smic"}) > 1  # the apex is not always the same frame
     for path in corpus.samples.query("dataset == 'ckplus' and keep")["path"]:
         frames = frames_of(corpus.root / path)
-        macro_peaks.append(np.abs(smooth(frames[-1]) - smooth(frames[0])).mean() - np.mean(noise))
+        macro_peaks.append(np.abs(smooth(frames[-1]) - smooth(frames[0])).mean() - floor)
         macro_px.append(peak_motion(frames[0], frames[-1]))
     assert np.mean(macro_peaks) > np.mean(micro_peaks) > 0
     # micro warps move a few pixels, macro ones about twice as far (optical flow, in frame pixels)
@@ -400,3 +403,30 @@ def test_clips_have_frame_rates_and_apex_less_rows(corpus: DemoSummary) -> None:
     for _, clip in marked.iterrows():
         frames = frames_of(corpus.root / clip["path"])
         assert np.abs(smooth(frames[clip["apex"]]) - smooth(frames[clip["onset"]])).mean() > 0.3
+
+
+def test_micro_nuisance_moves_the_onset_and_drops_action_units() -> None:
+    """Micro clips are not clean copies of their class: class-free movements still fading at the onset move the
+    onset → apex motion, and an action-unit group may be missing; without nuisance the onset is the neutral face."""
+    from mer.demo.faces import AU_GROUPS, EXPRESSIONS, _class_bumps, make_identity, micro_levels, render
+
+    spec = DemoSpec.quick()
+    person = make_identity(0, spec.micro_size, np.random.default_rng(0), spec)
+    levels = micro_levels(9, 0, 4, 8)
+    fading = replace(spec, distractors=4.0, distractor_rising=0.0, noise=0.0)
+
+    def onset_vs_last(nuisance: bool) -> float:
+        frames = render(person, CLASSES[1], levels, spec.micro_amplitude, fading, np.random.default_rng(3), True,
+                        nuisance=nuisance)  # fmt: skip
+        return float(np.abs(frames[0].astype(np.float32) - frames[-1].astype(np.float32)).mean())
+
+    assert onset_vs_last(False) == 0.0  # noise off: onset and offset are the same neutral face
+    assert onset_vs_last(True) > 0.2  # fading movements: the onset is not the neutral face
+    rng = np.random.default_rng(0)
+    always = replace(spec, au_dropout=1.0)
+    for label in CLASSES:
+        for _ in range(5):
+            kept = _class_bumps(label, always, rng, nuisance=True)
+            groups = [[EXPRESSIONS[label][i] for i in g] for g in AU_GROUPS[label]]
+            assert kept in groups  # all groups dropped → exactly one is put back
+        assert _class_bumps(label, always, rng, nuisance=False) == EXPRESSIONS[label]

@@ -16,7 +16,7 @@ from mer.config import AugmentConfig, load_config
 from mer.data.manifest import make_frame
 from mer.data.motion import MotionDataset, augment_motion, load_motion, scale_motion
 from mer.data.prepared import load_prepared
-from mer.errors import ConfigError
+from mer.errors import ConfigError, MerError
 from mer.face.detect import FaceDetector
 from mer.models.backbones import build_net
 from mer.prepare import prepare_from_manifest
@@ -172,6 +172,18 @@ def test_bad_clips_are_skipped_and_reported(clip_rows, detector):
     v = field[..., 1].astype(np.float32)
     assert v.min() < -0.3  # the mouth moved up (negative v), the field is not empty
     assert prepared.loc[0, "motion_input"] == "flow:farneback" and prepared.loc[0, "onset_index"] == 0
+
+
+def test_final_bundle_refuses_motion_inputs_before_training(clip_rows, detector, tmp_path):
+    """`mer predict` sends apex crops, so `mer loso --final` must refuse a motion input up front, naming the key."""
+    from mer.evaluation.loso import run_final
+
+    root, manifest = clip_rows
+    out, _ = _prepare(root, manifest, detector, "data.input=flow", "data.flow_fallback=zero")
+    cfg = load_config(None, ["face.size=64", "data.input=flow", f"data.prepared={out}"])
+    with pytest.raises(MerError, match=r"data.input=flow is not supported there yet"):
+        run_final(cfg, tmp_path / "final")
+    assert not (tmp_path / "final" / "train").exists()  # refused before any training started
 
 
 def test_zero_fallback_keeps_bad_clips_with_a_reported_zero_field(clip_rows, detector):

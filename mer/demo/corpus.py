@@ -270,7 +270,7 @@ def generate_corpus(out: str | Path, seed: int = 0, quick: bool = False, spec: D
     for k, sample in enumerate(tqdm(samples, desc="demo corpus", unit="sample", leave=False)):
         rng = np.random.default_rng(render_rng.integers(0, 2**63))
         frames = render(identities[sample.identity], sample.label, sample.levels, sample.amplitude, spec, rng,
-                         sample.gray)  # fmt: skip
+                         sample.gray, nuisance=sample.dataset in MICRO)  # fmt: skip
         root = roots[sample.dataset]
         for rel, frame in zip(sample.files, frames, strict=True):
             _write_image(root / rel, frame, spec)

@@ -51,6 +51,30 @@ EXPRESSIONS: dict[str, list[_Bump]] = {
     ],
 }
 
+# Each class's bumps in action-unit groups (indices into EXPRESSIONS[label]); a micro clip may show only some groups
+# (`DemoSpec.au_dropout`), as real ones often do (AU12 without AU6, AU4 without AU15, brows without the jaw).
+AU_GROUPS: dict[str, tuple[tuple[int, ...], ...]] = {
+    POS: ((0, 1), (2, 3)),
+    NEG: ((0, 1), (2, 3)),
+    SUR: ((0, 1, 2, 3), (4, 5)),
+}
+# Movements that belong to no class (`DemoSpec.distractors` per micro clip on average): blinks, lid and nose
+# movements, chin and dimpler, one-sided brow and lip-corner movements, inner brows. Some rise with the expression,
+# others are still fading at the onset, so the onset → apex motion carries them as well as the apex frame: real onsets
+# are rarely a still, neutral face.
+DISTRACTORS: dict[str, list[_Bump]] = {
+    "AU45 blink": [("le", (0.0, -0.1), (0.0, 1.0)), ("re", (0.0, -0.1), (0.0, 1.0))],
+    "AU5 lids up": [("le", (0.0, -0.12), (0.0, -0.8)), ("re", (0.0, -0.12), (0.0, -0.8))],
+    "AU9 nose wrinkle": [("no", (-0.15, -0.2), (0.2, -0.8)), ("no", (0.15, -0.2), (-0.2, -0.8))],
+    "AU14 dimpler": [("ml", (-0.05, 0.0), (-1.0, 0.0)), ("mr", (0.05, 0.0), (1.0, 0.0))],
+    "AU17 chin up": [("mc", (0.0, 0.45), (0.0, -1.0))],
+    "AU4 one brow": [("le", (0.25, -0.35), (0.6, 0.8))],
+    "AU2 one brow": [("re", (0.2, -0.4), (0.0, -0.9))],
+    "AU1 inner brows": [("le", (0.25, -0.35), (0.0, -0.8)), ("re", (-0.25, -0.35), (0.0, -0.8))],
+    "AU12 one side": [("mr", (0.05, 0.0), (0.55, -0.85))],
+    "AU15 one side": [("ml", (0.0, 0.02), (-0.1, 1.0))],
+}
+
 # Control points of the identity geometry, (anchor, offset in face units in the eye frame). The thin-plate spline
 # moves them by the identity's geometry parameters (GEOMETRY) and carries the face along; a ring of far points stays.
 CONTROL: dict[str, tuple[str, tuple[float, float]]] = {
@@ -316,20 +340,61 @@ def _field(size: int, centres: np.ndarray, vectors: np.ndarray, sigma: np.ndarra
     return np.einsum("ky,kx,kc->yxc", gy, gx, vectors.astype(np.float32), optimize=True)
 
 
-def _expression(
-    landmarks: np.ndarray, unit: float, label: str, amplitude: float, sigma: float, rng: np.random.Generator
+def _bumps(
+    landmarks: np.ndarray, unit: float, bumps: list[_Bump], amplitude: float, sigma: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centres, vectors (pixels) and widths of one sample's expression bumps around the face's landmarks."""
-    le, re_, _, ml, mr = landmarks
-    anchors = {"le": le, "re": re_, "ml": ml, "mr": mr, "mc": (ml + mr) / 2}
+    """Centres, vectors (pixels) and widths of displacement bumps placed around the face's landmarks."""
+    le, re_, nose, ml, mr = landmarks
+    anchors = {"le": le, "re": re_, "no": nose, "ml": ml, "mr": mr, "mc": (ml + mr) / 2}
     ex = (re_ - le) / np.linalg.norm(re_ - le)
     ey = np.array([-ex[1], ex[0]])
     centres, vectors = [], []
-    for anchor, (ox, oy), (vx, vy) in EXPRESSIONS[label]:
+    for anchor, (ox, oy), (vx, vy) in bumps:
         centres.append(anchors[anchor] + (ox * ex + oy * ey) * unit)
         weight = rng.uniform(0.75, 1.0)
         vectors.append((vx * ex + vy * ey) * amplitude * unit * weight)
     return np.array(centres), np.array(vectors), np.full(len(centres), sigma * unit)
+
+
+def _class_bumps(label: str, spec: DemoSpec, rng: np.random.Generator, nuisance: bool) -> list[_Bump]:
+    """The bumps of a class; with `nuisance`, each action-unit group is left out with `spec.au_dropout` (never all)."""
+    bumps = EXPRESSIONS[label]
+    if not nuisance or spec.au_dropout <= 0:
+        return bumps
+    groups = AU_GROUPS[label]
+    keep = rng.random(len(groups)) >= spec.au_dropout
+    if not keep.any():
+        keep[int(rng.integers(len(groups)))] = True
+    return [bumps[i] for g, k in zip(groups, keep, strict=True) if k for i in g]
+
+
+def _distractor_fields(
+    size: int,
+    landmarks: np.ndarray,
+    unit: float,
+    levels: np.ndarray,
+    amplitude: float,
+    spec: DemoSpec,
+    rng: np.random.Generator,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(displacement field, level per frame) of each class-free movement of one micro clip (`DISTRACTORS`).
+
+    Their number is Poisson(`spec.distractors`), their strength `spec.distractor_strength` times the clip's amplitude
+    (× 0.5 … 1.5); a share `spec.distractor_rising` rises and falls with the expression, the others fade from full
+    at the onset to nothing at the apex (they move the onset → apex motion but leave the apex frame alone).
+    """
+    count = int(rng.poisson(spec.distractors)) if spec.distractors > 0 else 0
+    names = sorted(DISTRACTORS)
+    apex = int(np.argmax(levels))
+    t = np.arange(len(levels))
+    out = []
+    for _ in range(count):
+        name = names[int(rng.integers(len(names)))]
+        strength = amplitude * spec.distractor_strength * rng.uniform(0.5, 1.5)
+        centres, vectors, sigma = _bumps(landmarks, unit, DISTRACTORS[name], strength, spec.sigma, rng)
+        curve = levels if rng.random() < spec.distractor_rising else np.where(t <= apex, 1.0 - levels, 0.0)
+        out.append((_field(size, centres, vectors, sigma), curve.astype(np.float32)))
+    return out
 
 
 def render(
@@ -340,8 +405,14 @@ def render(
     spec: DemoSpec,
     rng: np.random.Generator,
     gray: bool,
+    nuisance: bool = False,
 ) -> list[np.ndarray]:
-    """Frames of one sample: expression level `levels[t]` (0 neutral … 1 apex) → uint8 images (RGB or gray)."""
+    """Frames of one sample: expression level `levels[t]` (0 neutral … 1 apex) → uint8 images (RGB or gray).
+
+    `nuisance` (micro clips of the corpus): some action-unit groups left out and class-free movements added
+    (`_class_bumps`, `_distractor_fields`), so that neither the apex frame nor the onset → apex motion is a clean
+    copy of the class.
+    """
     size = ident.size
     # a small per-sample head pose / framing change (canonical → output), constant over the clip
     scale = rng.uniform(0.98, 1.02)
@@ -353,14 +424,20 @@ def render(
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     grid = np.stack([xx, yy], axis=2)
     expr = np.zeros_like(grid)
+    unit = ident.unit * scale
     if label is not None and np.any(levels > 0):
-        centres, vectors, sigma = _expression(landmarks, ident.unit * scale, label, amplitude, spec.sigma, rng)
+        bumps = _class_bumps(label, spec, rng, nuisance)
+        centres, vectors, sigma = _bumps(landmarks, unit, bumps, amplitude, spec.sigma, rng)
         expr = _field(size, centres, vectors, sigma)
+    others = _distractor_fields(size, landmarks, unit, levels, amplitude, spec, rng) if nuisance else []
     to_photo = (np.vstack([ident.inv_affine, [0, 0, 1]]) @ np.linalg.inv(jitter))[:2]
     light = (ident.shading + ident.brightness + rng.normal(0.0, 0.015))[..., None]
     frames = []
-    for level in levels:
-        where = cv2.transform(grid - np.float32(level) * expr, to_photo)  # output pixel → identity-frame coordinates
+    for t, level in enumerate(levels):
+        moved = grid - np.float32(level) * expr
+        for field_, curve in others:
+            moved -= curve[t] * field_
+        where = cv2.transform(moved, to_photo)  # output pixel → identity-frame coordinates
         img = cv2.remap(ident.photo, where[..., 0], where[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
         img = (img + light) * ident.gain
         if gray:
