@@ -213,10 +213,11 @@ def test_micro_apex_differs_from_neutral_more_than_noise(corpus: DemoSummary) ->
         macro_peaks.append(np.abs(smooth(frames[-1]) - smooth(frames[0])).mean() - floor)
         macro_px.append(peak_motion(frames[0], frames[-1]))
     assert np.mean(macro_peaks) > np.mean(micro_peaks) > 0
-    # micro warps move a few pixels, macro ones about twice as far (optical flow, in frame pixels)
+    # micro warps move a few pixels, macro ones about twice as far (optical flow, in frame pixels); the class-free
+    # movements that rise with some micro expressions (up to 2.25 × their amplitude) raise the micro figure
     unit = corpus.spec.micro_size / corpus.spec.face_span
     assert 0.05 * unit < np.median(micro_px) < 0.3 * unit, (np.median(micro_px), unit)
-    assert np.median(macro_px) > 1.5 * np.median(micro_px), (np.median(macro_px), np.median(micro_px))
+    assert np.median(macro_px) > 1.3 * np.median(micro_px), (np.median(macro_px), np.median(micro_px))
 
 
 def peak_motion(first: Path, second: Path) -> float:

@@ -175,7 +175,8 @@ def test_bad_clips_are_skipped_and_reported(clip_rows, detector):
 
 
 def test_final_bundle_refuses_motion_inputs_before_training(clip_rows, detector, tmp_path):
-    """`mer predict` sends apex crops, so `mer loso --final` must refuse a motion input up front, naming the key."""
+    """`mer predict` sends apex crops, so `mer loso --final` refuses a motion input (and LBP-TOP) from the config
+    alone, before reading data or training."""
     from mer.evaluation.loso import run_final
 
     root, manifest = clip_rows
@@ -183,6 +184,9 @@ def test_final_bundle_refuses_motion_inputs_before_training(clip_rows, detector,
     cfg = load_config(None, ["face.size=64", "data.input=flow", f"data.prepared={out}"])
     with pytest.raises(MerError, match=r"data.input=flow is not supported there yet"):
         run_final(cfg, tmp_path / "final")
+    lbptop = load_config(None, ["model.backbone=lbptop", f"data.prepared={tmp_path / 'absent'}"])
+    with pytest.raises(MerError, match=r"model.backbone=lbptop has no network to bundle"):
+        run_final(lbptop, tmp_path / "final")
     assert not (tmp_path / "final" / "train").exists()  # refused before any training started
 
 

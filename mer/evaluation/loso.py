@@ -13,7 +13,7 @@ import os
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from mer.config import FEATURE_BACKBONES, Config, flatten, load_config, to_dict, to_yaml, write_run_info
 from mer.data.prepared import load_prepared
 from mer.errors import DataError, MerError
+from mer.evaluation.pool import fold_pool
 from mer.evaluation.report import write_report
 from mer.evaluation.selection import fixed_selection
 from mer.evaluation.svm import fit_svm
@@ -402,15 +403,14 @@ def run_loso(
 def _run_parallel(
     cfg: Config, prepared_dir: Path, todo: list[Fold], out: Path, pretrained: Any, n: int, bar: tqdm
 ) -> None:
-    ctx = mp.get_context("spawn")
     placement = fold_devices(cfg.loso.devices, n, torch.cuda.device_count())
     queue = None
     if placement is not None:
-        queue = ctx.Manager().Queue()
+        queue = mp.get_context("spawn").Manager().Queue()
         for device in placement:
             queue.put(device)
     threads = cfg.train.threads if cfg.train.threads > 0 else max(1, (os.cpu_count() or 1) // n)
-    with ProcessPoolExecutor(n, mp_context=ctx, initializer=_worker_init, initargs=(threads, queue)) as pool:
+    with fold_pool(n, _worker_init, (threads, queue), shareable=queue is None) as pool:
         futures = [
             pool.submit(
                 _run_fold_in_worker,
@@ -480,15 +480,15 @@ def run_final(cfg: Config, out: str | Path, pretrained: str | Path | None = None
     Not an evaluation (nothing is held out): run LOSO first to know how well this recipe does on unseen subjects.
     """
     out = Path(out)
-    prepared_dir = Path(cfg.data.prepared)
-    prepared = load_prepared(prepared_dir)
-    check_inputs(cfg, prepared, pretrained)
-    if cfg.model.backbone in FEATURE_BACKBONES:
+    if cfg.model.backbone in FEATURE_BACKBONES:  # refused from the config alone, before any data is read
         raise MerError(f"model.backbone={cfg.model.backbone} has no network to bundle for `mer predict`; "
                        "--final needs a network backbone")  # fmt: skip
     if cfg.data.input != "apex":
         raise MerError(f"--final bundles feed `mer predict`, which sends apex crops; data.input={cfg.data.input} "
                        "is not supported there yet (evaluate it with `mer loso`)")  # fmt: skip
+    prepared_dir = Path(cfg.data.prepared)
+    prepared = load_prepared(prepared_dir)
+    check_inputs(cfg, prepared, pretrained)
     write_run_info(cfg, out)
     fitted = fit_network_and_svm(
         cfg,

@@ -23,6 +23,7 @@ from mer.config import MOTION_INPUTS, Config, as_override, load_config, to_yaml
 from mer.errors import ConfigError, MerError
 from mer.evaluation.bootstrap import RESAMPLES, SEED
 from mer.evaluation.compare import compare_runs
+from mer.evaluation.pool import shared_fold_pool
 from mer.evaluation.seeds import run_seeds
 from mer.prepare import run_prepare
 from mer.train import run_pretrain
@@ -196,15 +197,16 @@ def run_compare(
     plan = plan_prepared(methods, out)
     known = list(dict.fromkeys([*plan.values(), *(Path(m.cfg.data.prepared) for m in methods)]))
     runs = []
-    for i, method in enumerate(methods):
-        print(f"method {i + 1}/{len(methods)}: {method.name} ({method.path})")
-        cfg = _prepare(method, plan[method.name], known)
-        weights = _pretrain(method, cfg, out / "pretrain" / method.name)  # before --seeds: the seeds reuse it
-        if seeds is not None:
-            cfg = _with(cfg, as_override("loso.seeds", list(seeds)))
-        run_dir = out / "runs" / method.name
-        run_seeds(cfg, run_dir, weights)
-        runs.append(run_dir)
+    with shared_fold_pool():  # methods with the same worker settings share one set of fold processes
+        for i, method in enumerate(methods):
+            print(f"method {i + 1}/{len(methods)}: {method.name} ({method.path})")
+            cfg = _prepare(method, plan[method.name], known)
+            weights = _pretrain(method, cfg, out / "pretrain" / method.name)  # before --seeds: the seeds reuse it
+            if seeds is not None:
+                cfg = _with(cfg, as_override("loso.seeds", list(seeds)))
+            run_dir = out / "runs" / method.name
+            run_seeds(cfg, run_dir, weights)
+            runs.append(run_dir)
     md = compare_runs(runs, out, resamples=resamples, seed=bootstrap_seed)
     print(f"comparison of {len(runs)} methods → {md}")
     return md

@@ -22,6 +22,7 @@ from mer.config import Config, write_run_info
 from mer.data.prepared import load_prepared
 from mer.errors import MerError
 from mer.evaluation.loso import fold_complete, plan_folds, run_loso
+from mer.evaluation.pool import shared_fold_pool
 from mer.evaluation.report import write_seeds_report
 from mer.evaluation.runs import SEEDS_FILE, seed_dir
 from mer.evaluation.tracking import log_summary
@@ -84,13 +85,14 @@ def run_seeds(
         s_i, f_i = divmod(fold_index, n_folds)
         run_loso(seed_config(cfg, seeds[s_i]), seed_dir(out, seeds[s_i]), pretrained, fold_index=f_i, **chosen)
     else:
-        for i, seed in enumerate(seeds):
-            folder = seed_dir(out, seed)
-            if seed_complete(folder):
-                print(f"seed {seed} ({i + 1}/{len(seeds)}) already complete in {folder}")
-                continue
-            print(f"seed {seed} ({i + 1}/{len(seeds)}) → {folder}")
-            run_loso(seed_config(cfg, seed), folder, pretrained, folds=folds, **chosen)
+        with shared_fold_pool():  # the seeds' LOSO runs share one set of fold processes
+            for i, seed in enumerate(seeds):
+                folder = seed_dir(out, seed)
+                if seed_complete(folder):
+                    print(f"seed {seed} ({i + 1}/{len(seeds)}) already complete in {folder}")
+                    continue
+                print(f"seed {seed} ({i + 1}/{len(seeds)}) → {folder}")
+                run_loso(seed_config(cfg, seed), folder, pretrained, folds=folds, **chosen)
     done = [s for s in seeds if seed_complete(seed_dir(out, s))]
     if len(done) < len(seeds):
         print(f"{len(done)} of {len(seeds)} seeds complete; run again (or the other array tasks) to finish, then "
