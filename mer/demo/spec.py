@@ -54,8 +54,8 @@ class DemoSpec:
     macro_jitter: float = 0.35  # the same for macro samples: posed expressions range from mild to strong
     sigma: float = 0.25  # width of each displacement bump, in face units (amplitude < 1.6 sigma: the warp never folds)
     identity_geometry: float = 1.0  # scale of the identities' geometry spread (faces.GEOMETRY holds the stds)
-    au_dropout: float = 0.0  # chance that a micro clip leaves out one of its class's action-unit groups (0.3 took
-    # the apex-frame method from 0.80 to 0.58 UF1 on one seed: off by default)
+    au_dropout: float = 0.0  # chance that a micro clip leaves out one of its class's action-unit groups (off: at
+    # 0.3 the apex-frame recipe fell to 0.58-0.68 UF1 in calibration, see docs/demo.md)
     distractors: float = 3.0  # class-free movements per micro clip (Poisson mean): blinks, lids, nose, chin, one brow
     distractor_strength: float = 1.5  # their peak displacement relative to the clip's amplitude (× 0.5 … 1.5)
     distractor_rising: float = 0.15  # share of them that rise with the expression; the others fade out by the apex
