@@ -169,7 +169,8 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDB
     then finds the schema in place.
     """
     beat, grace = heartbeat_settings()
-    for attempt in range(SCHEMA_RETRIES + 1):
+    attempt = 0
+    while True:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -183,8 +184,8 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDB
         except Exception as exc:  # noqa: BLE001 - SQLAlchemy IntegrityError / OperationalError / ProgrammingError
             if attempt == SCHEMA_RETRIES or not _creation_race(exc):
                 raise
-            time.sleep(0.05 * (attempt + 1) + random.random() * 0.1)
-    raise AssertionError("unreachable")
+            attempt += 1
+            time.sleep(0.05 * attempt + random.random() * 0.1)
 
 
 def split_study_spec(spec: str) -> tuple[str, str | None]:
