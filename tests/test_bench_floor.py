@@ -13,7 +13,7 @@ from torch import nn
 
 from mer.config import load_config
 from mer.errors import MerError
-from mer.inference.bench import run_bench, summary
+from mer.inference.bench import interleaved, run_bench, summary
 from mer.inference.bundle import load_bundle, openvino_model, save_bundle
 from mer.inference.floor import GemmProbe, count_flops, floor_ms, typical_gemm, x_floor
 from mer.inference.predict import use_engine
@@ -43,6 +43,32 @@ def test_attention_is_counted_on_cpu() -> None:
     b, h, s, d = 1, 2, 16, 8
     total, _, _ = count_flops(Attention(), torch.randn(b, h, s, d))
     assert total == 4 * b * h * s * s * d
+
+
+def test_turns_do_not_time_the_call_that_pays_for_switching_engines() -> None:
+    """The first call after another engine's turn is slow here (as ORT's is after torch's spinning OpenMP threads);
+    it must not be timed, or medians carry a cost of the benchmark's switching."""
+    import time
+
+    last: list[str] = [""]
+    calls = {"a": 0, "b": 0}
+
+    def make(name: str):
+        def fn() -> None:
+            calls[name] += 1
+            if last[0] != name:
+                time.sleep(0.03)
+            last[0] = name
+
+        return fn
+
+    t = interleaved({"a": make("a"), "b": make("b")}, iterations=10, warmup=1, block=5)
+    for name in ("a", "b"):
+        assert t[name].shape == (10, 2)
+        assert t[name][:, 0].max() < 15.0, f"{name}: a switching call was timed ({t[name][:, 0].max():.1f} ms)"
+        assert calls[name] == 1 + 10 + 2  # warm-up, timed calls, one settling call in each of the two turns
+    single = interleaved({"a": make("a")}, iterations=4, warmup=0, block=5)
+    assert single["a"].shape == (4, 2) and calls["a"] == 13 + 4  # one function: nothing to settle
 
 
 def test_typical_gemm_is_the_flop_weighted_geometric_mean() -> None:

@@ -94,22 +94,27 @@ def _load() -> float | None:
 
 
 def interleaved(
-    fns: dict[str, Callable[[], Any]], iterations: int, warmup: int, block: int = BLOCK
+    fns: dict[str, Callable[[], Any]], iterations: int, warmup: int, block: int = BLOCK, settle: int = 1
 ) -> dict[str, np.ndarray]:
     """(iterations, 2) arrays of [wall ms, CPU ms] per call of each function, after warm-up.
 
     The functions take turns in blocks of `block` calls (a a a a a, b b b b b, a a a a a, ...): turns spread slow load
-    changes over all of them, blocks keep one engine's idle spinning threads (OpenMP spins after a parallel region)
-    from eating into the next engine's first call. CPU time counts every thread of this process, so other processes'
-    load barely changes it.
+    changes over all of them. With several functions each turn first makes `settle` untimed calls: the previous
+    engine's idle threads still spin for a while (torch's OpenMP after a GEMM), and the first ONNX Runtime call of a
+    turn measured ~15 % slower than the rest, which is a cost of the benchmark's switching, not of the engine. CPU time
+    counts every thread of this process, so other processes' load barely changes it.
     """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
+    settle = settle if len(fns) > 1 else 0
     times: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
     while any(len(v) < iterations for v in times.values()):
         for k, fn in fns.items():
-            for _ in range(min(block, iterations - len(times[k]))):
+            todo = min(block, iterations - len(times[k]))
+            for _ in range(settle if todo else 0):
+                fn()
+            for _ in range(todo):
                 times[k].append(time_call(fn))
     return {k: np.asarray(v).reshape(-1, 2) for k, v in times.items()}
 
