@@ -1,4 +1,4 @@
-"""File helpers shared by every layer: image/video suffixes, natural sort, image and crop reading, atomic writes.
+"""File helpers shared by every layer: suffixes, natural sort, image and crop reading, content hashes, atomic writes.
 
 A leaf module (stdlib, numpy, OpenCV, Pillow and `mer.errors` only), so config, data, face and inference can all use
 it. Every file that cannot be read raises `UnreadableFileError` (a `DataError`) naming the file; every write goes to a
@@ -7,6 +7,7 @@ temporary file in the same folder first and is then renamed over the target, so 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -142,6 +143,15 @@ def read_crops(paths: Iterable[str | Path], size: int | None = None, hint: str =
         sizes = f"{paths[0]} is {w0}×{h0} px, {paths[other]} is {w1}×{h1} px"
         raise DataError(f"crops of different sizes ({sizes})" + (f"; {hint}" if hint else ""))
     return np.stack(crops)
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes (hex): the identity of a source image, a checkpoint or a prepared table."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- atomic writes

@@ -45,12 +45,12 @@ from mer.data.manifest import counts, make_report, save_manifest, skip
 from mer.data.prepared import REBUILD_HINT, absolute_crops
 from mer.errors import DataError, MerError
 from mer.face.align import align, region_mask, warp_face
-from mer.face.cache import CropCache, file_hash
+from mer.face.cache import CropCache
 from mer.face.detect import FaceDetector
 from mer.face.flow import MOTION_VERSION, align_pair, motion_channels, tvl1_available
 from mer.face.lbptop import BASELINE, CLIP_SIZE, LBPTOP_VERSION, clip_indices, feature_length, lbp_top
 from mer.face.spot import spot_apex
-from mer.files import read_gray, read_image
+from mer.files import file_sha256, read_gray, read_image
 from mer.runtime import configure_torch
 
 SPOT_VERSION = 1  # bump when apex spotting changes (invalidates the stored spotted apexes)
@@ -329,7 +329,7 @@ def _add_lbptop(
         reason = f"clip of {len(picks)} frame(s) is too short for LBP-TOP (needs 3)" if len(picks) < 3 else None
         path = None
         if reason is None:
-            hashes = "|".join(file_hash(frames[k]) for k in picks)
+            hashes = "|".join(file_sha256(frames[k]) for k in picks)
             key = hashlib.sha256(f"lbptop{LBPTOP_VERSION}:{side}:{hashes}:{apex.content_hash}".encode()).hexdigest()
             path = cache.array_get("lbptop", key)
             if path is None:
@@ -398,7 +398,7 @@ def _spot_clips(
             continue
         span = row["frames"][onset : offset + 1]
         try:
-            key = hashlib.sha256(f"spot{SPOT_VERSION}:{'|'.join(file_hash(f) for f in span)}".encode()).hexdigest()
+            key = hashlib.sha256(f"spot{SPOT_VERSION}:{'|'.join(file_sha256(f) for f in span)}".encode()).hexdigest()
             memo = cache.memo_get("spots", key)
             if memo is None:
                 ref = align(read_image(res.source), res.landmarks, cfg.face, res.box)

@@ -6,8 +6,6 @@ Each fold's seed derives from the config seed and the fold's name, never from ru
 
 from __future__ import annotations
 
-import hashlib
-import json
 import multiprocessing as mp
 import os
 import time
@@ -25,48 +23,25 @@ from lightning.pytorch.callbacks import Callback
 from sklearn.pipeline import Pipeline
 from tqdm.auto import tqdm
 
-from mer.config import FEATURE_BACKBONES, Config, flatten, load_config, to_dict, to_yaml, write_run_info
+from mer.config import FEATURE_BACKBONES, Config, load_config, to_yaml, write_run_info
 from mer.data.prepared import load_prepared
 from mer.errors import DataError, MerError
 from mer.evaluation.pool import fold_pool
 from mer.evaluation.report import write_report
+from mer.evaluation.resume import check_same_config, check_same_inputs, prepared_fingerprint
 from mer.evaluation.selection import fixed_selection
 from mer.evaluation.svm import fit_svm
 from mer.evaluation.tracking import log_summary
-from mer.files import atomic_write_json, atomic_write_text
+from mer.files import atomic_write_json, atomic_write_text, file_sha256
 from mer.inference.bundle import save_bundle
 from mer.train import StageResult, check_pretrained, embed_split, finish_wandb, train_stage
 
 BASE_COLUMNS = ["sample_id", "dataset", "subject", "label", "svm_pred", "softmax_pred"]
-# Config keys (or key prefixes ending in '.') that only say how a run executes, not what it computes: resuming may
-# change them. data.prepared is where the data is read from, loso.nested where the sweep file is: what they hold
-# is checked by the data fingerprint and the selection key instead.
-EXECUTION_KEYS = ("loso.workers", "train.threads", "logging.", "data.num_workers", "data.pin_memory",
-                  "data.persistent_workers", "data.prepared", "face.workers", "loso.nested",
-                  "loso.devices")  # fmt: skip
-# loso.json fields a resumed run must share with the run that wrote the complete folds (what each one names).
-RESUME_FACTS = {"pretrained_sha256": "pre-trained checkpoint", "data_fingerprint": "prepared data",
-                "selection_key": "hyper-parameter selection"}  # fmt: skip
 
 
 def pred_columns(classes: Sequence[str]) -> list[str]:
     """Columns of a fold's predictions.csv: ids, label, both predictions, one `prob_<class>` per config class."""
     return BASE_COLUMNS + [f"prob_{c}" for c in classes]
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes (the pre-trained checkpoint a run starts from)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def prepared_fingerprint(prepared_dir: str | Path) -> str:
-    """sha256 of `prepared.csv`: its rows, labels and content-addressed crop names (crops relative to the folder,
-    so moving the folder keeps the fingerprint; re-preparing other data changes it)."""
-    return file_sha256(Path(prepared_dir) / "prepared.csv")
 
 
 @dataclass(frozen=True)
@@ -362,14 +337,14 @@ def run_loso(
         )
         pretrained = None
     check_inputs(cfg, prepared, pretrained)
-    _check_same_config(cfg, out)
+    check_same_config(cfg, out)
     planned = [f.name for f in everything]
     chosen_by = selection(everything, prepared) if callable(selection) else (selection or fixed_selection())
     notes = {"pretrained": str(pretrained) if pretrained else None, "prepared": str(prepared_dir),
              "pretrained_sha256": file_sha256(pretrained) if pretrained else None,
              "data_fingerprint": prepared_fingerprint(prepared_dir), "selection_key": selection_key,
              "selection": chosen_by, "planned_folds": planned}  # fmt: skip
-    _check_same_inputs(notes, out)
+    check_same_inputs(notes, out)
     write_run_info(cfg, out)
     atomic_write_json(out / "loso.json", notes)
     todo = [f for f in plan if not fold_complete(f.dir(out))]
@@ -431,47 +406,6 @@ def _fold_line(m: dict[str, Any]) -> str:
     svm = f"svm acc={m['svm_accuracy']:.2f} " if m["svm_accuracy"] is not None else ""
     soft = f"softmax acc={m['softmax_accuracy']:.2f} " if m["softmax_accuracy"] is not None else ""
     return f"fold {m['fold']}: n={m['n_test']} {svm}{soft}({m['seconds']:.0f} s)"
-
-
-def _has_folds(out: Path) -> bool:
-    return (out / "folds").is_dir() and any((out / "folds").rglob("metrics.json"))
-
-
-def _check_same_inputs(notes: dict[str, Any], out: Path) -> None:
-    """Resuming with another pre-trained checkpoint, other prepared data or another way of choosing hyper-parameters
-    would mix runs: refuse in one line naming what differs (runs from before these records are not checked)."""
-    previous = out / "loso.json"
-    if not previous.is_file() or not _has_folds(out):
-        return
-    try:
-        old = json.loads(previous.read_text())
-    except (OSError, json.JSONDecodeError):
-        raise MerError(f"{previous}: not valid JSON; it records what the complete folds were made from") from None
-    for key, what in RESUME_FACTS.items():
-        if key in old and old[key] != notes[key]:
-            raise MerError(
-                f"{out} holds folds made with another {what} ({key} {str(old[key])[:16]} → {str(notes[key])[:16]}); "
-                "use a new --out folder or the same inputs to resume"
-            )
-
-
-def _execution_key(key: str) -> bool:
-    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in EXECUTION_KEYS)
-
-
-def _check_same_config(cfg: Config, out: Path) -> None:
-    """Resuming into a folder made with another config would mix results: refuse with the difference."""
-    previous = out / "config.yaml"
-    if not previous.is_file() or not _has_folds(out):
-        return
-    old, new = flatten(to_dict(load_config(previous))), flatten(to_dict(cfg))
-    keys = sorted(k for k in set(old) | set(new) if not _execution_key(k))
-    changed = [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
-    if changed:
-        raise MerError(
-            f"{out} holds folds from another config ({'; '.join(changed[:3])}); "
-            "use a new --out folder or the same config to resume"
-        )
 
 
 def run_final(cfg: Config, out: str | Path, pretrained: str | Path | None = None) -> Path:

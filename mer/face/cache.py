@@ -36,7 +36,7 @@ from mer.config import FaceConfig
 from mer.errors import UnreadableFileError
 from mer.face.align import align
 from mer.face.detect import Face, FaceDetector, pick_face
-from mer.files import atomic_write_bytes, read_image
+from mer.files import atomic_write_bytes, file_sha256, read_image
 
 PIPELINE_VERSION = 1  # bump when the alignment code changes what a crop looks like
 DETECT_VERSION = 1  # bump when detection changes
@@ -61,15 +61,6 @@ def detection_hash(cfg: FaceConfig) -> str:
 def config_hash(cfg: FaceConfig) -> str:
     """Short hash of every setting that changes an aligned crop (alignment + detection)."""
     return _digest({"version": PIPELINE_VERSION, "detect": detection_hash(cfg), **_settings(cfg, ALIGN_KEYS)})
-
-
-def file_hash(path: str | Path) -> str:
-    """sha256 of a file's bytes (hex)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -216,7 +207,7 @@ class CropCache:
 
     def lookup(self, path: str | Path, content_hash: str | None = None) -> CropResult | None:
         """The cached result for one source file, or None when it has to be computed."""
-        digest = content_hash or file_hash(path)
+        digest = content_hash or file_sha256(path)
         rec_path = self._record_path(digest)
         if not rec_path.is_file():
             return None
@@ -344,7 +335,7 @@ def _with_source(res: CropResult, src: str) -> CropResult:
 
 def _safe_hash(path: str) -> str | Exception:
     try:
-        return file_hash(path)
+        return file_sha256(path)
     except FileNotFoundError:
         return OSError("file not found")
     except OSError as exc:
