@@ -46,6 +46,14 @@ Overrides = Annotated[
     list[str] | None,
     typer.Argument(help="Dotted config overrides, e.g. train.finetune.lr=0.003 model.backbone=mobilevit_xs."),
 ]
+DevicesOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Where worker processes run: GPU indices round-robin as this process numbers them (cuda:0, cuda:1; "
+        "within CUDA_VISIBLE_DEVICES when it is set), e.g. 0,1 (several processes per GPU when --workers is "
+        "larger), or cpu. Default: every visible GPU, else CPU."
+    ),
+]
 
 
 def _cfg(config: list[str] | None, overrides: list[str] | None, flags: list[str] | None = None):  # noqa: ANN202
@@ -172,13 +180,7 @@ def loso(
     workers: Annotated[
         int | None, typer.Option(help="Fold processes, one GPU each when present (sets loso.workers).")
     ] = None,
-    devices: Annotated[
-        str | None,
-        typer.Option(
-            help="Where folds run: GPU ids round-robin, e.g. 0,1 (several fold processes per GPU when --workers is "
-            "larger), or cpu. Default: every visible GPU, else CPU (sets loso.devices)."
-        ),
-    ] = None,
+    devices: DevicesOpt = None,
     fold_index: Annotated[
         int | None, typer.Option(help="This call runs only fold I of the run's plan (SLURM array task).")
     ] = None,
@@ -234,11 +236,15 @@ def loso(
         study, record = best_selection(from_study)
         typer.echo(f"using the study's best parameters: {' '.join(study)}")
     flags = _flag("data.prepared", prepared) + _flag("loso.workers", workers) + _flag("loso.seeds", _seed_list(seeds))
-    flags += _flag("loso.devices", [d.strip() for d in devices.split(",") if d.strip()] if devices else None)
+    flags += _flag("loso.devices", _device_list(devices))
     cfg = _cfg(config, [*(overrides or []), *study], flags)
-    if cfg.loso.devices and cfg.loso.workers <= 1:  # one process: pin it before anything initialises CUDA
-        os.environ["CUDA_VISIBLE_DEVICES"] = "" if cfg.loso.devices == ["cpu"] else ",".join(cfg.loso.devices)
     sweep_file = nested or cfg.loso.nested
+    if cfg.loso.workers <= 1 or (sweep_file and not final):
+        # One process, or nested (outer folds here, inner trials in workers that inherit the subset and use it all):
+        # pin this process before anything initialises CUDA. Parallel LOSO places its fold processes itself.
+        from mer.runtime import pin_process
+
+        pin_process(cfg.loso.devices)
     if sweep_file and not final:
         if from_study:
             raise MerError("--nested chooses every fold's parameters with its own inner study; drop --from-study")
@@ -263,6 +269,13 @@ def loso(
         run_seeds(cfg, out, pretrained, fold_index=fold_index, folds=folds, **chosen)
         return
     run_loso(cfg, out, pretrained, fold_index=fold_index, folds=folds, **chosen)
+
+
+def _device_list(text: str | None) -> list[str] | None:
+    """`--devices 0,1` → ["0", "1"]; `--devices cpu` → ["cpu"]; not given → None (the config's loso.devices)."""
+    if text is None:
+        return None
+    return [d.strip() for d in text.split(",") if d.strip()]
 
 
 def _seed_list(text: str | None) -> list[int] | None:
@@ -358,6 +371,7 @@ def sweep(
         ),
     ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes on this machine sharing the study.")] = 1,
+    devices: DevicesOpt = None,
     n_trials: Annotated[
         int | None, typer.Option(help="At most N trials from this command (the study's budget is the file's).")
     ] = None,
@@ -393,7 +407,13 @@ def sweep(
         show_best(sweep_spec, storage)
         return
     flags = [path_override("data.prepared", prepared)] if prepared is not None else []  # --prepared wins
-    run_sweep(sweep_spec, [*(overrides or []), *flags], storage=storage, workers=workers, n_trials=n_trials, live=live)
+    chosen = _device_list(devices) or []
+    if workers <= 1:  # trials run in this process: pin it before anything initialises CUDA
+        from mer.runtime import pin_process
+
+        pin_process(chosen)
+    run_sweep(sweep_spec, [*(overrides or []), *flags], storage=storage, workers=workers, n_trials=n_trials, live=live,
+              devices=chosen if workers > 1 else ())  # fmt: skip
 
 
 @app.command()

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mer.errors import DataError, MerError
-from mer.evaluation.loso import fold_complete, fold_devices, plan_folds, run_loso
+from mer.evaluation.loso import fold_complete, plan_folds, run_loso
 from mer.models.backbones import MERNet, save_weights
 from tests.helpers import all_predictions, make_prepared, tiny_config, write_prepared_dir
 
@@ -116,13 +116,6 @@ def test_two_cpu_workers_match_sequential(full_run, prepared_dir, tmp_path):
     out = tmp_path / "cpu-workers"
     run_loso(cfg(prepared_dir, "loso.workers=2", "loso.devices=[cpu]"), out, None)
     pd.testing.assert_frame_equal(all_predictions(out), all_predictions(full_run))
-
-
-def test_fold_devices_round_robin():
-    assert fold_devices(["0", "1"], 5, visible_gpus=4) == ["0", "1", "0", "1", "0"]  # several folds per GPU
-    assert fold_devices([], 3, visible_gpus=2) == ["0", "1", "0"]  # auto: every visible GPU
-    assert fold_devices([], 3, visible_gpus=0) is None  # auto without GPUs: the environment stays as it is
-    assert fold_devices(["cpu"], 2, visible_gpus=2) == ["", ""]  # cpu hides the GPUs
 
 
 def test_checks_fail_before_training(prepared_dir, tmp_path):

@@ -163,7 +163,8 @@ def test_killed_grid_resumes_without_repeating(tmp_path, data):
 
 @pytest.mark.slow
 def test_two_workers_share_a_journal_file_without_duplicates(tmp_path, data):
-    summary = run_sweep(sweep_from_dict(spec_dict(tmp_path / "sw")), prepared=data, workers=2, live=False)
+    spec = sweep_from_dict(spec_dict(tmp_path / "sw"))
+    summary = run_sweep(spec, prepared=data, workers=2, live=False, devices=["cpu"])
     journal = tmp_path / "sw" / "study.journal"
     assert journal.is_file() and not (tmp_path / "sw" / "study.db").exists()  # workers > 1 → journal file
     ts = trials(tmp_path / "sw", url=f"journal:{journal}")
@@ -172,6 +173,18 @@ def test_two_workers_share_a_journal_file_without_duplicates(tmp_path, data):
     assert all(t.state != TrialState.FAIL or "duplicate_of" in t.user_attrs for t in ts)
     assert summary.n_complete == 4
     assert {p.name for p in (tmp_path / "sw" / "workers").iterdir()} == {"worker0.log", "worker1.log"}
+    for i in range(2):  # --devices cpu: each worker hid the GPUs before doing anything
+        log = (tmp_path / "sw" / "workers" / f"worker{i}.log").read_text()
+        assert log.splitlines()[0] == f"worker {i}: CUDA_VISIBLE_DEVICES=''"
+
+
+def test_sweep_workers_on_a_gpu_this_process_cannot_see_stop_before_the_study(tmp_path, data, monkeypatch):
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    spec = sweep_from_dict(spec_dict(tmp_path / "sw"))
+    with pytest.raises(MerError, match="sees 0 GPU"):
+        run_sweep(spec, prepared=data, workers=2, live=False, devices=["1"])
+    assert not (tmp_path / "sw").exists()
 
 
 def cheap_study(tmp_path: Path, lrs: list[float]):

@@ -34,6 +34,7 @@ from mer.evaluation.svm import fit_svm
 from mer.evaluation.tracking import log_summary
 from mer.files import atomic_write_json, atomic_write_text, file_sha256
 from mer.inference.bundle import save_bundle
+from mer.runtime import device_placement
 from mer.train import StageResult, check_pretrained, embed_split, finish_wandb, train_stage
 
 BASE_COLUMNS = ["sample_id", "dataset", "subject", "label", "svm_pred", "softmax_pred"]
@@ -283,18 +284,6 @@ def _worker_init(threads: int, gpu_queue: Any) -> None:
     torch.set_num_threads(threads)
 
 
-def fold_devices(devices: Sequence[str], n_workers: int, visible_gpus: int) -> list[str] | None:
-    """What each of `n_workers` fold processes sets CUDA_VISIBLE_DEVICES to: GPU ids round-robin, "" for CPU.
-
-    `devices` is `loso.devices`: GPU ids, ["cpu"], or empty (auto: every visible GPU, else None = leave it alone).
-    With more workers than devices, several fold processes share a GPU.
-    """
-    ids = [str(d) for d in devices] or [str(i) for i in range(visible_gpus)]
-    if ids == ["cpu"]:
-        return [""] * n_workers
-    return [ids[i % len(ids)] for i in range(n_workers)] if ids else None
-
-
 def _run_fold_in_worker(config_yaml: str, prepared_dir: str, fold: Fold, out: str, pretrained: str | None) -> dict:
     return run_fold(load_config(text=config_yaml), load_prepared(Path(prepared_dir)), fold, Path(out), pretrained)
 
@@ -378,7 +367,7 @@ def run_loso(
 def _run_parallel(
     cfg: Config, prepared_dir: Path, todo: list[Fold], out: Path, pretrained: Any, n: int, bar: tqdm
 ) -> None:
-    placement = fold_devices(cfg.loso.devices, n, torch.cuda.device_count())
+    placement = device_placement(cfg.loso.devices, n, torch.cuda.device_count())
     queue = None
     if placement is not None:
         queue = mp.get_context("spawn").Manager().Queue()

@@ -16,11 +16,13 @@ from typing import Any
 
 import optuna
 import pandas as pd
+import torch
 from optuna.trial import TrialState
 
 from mer.data.prepared import load_prepared
 from mer.errors import MerError
 from mer.evaluation.loso import check_inputs
+from mer.runtime import device_placement
 from mer.sweep.display import Display
 from mer.sweep.objective import TrialObjective, scoring_folds, selection_subjects, training_frame
 from mer.sweep.scheduling import FINISHED, Job, Slots, open_study, run_workers, work
@@ -117,18 +119,22 @@ def run_sweep(
     workers: int = 1,
     n_trials: int | None = None,
     live: bool | None = None,
+    devices: Sequence[str] = (),
 ) -> SweepSummary:
     """`mer sweep`: check the sweep, create or resume its study, run trials (in `workers` processes), summarise.
 
     `overrides` come after the sweep file's own (and its `prepared`). The data is the prepared folder that
     `data.prepared` resolves to, unless `prepared` hands over a table already loaded. The rest says how this call
     runs, not what the study is: `storage` (default: in the sweep folder), `workers`, `n_trials` (a cap on the
-    trials this call starts, all workers together; the study's budget is the file's `n_trials`, grid: its size).
+    trials this call starts, all workers together; the study's budget is the file's `n_trials`, grid: its size),
+    `devices` (worker processes' GPUs, as `loso.devices`; with one worker the caller places its own process).
     """
     spec = spec if isinstance(spec, SweepConfig) else load_sweep(spec)
     overrides = list(overrides)
     if workers < 1:
         raise MerError(f"--workers must be at least 1, got {workers}")
+    if workers > 1:  # a GPU this process cannot see is an error before the study is touched
+        device_placement(devices, workers, torch.cuda.device_count())
     if n_trials is not None and n_trials < 0:
         raise MerError(f"--n-trials must be 0 (create/check the study only) or more, got {n_trials}")
     cfg = check_space(spec, overrides)
@@ -161,7 +167,8 @@ def run_sweep(
             work(study, spec, objective, Slots(n_trials), on_trial=display.trial_done)
         else:
             threads = max(1, (os.cpu_count() or 1) // workers)
-            run_workers(Job(spec, url, identity, frame, overrides, threads), workers, n_trials, display)
+            job = Job(spec, url, identity, frame, overrides, threads, tuple(str(d) for d in devices))
+            run_workers(job, workers, n_trials, display)
     summary = summarize(study, url)
     print(describe_summary(summary))
     return summary

@@ -25,6 +25,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from mer.errors import MerError
+from mer.runtime import device_placement
 from mer.sweep.display import Display, trial_line, trial_params
 from mer.sweep.objective import DuplicateTrial, TrialObjective, worker_alive
 from mer.sweep.spec import SweepConfig
@@ -235,16 +236,18 @@ class Job:
     frame: pd.DataFrame
     overrides: list[str]
     threads: int | None = None
+    devices: tuple[str, ...] = ()  # `--devices`: GPU indices as this process numbers them, ("cpu",) or () for all
 
 
-def _worker_main(job: Job, index: int, counter: Any, log_path: str, gpu: int | None) -> None:
+def _worker_main(job: Job, index: int, counter: Any, log_path: str, gpu: str | None) -> None:
     """Entry point of a `--workers` process: its output goes to a log file, its trials to the shared storage."""
     log = open(log_path, "a", buffering=1)  # noqa: SIM115 - kept open for the process's lifetime
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = log
-    if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    if gpu is not None:  # before anything initialises CUDA in this process
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+        print(f"worker {index}: CUDA_VISIBLE_DEVICES={gpu!r}", flush=True)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         if job.threads:
@@ -262,19 +265,21 @@ def _worker_main(job: Job, index: int, counter: Any, log_path: str, gpu: int | N
 
 
 def run_workers(job: Job, workers: int, n_trials: int | None, display: Display) -> None:
-    """Run `workers` spawned processes on the study (one GPU each, round robin), refreshing the display meanwhile.
+    """Run `workers` spawned processes on the study (GPUs round robin: `job.devices`, else every visible one),
+    refreshing the display meanwhile.
 
     Raises MerError naming the first worker that stopped with an error, with the line of its log that says why.
     """
     ctx = mp.get_context("spawn")
     counter = ctx.Value("i", n_trials) if n_trials is not None else None
-    gpus = torch.cuda.device_count()
+    placement = device_placement(job.devices, workers, torch.cuda.device_count())
     logs = job.spec.out_dir / "workers"
     logs.mkdir(parents=True, exist_ok=True)
     procs = []
     for i in range(workers):
         log_path = logs / f"worker{i}.log"
-        p = ctx.Process(target=_worker_main, args=(job, i, counter, str(log_path), i % gpus if gpus else None))
+        gpu = placement[i] if placement is not None else None
+        p = ctx.Process(target=_worker_main, args=(job, i, counter, str(log_path), gpu))
         p.start()
         procs.append((p, log_path))
     try:
