@@ -239,9 +239,10 @@ def loso(
     flags += _flag("loso.devices", _device_list(devices))
     cfg = _cfg(config, [*(overrides or []), *study], flags)
     sweep_file = nested or cfg.loso.nested
-    if cfg.loso.workers <= 1 or (sweep_file and not final):
-        # One process, or nested (outer folds here, inner trials in workers that inherit the subset and use it all):
-        # pin this process before anything initialises CUDA. Parallel LOSO places its fold processes itself.
+    if final or sweep_file or cfg.loso.workers <= 1:
+        # Training in this process (one worker, --final, or nested: outer folds here, inner trials in workers that
+        # inherit the subset and use all of it): pin it before anything initialises CUDA. Parallel LOSO places its
+        # fold processes itself.
         from mer.runtime import pin_process
 
         pin_process(cfg.loso.devices)
