@@ -133,8 +133,8 @@ def run_sweep(
     overrides = list(overrides)
     if workers < 1:
         raise MerError(f"--workers must be at least 1, got {workers}")
-    if workers > 1:  # a GPU this process cannot see is an error before the study is touched
-        device_placement(devices, workers, torch.cuda.device_count())
+    # each worker's CUDA_VISIBLE_DEVICES; a GPU this process cannot see is an error before the study is touched
+    gpus = device_placement(devices, workers, torch.cuda.device_count()) if workers > 1 else None
     if n_trials is not None and n_trials < 0:
         raise MerError(f"--n-trials must be 0 (create/check the study only) or more, got {n_trials}")
     cfg = check_space(spec, overrides)
@@ -167,7 +167,7 @@ def run_sweep(
             work(study, spec, objective, Slots(n_trials), on_trial=display.trial_done)
         else:
             threads = max(1, (os.cpu_count() or 1) // workers)
-            job = Job(spec, url, identity, frame, overrides, threads, tuple(str(d) for d in devices))
+            job = Job(spec, url, identity, frame, overrides, threads, tuple(gpus) if gpus is not None else None)
             run_workers(job, workers, n_trials, display)
     summary = summarize(study, url)
     print(describe_summary(summary))

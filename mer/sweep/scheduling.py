@@ -25,7 +25,6 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from mer.errors import MerError
-from mer.runtime import device_placement
 from mer.sweep.display import Display, trial_line, trial_params
 from mer.sweep.objective import DuplicateTrial, TrialObjective, worker_alive
 from mer.sweep.spec import SweepConfig
@@ -236,7 +235,7 @@ class Job:
     frame: pd.DataFrame
     overrides: list[str]
     threads: int | None = None
-    devices: tuple[str, ...] = ()  # `--devices`: GPU indices as this process numbers them, ("cpu",) or () for all
+    gpus: tuple[str, ...] | None = None  # worker i's CUDA_VISIBLE_DEVICES (runtime.device_placement); None: as is
 
 
 def _worker_main(job: Job, index: int, counter: Any, log_path: str, gpu: str | None) -> None:
@@ -265,20 +264,18 @@ def _worker_main(job: Job, index: int, counter: Any, log_path: str, gpu: str | N
 
 
 def run_workers(job: Job, workers: int, n_trials: int | None, display: Display) -> None:
-    """Run `workers` spawned processes on the study (GPUs round robin: `job.devices`, else every visible one),
-    refreshing the display meanwhile.
+    """Run `workers` spawned processes on the study (worker i on `job.gpus[i]`), refreshing the display meanwhile.
 
     Raises MerError naming the first worker that stopped with an error, with the line of its log that says why.
     """
     ctx = mp.get_context("spawn")
     counter = ctx.Value("i", n_trials) if n_trials is not None else None
-    placement = device_placement(job.devices, workers, torch.cuda.device_count())
     logs = job.spec.out_dir / "workers"
     logs.mkdir(parents=True, exist_ok=True)
     procs = []
     for i in range(workers):
         log_path = logs / f"worker{i}.log"
-        gpu = placement[i] if placement is not None else None
+        gpu = job.gpus[i] if job.gpus is not None else None
         p = ctx.Process(target=_worker_main, args=(job, i, counter, str(log_path), gpu))
         p.start()
         procs.append((p, log_path))
