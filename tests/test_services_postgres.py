@@ -118,6 +118,22 @@ def _other_host_prefix() -> list[str]:
     return ["unshare", "--uts", "sh", "-c", f'hostname {OTHER_HOST} && exec "$@"', "sh"]
 
 
+def _freeze_in_trial(proc: subprocess.Popen, url: str) -> int | None:
+    """Freeze `proc` if it holds a RUNNING trial and return that trial's number; otherwise leave it running."""
+
+    def held() -> list[int]:
+        mine = [t for t in study_trials(url) if t.user_attrs.get("worker", "").startswith(f"{OTHER_HOST}:")]
+        return [t.number for t in mine if t.state == TrialState.RUNNING]
+
+    if not held():
+        return None
+    proc.send_signal(signal.SIGSTOP)
+    if numbers := held():
+        return numbers[0]
+    proc.send_signal(signal.SIGCONT)  # the trial ended between the two reads: try again at its next one
+    return None
+
+
 @pytest.mark.slow
 def test_three_workers_one_killed_then_rerun_and_read_back(postgres_url, tmp_path, monkeypatch):
     """3 `mer sweep` processes on one PostgreSQL study; the one on 'another host' is SIGKILLed mid-trial."""
@@ -131,22 +147,26 @@ def test_three_workers_one_killed_then_rerun_and_read_back(postgres_url, tmp_pat
     run_sweep(path, on_prepared, storage=postgres_url, n_trials=0, live=False)  # create the study once (docs)
     cmd = [sys.executable, "-m", "mer.cli", "sweep", str(path), "--storage", postgres_url, "--prepared", str(prepared),
            "--no-live"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(3)]  # noqa: SIM115 - closed below
-    procs = [subprocess.Popen((other_host if i == 0 else []) + cmd, env=env, stdout=logs[i], stderr=subprocess.STDOUT)
-             for i in range(3)]  # fmt: skip
+    # Worker 0 (the other host) starts first, so it surely holds a trial; it is frozen (SIGSTOP) as soon as one of its
+    # trials is seen RUNNING, and the trial's state is read again while it is frozen, so the kill lands mid-trial
+    # without depending on how fast the polling is. Workers 1 and 2 start while it is frozen, and it is killed once
+    # both have opened the study: three processes on one study, one of them dying with a trial in hand.
+    procs = [subprocess.Popen(other_host + cmd, env=env, stdout=logs[0], stderr=subprocess.STDOUT)]
     victim, killed_at = None, 0.0
     try:
         deadline = time.monotonic() + 300
         while victim is None and time.monotonic() < deadline and procs[0].poll() is None:
-            time.sleep(0.3)
-            for t in study_trials(postgres_url):
-                worker = t.user_attrs.get("worker", "")
-                if t.state == TrialState.RUNNING and worker.startswith(f"{OTHER_HOST}:") and \
-                        t.user_attrs.get("progress") == "fold 1/2":  # fmt: skip
-                    victim, killed_at = t.number, time.monotonic()
-                    procs[0].send_signal(signal.SIGKILL)
-                    break
+            time.sleep(0.2)
+            victim = _freeze_in_trial(procs[0], postgres_url)
+        frozen_at = time.monotonic()
+        procs += [subprocess.Popen(cmd, env=env, stdout=logs[i], stderr=subprocess.STDOUT) for i in (1, 2)]
+        while victim is not None and time.monotonic() < deadline and not all(
+                "objective:" in (tmp_path / f"worker{i}.log").read_text() for i in (1, 2)):  # fmt: skip
+            time.sleep(0.2)
+        procs[0].send_signal(signal.SIGKILL)
+        killed_at = frozen_at  # its last heartbeat came before the freeze
         for p in procs[1:]:
             p.wait(timeout=max(1.0, deadline - time.monotonic()))
     finally:
