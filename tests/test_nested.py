@@ -22,11 +22,14 @@ import pytest
 
 import mer.evaluation.loso as loso_module
 from mer.config import load_config
+from mer.errors import MerError
 from mer.evaluation.loso import run_loso
 from mer.evaluation.runs import load_run
 from mer.evaluation.selection import leaky_reasons
 from mer.sweep import load_sweep, open_storage, path_override, run_sweep, sweep_from_dict
-from mer.sweep.nested import run_nested_loso
+from mer.sweep.nested import chosen_trial, run_nested_loso
+from mer.sweep.objective import suggest
+from mer.sweep.scheduling import open_study
 from mer.sweep.spec import _flow
 from mer.sweep.storage import best_selection, mask_url
 from tests.helpers import BASE, TINY, all_predictions, make_prepared, spec_dict, write_prepared_dir, write_spec
@@ -209,6 +212,23 @@ def test_nested_run_killed_and_rerun_equals_uninterrupted(prepared_dir, tmp_path
         t.value for t in ref_study.trials if t.value is not None
     )  # the rerun trial scored what the uninterrupted one did
     assert (out / "report.md").is_file()
+
+
+def test_no_choice_while_an_inner_trial_runs_in_another_process(tmp_path):
+    """chosen_trial refuses a study with a live RUNNING trial elsewhere: choosing then would ignore that point, and
+    a rerun would choose otherwise. An untagged RUNNING trial (a process killed before it started) holds nothing."""
+    spec = sweep_from_dict(spec_dict(tmp_path / "sw", search=dict(LR)))
+    study = open_study(spec, f"sqlite:///{tmp_path / 'inner.db'}", spec.identity())
+    study.enqueue_trial({"train.finetune.lr": 0.001})
+    done = study.ask()
+    suggest(done, spec)
+    study.tell(done, 0.5)
+    study.ask()  # untagged: ignored
+    assert chosen_trial(study).number == done.number
+    elsewhere = study.ask()
+    elsewhere.set_user_attr("worker", "mer-node-b:4242:1")
+    with pytest.raises(MerError, match=rf"trial {elsewhere.number} \(mer-node-b:4242:1\) running in another process"):
+        chosen_trial(study)
 
 
 @pytest.mark.slow

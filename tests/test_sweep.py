@@ -38,7 +38,7 @@ from mer.sweep import (
     sweep_from_dict,
 )
 from mer.sweep.objective import find_duplicate, suggest, worker_tag
-from mer.sweep.scheduling import fail_dead_trials, open_study, work
+from mer.sweep.scheduling import Slots, fail_dead_trials, open_study, work
 from tests.helpers import (
     BASE,
     MICRO,
@@ -230,6 +230,36 @@ def test_a_point_running_elsewhere_is_not_started_again(tmp_path):
     assert fail_dead_trials(study) == []  # another host: left to the storage heartbeat
     held.set_user_attr("worker", f"{socket.gethostname()}:{2**22 + 12345}:")
     assert fail_dead_trials(study) == [held.number]
+
+
+@pytest.mark.parametrize("stage", ["created", "sampled"])
+def test_a_trial_whose_process_died_before_it_started_holds_no_point(tmp_path, monkeypatch, stage):
+    """A process killed between Optuna creating its trial and the trial starting leaves a RUNNING trial with no
+    worker tag (seen in the nested kill-and-rerun test): the rerun must still run the missing point, and the orphan
+    is failed once it is older than the grace period."""
+    monkeypatch.setenv("MER_HEARTBEAT_S", "1")
+    monkeypatch.setenv("MER_GRACE_S", "2")
+    spec, study = cheap_study(tmp_path, [0.001, 0.003])
+    calls = []
+
+    def objective(trial):
+        calls.append(suggest(trial, spec)["train.finetune.lr"])
+        return 0.5
+
+    work(study, spec, objective, slots=Slots(1))
+    if stage == "created":  # killed inside study.ask(), before the sampler saw the trial
+        study._storage.create_new_trial(study._study_id)
+    else:  # killed after ask() returned, before the objective tagged the trial
+        study.ask()
+    work(study, spec, objective)
+    assert sorted(calls) == [0.001, 0.003]  # the old code counted the orphan against the grid and stopped
+    ts = study.get_trials()
+    assert sorted(t.params["train.finetune.lr"] for t in ts if t.state == TrialState.COMPLETE) == [0.001, 0.003]
+    (orphan,) = [t for t in ts if t.state == TrialState.RUNNING]
+    assert fail_dead_trials(study) == []  # young: it may be a live process about to tag it
+    time.sleep(2.2)
+    assert fail_dead_trials(study) == [orphan.number]
+    assert study.get_trials()[orphan.number].user_attrs["failed_because"].startswith("its process stopped")
 
 
 # ---------------------------------------------------------------- samplers, pruning

@@ -28,6 +28,7 @@ from mer.evaluation.loso import Fold, run_fold, run_loso
 from mer.evaluation.selection import nested_selection
 from mer.sweep.objective import selection_subjects, training_frame
 from mer.sweep.runner import run_sweep
+from mer.sweep.scheduling import holds
 from mer.sweep.spec import SweepConfig, check_space, trial_overrides
 from mer.sweep.storage import journal_path, load_existing_study, mask_url
 
@@ -52,7 +53,15 @@ def fold_spec(spec: SweepConfig, fold: Fold, out: Path) -> SweepConfig:
 
 def chosen_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     """The best COMPLETE trial; ties go to the smallest parameter set (never to the trial number, which depends on
-    the order trials ran in, so a resumed study chooses what an uninterrupted one would)."""
+    the order trials ran in, so a resumed study chooses what an uninterrupted one would). Refused while a trial still
+    runs in another process: the choice would miss it, and a later rerun would choose otherwise."""
+    running = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)) if holds(t)]
+    if running:
+        who = ", ".join(f"trial {t.number} ({t.user_attrs['worker']})" for t in running)
+        raise MerError(
+            f"inner study '{study.study_name}' still has {who} running in another process; rerun this command when "
+            "it ends (a worker that died on another host is failed after MER_GRACE_S without a heartbeat)"
+        )
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not done:
         raise MerError(f"inner study '{study.study_name}' has no complete trial (see its trials' error.txt)")

@@ -3,8 +3,9 @@
 Grid points are never evaluated twice: Optuna 5's GridSampler gives trial n the n-th point of a seeded shuffle
 (trial numbers are unique across processes), every trial first checks that no finished or earlier-started
 trial holds its point, and a process stops as soon as every point is finished, running or queued. Trials of
-workers that died (same host: the process is gone; other hosts: the RDB heartbeat) are marked FAIL and their
-points queued again, so a killed sweep resumes with exactly the missing points.
+workers that died (same host: the process is gone; other hosts: the RDB heartbeat; a trial killed before its
+worker tagged it holds nothing and is failed after the grace period) are marked FAIL and their points queued
+again, so a killed sweep resumes with exactly the missing points.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from mer.errors import MerError
 from mer.sweep.display import Display, trial_line, trial_params
 from mer.sweep.objective import DuplicateTrial, TrialObjective, worker_alive
 from mer.sweep.spec import SweepConfig
-from mer.sweep.storage import fail_stale_trials, mask_url, open_storage
+from mer.sweep.storage import fail_stale_trials, heartbeat_settings, mask_url, open_storage
 
 MAX_POINT_FAILURES = 2  # a grid point whose trial failed this often is not queued again
 MAX_CONSECUTIVE_FAILURES = 3  # a process gives up after this many failed trials in a row
@@ -90,14 +92,35 @@ def _key(params: dict[str, Any]) -> str:
     return json.dumps(sorted(params.items()), default=str)
 
 
+def holds(t: FrozenTrial) -> bool:
+    """Whether a trial counts for the grid and the budget: finished, queued, or RUNNING under a worker's tag.
+
+    A RUNNING trial without a tag is one whose process stopped between Optuna creating it and the objective starting
+    (a kill at that moment); a live process tags its trial within milliseconds, so an untagged trial holds nothing.
+    """
+    return t.state != TrialState.RUNNING or "worker" in t.user_attrs
+
+
+def _dead_because(t: FrozenTrial, grace: float) -> str | None:
+    tag = t.user_attrs.get("worker")
+    if tag:
+        return "its worker process died" if worker_alive(tag) is False else None
+    started = t.datetime_start
+    if started is not None and (datetime.now() - started).total_seconds() > grace:  # Optuna stores local time
+        return "its process stopped before the trial started (no worker tag)"
+    return None
+
+
 def fail_dead_trials(study: optuna.Study) -> list[int]:
-    """Mark FAIL the RUNNING trials whose worker process on this host no longer exists; returns their numbers."""
+    """Mark FAIL the RUNNING trials whose worker process on this host no longer exists, and the untagged ones
+    (see `holds`) older than the grace period (MER_GRACE_S); returns their numbers."""
     dead = []
+    grace = heartbeat_settings()[1]
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        tag = t.user_attrs.get("worker")
-        if tag and worker_alive(tag) is False:
+        reason = _dead_because(t, grace)
+        if reason is not None:
             try:
-                study._storage.set_trial_user_attr(t._trial_id, "failed_because", "its worker process died")
+                study._storage.set_trial_user_attr(t._trial_id, "failed_because", reason)
                 study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
                 dead.append(t.number)
             except Exception:  # noqa: BLE001,S112 - another process finished or failed it first
@@ -115,7 +138,7 @@ def grid_todo(spec: SweepConfig, trials: Sequence[FrozenTrial]) -> tuple[list[di
     failed: dict[str, list[FrozenTrial]] = {}
     for t in trials:
         key = _key(trial_params(t))
-        if t.state in (*FINISHED, TrialState.RUNNING, TrialState.WAITING):
+        if t.state in (*FINISHED, TrialState.RUNNING, TrialState.WAITING) and holds(t):
             held.add(key)
         elif t.state == TrialState.FAIL and "duplicate_of" not in t.user_attrs:
             failed.setdefault(key, []).append(t)
@@ -184,7 +207,7 @@ def work(
         fail_dead_trials(study)
         fail_stale_trials(study)  # workers on other hosts: RDB heartbeat; their points are queued again
         trials = study.get_trials(deepcopy=False)
-        active = sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials)
+        active = sum(t.state in (*FINISHED, TrialState.RUNNING) and holds(t) for t in trials)
         if budget is not None and active >= budget:
             return ran
         if spec.sampler == "grid":
