@@ -5,6 +5,9 @@ report sections they produce."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -218,3 +221,21 @@ def all_predictions(out: Path) -> pd.DataFrame:
     """Every fold's predictions.csv of a LOSO run folder, in sample order."""
     files = sorted((out / "folds").rglob("predictions.csv"))
     return pd.concat([pd.read_csv(f) for f in files]).sort_values("sample_id").reset_index(drop=True)
+
+
+def kill_in_trial(proc: subprocess.Popen, running: Callable[[], list[int]]) -> int | None:
+    """SIGKILL `proc` inside one of its trials and return that trial's number, or None (and `proc` goes on) when
+    `running()` lists none. The process is frozen (SIGSTOP) and `running()` read again before the kill, so a trial
+    that ended between the read and the signal is never taken for a killed one, however slow the polling is."""
+    if not running():
+        return None
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        held = running()
+    except Exception:  # noqa: BLE001 - frozen inside a database write (SQLite locks readers out): resume, try again
+        held = []
+    if not held:
+        proc.send_signal(signal.SIGCONT)
+        return None
+    proc.send_signal(signal.SIGKILL)
+    return held[0]

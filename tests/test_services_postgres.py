@@ -31,6 +31,7 @@ from tests.helpers import (
     MICRO,
     TINY,
     grid_points,
+    kill_in_trial,
     make_prepared,
     point,
     spec_dict,
@@ -118,20 +119,9 @@ def _other_host_prefix() -> list[str]:
     return ["unshare", "--uts", "sh", "-c", f'hostname {OTHER_HOST} && exec "$@"', "sh"]
 
 
-def _freeze_in_trial(proc: subprocess.Popen, url: str) -> int | None:
-    """Freeze `proc` if it holds a RUNNING trial and return that trial's number; otherwise leave it running."""
-
-    def held() -> list[int]:
-        mine = [t for t in study_trials(url) if t.user_attrs.get("worker", "").startswith(f"{OTHER_HOST}:")]
-        return [t.number for t in mine if t.state == TrialState.RUNNING]
-
-    if not held():
-        return None
-    proc.send_signal(signal.SIGSTOP)
-    if numbers := held():
-        return numbers[0]
-    proc.send_signal(signal.SIGCONT)  # the trial ended between the two reads: try again at its next one
-    return None
+def _running_on_other_host(url: str) -> list[int]:
+    mine = [t for t in study_trials(url) if t.user_attrs.get("worker", "").startswith(f"{OTHER_HOST}:")]
+    return [t.number for t in mine if t.state == TrialState.RUNNING]
 
 
 @pytest.mark.slow
@@ -149,8 +139,7 @@ def test_three_workers_one_killed_then_rerun_and_read_back(postgres_url, tmp_pat
            "--no-live"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(3)]  # noqa: SIM115 - closed below
-    # Worker 0 (the other host) is frozen (SIGSTOP) as soon as one of its trials is seen RUNNING, and the trial's
-    # state is read again while it is frozen, so the kill lands mid-trial however slow the polling is.
+    # worker 0 (the other host) is killed inside a trial (tests.helpers.kill_in_trial) while workers 1 and 2 run
     procs = [subprocess.Popen((other_host if i == 0 else []) + cmd, env=env, stdout=logs[i], stderr=subprocess.STDOUT)
              for i in range(3)]  # fmt: skip
     victim, killed_at = None, 0.0
@@ -158,9 +147,8 @@ def test_three_workers_one_killed_then_rerun_and_read_back(postgres_url, tmp_pat
         deadline = time.monotonic() + 300
         while victim is None and time.monotonic() < deadline and procs[0].poll() is None:
             time.sleep(0.2)
-            victim = _freeze_in_trial(procs[0], postgres_url)
-        killed_at = time.monotonic()  # its last heartbeat came before the freeze
-        procs[0].send_signal(signal.SIGKILL)
+            victim = kill_in_trial(procs[0], lambda: _running_on_other_host(postgres_url))
+        killed_at = time.monotonic()  # its last heartbeat came before the kill
         for p in procs[1:]:
             p.wait(timeout=max(1.0, deadline - time.monotonic()))
     finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from tests.helpers import (
     TINY,
     complete,
     grid_points,
+    kill_in_trial,
     make_prepared,
     point,
     spec_dict,
@@ -127,6 +127,10 @@ def test_killed_grid_resumes_without_repeating(tmp_path, data):
     log = open(tmp_path / "sweep.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=log, stderr=subprocess.STDOUT)
     victim = None
+
+    def running() -> list[int]:
+        return [t.number for t in trials(tmp_path / "sw") if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
+
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
@@ -137,10 +141,10 @@ def test_killed_grid_resumes_without_repeating(tmp_path, data):
                 ts = trials(tmp_path / "sw")
             except Exception:  # noqa: BLE001 - the study is being created
                 continue
-            running = [t for t in ts if t.state == TrialState.RUNNING and t.user_attrs.get("progress") == "fold 1/2"]
-            if complete(ts) and running:
-                victim = running[0].number
-                proc.send_signal(signal.SIGKILL)
+            if not complete(ts):
+                continue
+            victim = kill_in_trial(proc, running)
+            if victim is not None:
                 break
     finally:
         proc.kill()
