@@ -1,0 +1,1 @@
+"""Spotting: finding micro- (ME) and macro-expression (MaE) intervals in long videos, and spot-then-recognize."""
