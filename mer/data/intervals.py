@@ -14,7 +14,11 @@ KINDS = ("ME", "MaE")  # micro-expression, macro-expression: the MEGC spotting t
 
 @dataclass(frozen=True)
 class Interval:
-    """One expression interval [onset, offset] (inclusive frame positions); apex, label and score when known."""
+    """One expression interval [onset, offset] (inclusive frame positions); apex, label and score when known.
+
+    `label` is the class recognition scores (negative | positive | surprise, or a spotter's prediction), `emotion`
+    the annotation's own word for it (a sheet's "disgust", "happy"), kept so no reader decides the mapping twice.
+    """
 
     onset: int
     offset: int
@@ -22,6 +26,7 @@ class Interval:
     apex: int | None = None
     label: str | None = None
     score: float | None = None
+    emotion: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
