@@ -70,12 +70,9 @@ def parse_data_args(items: Sequence[str]) -> dict[str, str]:
     return roots
 
 
-def merged_roots(cfg: Config, data: Sequence[str] = ()) -> dict[str, str]:
-    """`data.roots` from the config, with `--data NAME=ROOT` items replacing roots of the same dataset."""
-    roots = {datasets.canonical(k): str(v) for k, v in (cfg.data.roots or {}).items()}
-    for name, root in parse_data_args(data).items():
-        roots[datasets.canonical(name)] = root
-    return roots
+def merged_roots(cfg: Config) -> dict[str, str]:
+    """`data.roots` from the config under the readers' canonical names (`--data NAME=ROOT` arrives as data.roots)."""
+    return {datasets.canonical(k): str(v) for k, v in (cfg.data.roots or {}).items()}
 
 
 def run_prepare(cfg: Config, *, manifest_only: bool = False, preview: bool = False) -> Path:

@@ -294,14 +294,3 @@ def check_pretrained(cfg: Config, path: str | Path | None) -> None:
         raise MerError(
             f"{path}: cannot be loaded into {cfg.model.backbone} ({exc.__class__.__name__}: {exc})"
         ) from None
-
-
-def describe(result: StageResult) -> dict[str, Any]:
-    """JSON-friendly summary of a stage result."""
-    return {
-        "best_score": result.best_score,
-        "best_epoch": result.best_epoch,
-        "epochs": result.epochs_run,
-        "seconds": round(result.seconds, 2),
-        "monitor": result.monitor,
-    }

@@ -13,7 +13,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-from openpyxl import Workbook
+
+from mer.demo.layouts import CASME2_HEADER, SAMM_HEADER, SAMM_PREAMBLE, write_xlsx
 
 
 @cache
@@ -69,20 +70,6 @@ def moving_blob_clip(n: int, apex: int, size: int = 256, shift: float = 5.0) -> 
     return frames
 
 
-def write_xlsx(path: Path, rows: Sequence[Sequence[Any]]) -> Path:
-    """A one-sheet workbook holding `rows` from A1."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    book = Workbook()
-    sheet = book.active
-    for r in rows:
-        sheet.append(list(r))
-    book.save(path)
-    return path
-
-
-CASME2_HEADER = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion"]
-
-
 def casme2_sample(
     subject: int | str = 1,
     filename: str = "EP02_01f",
@@ -116,7 +103,7 @@ def make_casme2(
 ) -> Path:
     """`root/CASME2-coding-*.xlsx` + `root/CASME2_RAW_selected/subNN/<Filename>/img<N>.jpg`."""
     samples = samples if samples is not None else [casme2_sample()]
-    table = [CASME2_HEADER]
+    table = []
     (root / "CASME2_RAW_selected").mkdir(parents=True, exist_ok=True)
     for s in samples:
         table.append([s["subject"], s["filename"], s["onset"], s["apex"], s["offset"], "12", s["emotion"]])
@@ -124,23 +111,8 @@ def make_casme2(
             number = int(str(s["subject"]).lower().removeprefix("sub"))
             folder = root / "CASME2_RAW_selected" / f"sub{number:02d}" / s["filename"]
             write_frames(folder, [f"img{n}.jpg" for n in s["frames"]], s.get("images"))
-    write_xlsx(root / coding_name, table)
+    write_xlsx(root / coding_name, CASME2_HEADER, table)
     return root
-
-
-SAMM_HEADER = [
-    "Subject",
-    "Filename",
-    "Inducement Code",
-    "Onset Frame",
-    "Apex Frame",
-    "Offset Frame",
-    "Duration",
-    "Type",
-    "Action Units",
-    "Notes",
-    "Estimated Emotion",
-]
 
 
 def samm_sample(
@@ -176,10 +148,7 @@ def make_samm(
 ) -> Path:
     """`root/SAMM_Micro_FACS_Codes_v2.xlsx` (13 preamble rows, header on row 14) + `root/SAMM/006/006_1_2/*.jpg`."""
     samples = samples if samples is not None else [samm_sample()]
-    preamble: list[list[Any]] = [["SAMM Micro-Movement FACS Codes"], ["Version 2"]]
-    preamble += [[f"note line {i}"] if i % 3 else [] for i in range(11)]
-    assert len(preamble) == 13
-    table = [*preamble, SAMM_HEADER]
+    table: list[list[Any]] = []
     (root / "SAMM").mkdir(parents=True, exist_ok=True)
     for s in samples:
         table.append(
@@ -201,7 +170,7 @@ def make_samm(
             sub = f"{int(s['subject']):03d}"
             names = [f"{sub}_{n:05d}.jpg" for n in s["frames"]]
             write_frames(root / "SAMM" / sub / s["filename"], names, s.get("images"))
-    write_xlsx(root / coding_name, table)
+    write_xlsx(root / coding_name, SAMM_HEADER, table, SAMM_PREAMBLE)
     return root
 
 

@@ -157,15 +157,15 @@ def test_casme2_unreadable_and_wrong_xlsx(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"cannot read CASME II coding file .*CASME2-coding-20140508\.xlsx"):
         casme2.read(tmp_path / "garbage")
 
-    from tests.layouts import write_xlsx
+    from mer.demo.layouts import write_xlsx
 
     make_casme2(tmp_path / "cols")
-    write_xlsx(tmp_path / "cols" / "CASME2-coding-20140508.xlsx", [["Name", "Clip"], ["a", "b"]])
+    write_xlsx(tmp_path / "cols" / "CASME2-coding-20140508.xlsx", ["Name", "Clip"], [["a", "b"]])
     with pytest.raises(DataError, match="no header row with the columns subject, filename"):
         casme2.read(tmp_path / "cols")
 
     make_casme2(tmp_path / "two")
-    write_xlsx(tmp_path / "two" / "CASME2-coding-20200101.xlsx", [["x"]])
+    write_xlsx(tmp_path / "two" / "CASME2-coding-20200101.xlsx", ["x"], [])
     with pytest.raises(DataError, match="several coding files"):
         casme2.read(tmp_path / "two")
     rows, _ = casme2.read(tmp_path / "two", coding=tmp_path / "two" / "CASME2-coding-20140508.xlsx")

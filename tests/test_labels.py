@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mer.data.labels import TABLES, decode, is_dropped, is_known, map_label, normalize, resolve
+from mer.data.labels import TABLES, decode, normalize, resolve
 from mer.errors import DataError
 
 
@@ -42,7 +42,7 @@ from mer.errors import DataError
     ],
 )
 def test_mapped(dataset: str, emotion: str, label: str) -> None:
-    assert map_label(dataset, emotion) == label
+    assert resolve(dataset, emotion).label == label
     result = resolve(dataset, emotion)
     assert result.ok and result.status == "mapped" and result.reason is None
 
@@ -64,8 +64,6 @@ def test_dropped_by_protocol(dataset: str, emotion: str) -> None:
     result = resolve(dataset, emotion)
     assert result.label is None and result.status == "dropped"
     assert result.reason == f"emotion '{emotion}' is not in the MEGC2019 3-class protocol"
-    assert is_dropped(dataset, emotion) and is_known(dataset, emotion)
-    assert map_label(dataset, emotion) is None
 
 
 @pytest.mark.parametrize(("dataset", "emotion"), [("casme2", "xyz"), ("samm", "joy"), ("ckplus", "9"), ("smic", "")])
@@ -73,19 +71,18 @@ def test_unknown_label(dataset: str, emotion: str) -> None:
     result = resolve(dataset, emotion)
     assert result.status == "unknown" and result.label is None
     assert result.reason.startswith(f"unknown emotion label '{emotion}'")
-    assert not is_known(dataset, emotion) and not is_dropped(dataset, emotion)
 
 
 def test_protocol_differs_between_datasets() -> None:
     # fear/sadness are negative in SAMM and the macro sets but dropped in CASME II (MEGC2019).
-    assert map_label("samm", "fear") == "negative"
-    assert map_label("casme2", "fear") is None
-    assert map_label("casme2", "anger") is None and not is_known("casme2", "anger")
+    assert resolve("samm", "fear").label == "negative"
+    assert resolve("casme2", "fear").label is None
+    assert resolve("casme2", "anger").label is None and resolve("casme2", "anger").status == "unknown"
 
 
 def test_case_and_spacing_insensitive() -> None:
-    assert map_label("casme2", "  Happiness ") == "positive"
-    assert map_label("casme2", "REPRESSION") == "negative"
+    assert resolve("casme2", "  Happiness ").label == "positive"
+    assert resolve("casme2", "REPRESSION").label == "negative"
     assert normalize("Estimated  Emotion") == normalize("estimated_emotion") == "estimatedemotion"
     assert normalize("3.0000000e+00") == "3"
 
@@ -104,4 +101,4 @@ def test_decode_codes() -> None:
 
 def test_unknown_dataset() -> None:
     with pytest.raises(DataError, match="no label table for dataset 'casme3'"):
-        map_label("casme3", "happiness")
+        resolve("casme3", "happiness")

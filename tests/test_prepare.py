@@ -214,8 +214,9 @@ def test_data_arguments():
     for bad in (["casme2"], ["=/d"], ["casme2="], ["a=1", "a=2"]):
         with pytest.raises(MerError, match="NAME=ROOT|given twice"):
             parse_data_args(bad)
-    cfg = load_config("default", ["data.roots={casme2: /cfg/casme2, samm: /cfg/samm}"])
-    roots = merged_roots(cfg, ["casme2=/cli/casme2"])
+    cli = [f"data.roots.{name}={root}" for name, root in parse_data_args(["casme2=/cli/casme2"]).items()]
+    cfg = load_config("default", ["data.roots={casme2: /cfg/casme2, samm: /cfg/samm}", *cli])
+    roots = merged_roots(cfg)
     assert roots == {"casme2": "/cli/casme2", "samm": "/cfg/samm"}
 
 

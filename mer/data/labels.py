@@ -130,21 +130,6 @@ def resolve(dataset: str, emotion: object) -> LabelResult:
     return LabelResult(label, "mapped", None)
 
 
-def map_label(dataset: str, emotion: object) -> str | None:
-    """negative | positive | surprise for a dataset's original label, or None (dropped or unknown; see `resolve`)."""
-    return resolve(dataset, emotion).label
-
-
-def is_dropped(dataset: str, emotion: object) -> bool:
-    """True when the label is known but left out by the MEGC2019 protocol (e.g. CASME II fear, macro neutral)."""
-    return resolve(dataset, emotion).status == "dropped"
-
-
-def is_known(dataset: str, emotion: object) -> bool:
-    """True when the dataset's table holds the label (mapped or dropped)."""
-    return resolve(dataset, emotion).status != "unknown"
-
-
 def decode(dataset: str, code: object) -> str:
     """Emotion name of a CK+ numeric code or a JAFFE two-letter code (other labels come back unchanged, stripped)."""
     key = normalize(code)

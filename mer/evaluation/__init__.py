@@ -1,24 +1,5 @@
-"""Evaluation: LOSO folds (fine-tune → embed → SVM), the SVM itself, MEGC metrics and the run report.
-Names are imported on use: `mer report` needs no training stack."""
+"""Evaluation: LOSO folds (`loso`: fine-tune → embed → SVM), the SVM itself (`svm`), MEGC metrics (`metrics`),
+seeds, bootstrap intervals, run results and reports.
 
-from __future__ import annotations
-
-from mer._lazy import lazy_getattr
-
-_EXPORTS = {
-    "Fold": "loso",
-    "plan_folds": "loso",
-    "run_final": "loso",
-    "run_fold": "loso",
-    "run_loso": "loso",
-    "fit_svm": "svm",
-    "per_fold_table": "metrics",
-    "pooled_scores": "metrics",
-    "write_report": "report",
-    "run_seeds": "seeds",
-    "bootstrap_intervals": "bootstrap",
-    "paired_difference": "bootstrap",
-    "load_seeds": "runs",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+Import the submodule you need: `mer report` needs no training stack.
+"""

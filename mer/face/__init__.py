@@ -1,18 +1,5 @@
-"""Faces: MTCNN detection, alignment by the eye line, the content-addressed crop cache and apex spotting.
-Names are imported on use (detection needs torch)."""
+"""Faces: MTCNN detection (`detect`), alignment by the eye line (`align`), the content-addressed crop cache
+(`cache`), optical flow and LBP-TOP features (`flow`, `lbptop`) and apex spotting (`spot`).
 
-from __future__ import annotations
-
-from mer._lazy import lazy_getattr
-
-_EXPORTS = {
-    "align": "align",
-    "align_face": "align",
-    "CropCache": "cache",
-    "Face": "detect",
-    "FaceDetector": "detect",
-    "pick_face": "detect",
-    "spot_apex": "spot",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+Import the submodule you need: only `detect` loads torch and facenet-pytorch.
+"""

@@ -45,7 +45,6 @@ GOAL_MS = 20.0  # issue goal: mobilevit_s network, batch 1, 2-core CPU
 FRAME_BUDGET_MS = 1000.0 / 30.0  # real time at 30 fps
 ENGINES = ("eager", "compile", "ort", "ort_spin", "ort_int8", "ort_int8_dynamic", "openvino", "openvino_bf16")
 DEFAULT_ENGINES = ("eager", "ort")
-BACKBONES = ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s")
 DEFAULT_BACKBONES = ("mobilevit_s",)  # the paper's
 BLOCK = 5  # consecutive timed calls per engine turn
 
@@ -130,13 +129,13 @@ def _stats(t: np.ndarray, batch: int) -> tuple[float, float, float]:
 def _onnx_models(
     net: Any, size: int, engines: Sequence[str], folder: Path, calib: np.ndarray | None
 ) -> dict[str, Path]:
-    from mer.inference.export import _export_graph, quantize_onnx
+    from mer.inference.export import export_graph, quantize_onnx
 
     out: dict[str, Path] = {}
     if not any(e.startswith(("ort", "openvino")) for e in engines):
         return out
     fp32 = folder / f"{net.backbone_name}.onnx"
-    _export_graph(net, fp32, size, 17, "torchscript")
+    export_graph(net, fp32, size)
     for name in ("ort", "ort_spin", "openvino", "openvino_bf16"):
         if name in engines:
             out[name] = fp32

@@ -107,7 +107,12 @@ def _add_metadata(path: Path, bundle: Bundle, image_size: int, extra: dict[str, 
     onnx.save(model, str(path))
 
 
-def _export_graph(net: MERNet, out: Path, image_size: int, opset: int, exporter: str) -> None:
+def export_graph(net: MERNet, out: str | Path, image_size: int, opset: int = 17, exporter: str = "torchscript") -> Path:
+    """Write `net` as a bare ONNX graph (outputs logits + embedding, dynamic batch) to `out`; no metadata, no check.
+
+    `export_onnx` adds the bundle's metadata and the PyTorch comparison; `mer bench` and `mer predict --engine`
+    use this alone for a temporary model."""
+    out = Path(out)
     wrapper = LogitsAndEmbedding(net).eval()
     x = torch.zeros(2, net.in_chans, image_size, image_size)
     names = {"input_names": ["input"], "output_names": ["logits", "embedding"], "opset_version": opset}
@@ -121,6 +126,7 @@ def _export_graph(net: MERNet, out: Path, image_size: int, opset: int, exporter:
                 wrapper, (x,), str(out), dynamo=True, dynamic_shapes={"x": {0: batch}}, external_data=False, **names
             )
     net.eval()  # the exporter restores the wrapper's mode; make sure the network stays in eval
+    return out
 
 
 def compare_with_torch(net: MERNet, onnx_path: str | Path, image_size: int, batches: Sequence[int] = (1, 3)) -> dict:
@@ -244,7 +250,7 @@ def export_onnx(
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        _export_graph(net, out, size, opset, exporter)
+        export_graph(net, out, size, opset, exporter)
     except MerError:
         raise
     except Exception as exc:  # noqa: BLE001 - exporter failures are reported as one line with the hint

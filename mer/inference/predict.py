@@ -30,7 +30,7 @@ import mer
 from mer.errors import MerError
 from mer.face.detect import Face, FaceDetector
 from mer.inference.bundle import ENGINES, Bundle, onnx_session, openvino_model
-from mer.inference.export import _export_graph
+from mer.inference.export import export_graph
 from mer.inference.video import Media, open_media
 
 SCHEMA = "mer.predict/1"
@@ -260,7 +260,7 @@ def use_engine(bundle: Bundle, engine: str) -> Bundle:
     with tempfile.TemporaryDirectory() as tmp:  # both engines read the file into memory when they load it
         onnx_path = bundle.source if bundle.kind == "onnx" else Path(tmp) / "net.onnx"
         if bundle.kind != "onnx":
-            _export_graph(bundle.net, Path(onnx_path), bundle.image_size, 17, "torchscript")
+            export_graph(bundle.net, onnx_path, bundle.image_size)
         if engine == "openvino":
             compiled = openvino_model(onnx_path)
             return dataclasses.replace(bundle, openvino=compiled, session=None, _runner=None)
