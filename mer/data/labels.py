@@ -82,6 +82,13 @@ TABLES: dict[str, dict[str, str | None]] = {
 for _name in ("ckplus", "oulu", "jaffe", "mug"):
     TABLES[_name].update({syn: MACRO[name] for syn, name in MACRO_SYNONYMS.items()})
 TABLES["folder_macro"] = TABLES["folder"]
+# CAS(ME)^2 long videos (mer.data.datasets.casme_sq): the code sheet's emotion column holds the paper's four
+# categories (UNVERIFIED against the file); basic-emotion spellings are accepted too.
+TABLES["casme_sq"] = {
+    "negative": NEG, "positive": POS, "surprise": SUR, "others": None, "other": None,
+    **{k: v for k, v in MACRO.items() if k != "neutral"}, **{s: MACRO[n] for s, n in MACRO_SYNONYMS.items()},
+    "repression": NEG,
+}  # fmt: skip
 
 _SPACES = re.compile(r"[\s_\-]+")
 

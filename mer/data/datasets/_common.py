@@ -108,16 +108,19 @@ def find_one(root: Path, patterns: Sequence[str], what: str, dataset: str, expec
     return hits[0]
 
 
-def read_sheet(path: Path, required: Iterable[str], dataset: str, scan_rows: int = 40) -> pd.DataFrame:
+def read_sheet(
+    path: Path, required: Iterable[str], dataset: str, scan_rows: int = 40, sheet: str | int = 0
+) -> pd.DataFrame:
     """Read a coding spreadsheet whose header row may sit below a preamble (SAMM: row 14).
 
     The header is the first row (within `scan_rows`) holding every required column name (compared by
     `column_key`); columns are renamed to those keys, fully empty rows dropped. Cells keep their Python
     types (object dtype), so a Subject of 6 or '006' is normalized by the reader, not by pandas' guess.
+    `sheet` names the worksheet (default: the first).
     """
     required = [column_key(c) for c in required]
     try:
-        raw = pd.read_excel(path, header=None, dtype=object, engine="openpyxl")
+        raw = pd.read_excel(path, sheet_name=sheet, header=None, dtype=object, engine="openpyxl")
     except Exception as err:  # openpyxl/zipfile raise many types for a corrupt or non-xlsx file
         raise DataError(f"cannot read {dataset} coding file {path}: {type(err).__name__}: {err}".strip()) from None
     for row in range(min(scan_rows, len(raw))):
