@@ -124,7 +124,8 @@ def prepare(
         typer.Option(
             "--data",
             "-d",
-            help="NAME=ROOT, repeatable (sets data.roots.NAME). Names: casme2 samm smic ckplus oulu jaffe mug folder.",
+            help="NAME=ROOT, repeatable (sets data.roots.NAME). Names: casme2 samm smic casme3a casme3c 4dme mmew "
+            "dfme ckplus oulu jaffe mug folder.",
         ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (sets data.prepared; default: the config's).")] = None,

@@ -512,10 +512,11 @@ def test_build_manifest_names_options_and_errors(tmp_path: Path) -> None:
     manifest, _ = build_manifest({"SMIC-HS": smic_root}, smic_apex="spot")
     assert manifest["apex"].isna().all()
     assert canonical("CK+") == "ckplus" and canonical("casme_ii") == "casme2"
-    assert set(DATASETS) == {"casme2", "samm", "smic", "ckplus", "oulu", "jaffe", "mug", "folder", "folder_macro"}
+    assert set(DATASETS) == {"casme2", "samm", "smic", "casme3a", "casme3c", "4dme", "mmew", "dfme", "ckplus", "oulu",
+                             "jaffe", "mug", "folder", "folder_macro"}  # fmt: skip
     assert len(read_dataset("smic", smic_root)[0]) == 1
-    with pytest.raises(DataError, match="unknown dataset 'casme3' \\(known: casme2, samm, smic, ckplus"):
-        build_manifest({"casme3": smic_root})
+    with pytest.raises(DataError, match="unknown dataset 'casme9' \\(known: casme2, samm, smic, casme3a"):
+        build_manifest({"casme9": smic_root})
     with pytest.raises(DataError, match="no datasets given"):
         build_manifest({})
     with pytest.raises(ConfigError, match="data.smic_apex"):

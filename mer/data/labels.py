@@ -78,6 +78,45 @@ TABLES: dict[str, dict[str, str | None]] = {
     "jaffe": {**MACRO, **{code: MACRO[name] for code, name in JAFFE_CODES.items()}},
     "mug": dict(MACRO),
     "folder": {NEG: NEG, POS: POS, SUR: SUR},
+    # CAS(ME)^3 Part A: 3-class keeps 699 of 860 (disgust 250 + fear 86 + anger 64 + sad 57 = 457 / happy 55 /
+    # surprise 187); 'others' (also spelled 'Others') is left out.
+    "casme3a": {
+        "anger": NEG,
+        "disgust": NEG,
+        "fear": NEG,
+        "sad": NEG,
+        "sadness": NEG,
+        "happy": POS,
+        "happiness": POS,
+        "surprise": SUR,
+        "others": None,
+        "other": None,
+    },
+    # CAS(ME)^3 Part C codes the three classes directly, plus others.
+    "casme3c": {NEG: NEG, POS: POS, SUR: SUR, "others": None, "other": None},
+    # 4DME's Emotion column (UNVERIFIED spellings): positive, negative, surprise, repression (negative, as CASME II),
+    # others.
+    "4dme": {NEG: NEG, POS: POS, SUR: SUR, "repression": NEG, "others": None, "other": None},
+    "mmew": {
+        "anger": NEG,
+        "disgust": NEG,
+        "fear": NEG,
+        "sadness": NEG,
+        "happiness": POS,
+        "surprise": SUR,
+        "others": None,
+        "other": None,
+    },
+    # DFME's seven emotions all map (train 1352 / 206 / 298).
+    "dfme": {
+        "anger": NEG,
+        "contempt": NEG,
+        "disgust": NEG,
+        "fear": NEG,
+        "sadness": NEG,
+        "happiness": POS,
+        "surprise": SUR,
+    },
 }
 for _name in ("ckplus", "oulu", "jaffe", "mug"):
     TABLES[_name].update({syn: MACRO[name] for syn, name in MACRO_SYNONYMS.items()})

@@ -33,6 +33,9 @@ COLUMNS = [
     "offset",
     "apex_source",
 ]
+# Columns only some readers fill (kept when any row has them): the clip's frame rate (DFME: per clip), the
+# dataset's own split (DFME train / testA / testB: the official protocol), the action units ('4+11', see parse_aus).
+OPTIONAL_COLUMNS = ["fps", "split", "aus"]
 REQUIRED_COLUMNS = COLUMNS[:-1]  # manifests written before apex_source existed still load (see default_apex_source)
 APEX_SOURCES = ("label", "spotted", "middle")
 INDEX_COLUMNS = ["onset", "apex", "offset"]
@@ -80,9 +83,10 @@ def _fill_apex_source(df: pd.DataFrame) -> None:
 def make_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """A manifest DataFrame from row dicts, with the contract's columns and dtypes (indices nullable Int64).
 
-    A row without `apex_source` gets `default_apex_source`.
+    A row without `apex_source` gets `default_apex_source`; `OPTIONAL_COLUMNS` are kept when any row has them.
     """
-    df = pd.DataFrame(rows, columns=COLUMNS) if rows else pd.DataFrame({c: [] for c in COLUMNS})
+    columns = COLUMNS + [c for c in OPTIONAL_COLUMNS if any(c in r for r in rows)]
+    df = pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame({c: [] for c in COLUMNS})
     for col in INDEX_COLUMNS:
         df[col] = pd.array(df[col].tolist(), dtype="Int64") if len(df) else pd.array([], dtype="Int64")
     for col in ("dataset", "subject", "sample_id", "kind", "emotion", "label"):

@@ -22,6 +22,17 @@ ALIASES: dict[str, str] = {
     "oulu_casia": "oulu",
     "oulucasia": "oulu",
     "folder-macro": "folder_macro",
+    "casme3": "casme3a",
+    "cas(me)3": "casme3a",
+    "cas(me)^3": "casme3a",
+    "casme^3": "casme3a",
+    "casme3_a": "casme3a",
+    "casme3-a": "casme3a",
+    "casme3_c": "casme3c",
+    "casme3-c": "casme3c",
+    "4d-me": "4dme",
+    "4d_me": "4dme",
+    "fourdme": "4dme",
 }
 # dataset → (prefix a subject may carry, folder-name format of its number): casme2 1 → sub01, samm 6 → 006, smic 1 → s1
 SUBJECT_FORMATS: dict[str, tuple[str, str]] = {

@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from mer.data.datasets import casme2, ckplus, folder, jaffe, mug, oulu, samm, smic
-from mer.data.datasets._common import APEX_KEPT, MISSING_APEX
+from mer.data.datasets import casme2, casme3, ckplus, dfme, folder, fourdme, jaffe, mmew, mug, oulu, samm, smic
+from mer.data.datasets._common import APEX_KEPT, KEPT_REMARKS, MISSING_APEX
 from mer.data.manifest import make_frame, make_report, skip
 from mer.data.megc import select_megc
 from mer.data.names import dataset_key
@@ -30,6 +30,11 @@ READERS: dict[str, Reader] = {
     "casme2": casme2.read,
     "samm": samm.read,
     "smic": smic.read,
+    "casme3a": casme3.read,
+    "casme3c": casme3.read_c,
+    "4dme": fourdme.read,
+    "mmew": mmew.read,
+    "dfme": dfme.read,
     "ckplus": ckplus.read,
     "oulu": oulu.read,
     "jaffe": jaffe.read,
@@ -42,6 +47,11 @@ KIND: dict[str, str] = {
     "casme2": "micro",
     "samm": "micro",
     "smic": "micro",
+    "casme3a": "micro",
+    "casme3c": "micro",
+    "4dme": "micro",
+    "mmew": "micro",
+    "dfme": "micro",
     "ckplus": "macro",
     "oulu": "macro",
     "jaffe": "macro",
@@ -145,9 +155,10 @@ def build_manifest(
 
 
 def _remarks_of_kept(skipped: Rows, manifest: pd.DataFrame) -> Rows:
-    """The report without "apex (kept)" remarks about rows that are not in the manifest (e.g. not in the MEGC list)."""
+    """The report without "apex (kept)" / "erratum (fixed)" remarks about rows that are not in the manifest (e.g.
+    not in the MEGC list)."""
     present = set(zip(manifest["dataset"], manifest["sample_id"], strict=True))
-    return [s for s in skipped if not s["reason"].startswith(APEX_KEPT) or (s["dataset"], s["sample_id"]) in present]
+    return [s for s in skipped if not s["reason"].startswith(KEPT_REMARKS) or (s["dataset"], s["sample_id"]) in present]
 
 
 __all__ = [

@@ -17,6 +17,8 @@ from mer.files import FRAME_SUFFIXES, natural_key
 
 MISSING_APEX = ("spot", "middle", "skip")  # what a reader does with a clip that has no apex label
 APEX_KEPT = "apex (kept):"  # report remark on a kept clip without an apex label (where its apex comes from)
+ERRATUM_FIXED = "erratum (fixed):"  # report remark on a kept row whose coding cells were corrected (CAS(ME)^3 errata)
+KEPT_REMARKS = (APEX_KEPT, ERRATUM_FIXED)  # remarks about kept rows (dropped from the report with their row)
 _DIGITS = re.compile(r"\d+")
 _KEY = re.compile(r"[\s_\-]+")
 
@@ -88,6 +90,20 @@ def cell_text(value: Any) -> str:
     if number is not None and not isinstance(value, str):
         return str(number)
     return str(value).strip()
+
+
+_AU_SPLIT = re.compile(r"[+,，;/\s]+|\bor\b", re.IGNORECASE)
+
+
+def parse_aus(value: Any) -> str:
+    """Action-unit numbers of a coding cell, '+'-joined in order: '4+L9+14' → '4+9+14', '4，11' (a Chinese comma,
+    CAS(ME)^3 Part C) → '4+11', 'AU4(k)+AU12' (4DME) → '4+12', '(R6 or R12)+R15' → '6+12+15'; '?' or blank → ''."""
+    out: list[str] = []
+    for token in _AU_SPLIT.split(cell_text(value)):
+        digits = _DIGITS.search(token or "")
+        if digits and str(int(digits.group())) not in out:
+            out.append(str(int(digits.group())))
+    return "+".join(out)
 
 
 def column_key(name: Any) -> str:
@@ -288,6 +304,7 @@ def read_coded(
     subject_folder: Callable[[Any], str | None],
     sample_id: Callable[[str, str], str],
     missing_apex: str = "spot",
+    aus: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Rows of a micro dataset described by a coding sheet (CASME II, SAMM) over `frames_root/<subject>/<filename>/`.
 
@@ -295,6 +312,7 @@ def read_coded(
     `subject_folder` turns a Subject cell into its folder name; `sample_id(folder, filename)` names a sample.
     A row whose apex cell holds no label ('/', -1, blank) gets its apex by `missing_apex` (`resolve_apex`).
     Frame folders that no coding row names are reported too, so nothing on disk is left out silently.
+    `aus` names the action-unit column, parsed into the rows' `aus` (`parse_aus`; 4DME's `AU4(k)`).
     """
     check_missing_apex(name, missing_apex)
     keys = [column_key(c) for c in columns]
@@ -328,6 +346,8 @@ def read_coded(
             skipped.append({**base, "reason": idx})
             continue
         sample = row(name, subject, sid, "micro", emotion, label, frames, *idx)
+        if aus is not None:
+            sample["aus"] = parse_aus(cells.get(column_key(aus)))
         if idx[1] is None:
             kept, remark = resolve_apex(sample, missing_apex, f"no apex label ({apex_cell(cells.get(keys[3]))})")
             skipped.append(remark)
