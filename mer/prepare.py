@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from mer.config import MOTION_INPUTS, Config, input_channels, write_run_info
 from mer.data import datasets
 from mer.data.manifest import counts, make_report, save_manifest, skip
+from mer.data.megc import megc_list, selection_summary
 from mer.data.prepared import REBUILD_HINT, absolute_crops
 from mer.errors import DataError, MerError
 from mer.face.align import align, region_mask, warp_face
@@ -88,6 +89,10 @@ def run_prepare(cfg: Config, *, manifest_only: bool = False, preview: bool = Fal
     manifest, report = datasets.build_manifest(
         roots, megc_list=megc, smic_apex=cfg.data.smic_apex, missing_apex=cfg.data.missing_apex
     )
+    if megc is not None:  # which variant of the list, what it expects, and what was found
+        listed = megc_list(megc)
+        _echo(listed.describe())
+        _echo(selection_summary(listed, manifest, report))
     return prepare_from_manifest(cfg, manifest, report, out_dir, manifest_only=manifest_only, preview=preview)
 
 

@@ -99,9 +99,17 @@ def casme2_sample(
 
 
 def make_casme2(
-    root: Path, samples: Sequence[dict[str, Any]] | None = None, coding_name: str = "CASME2-coding-20140508.xlsx"
+    root: Path,
+    samples: Sequence[dict[str, Any]] | None = None,
+    coding_name: str = "CASME2-coding-20140508.xlsx",
+    header: Sequence[str] = CASME2_HEADER,
+    blank_columns: Sequence[int] = (),
 ) -> Path:
-    """`root/CASME2-coding-*.xlsx` + `root/CASME2_RAW_selected/subNN/<Filename>/img<N>.jpg`."""
+    """`root/CASME2-coding-*.xlsx` + `root/CASME2_RAW_selected/subNN/<Filename>/img<N>.jpg`.
+
+    `header` may spell the columns differently (a sheet version); `blank_columns` inserts columns with a blank header
+    and blank cells at those positions (`CASME2-coding-updated.xlsx` has them at 2 and 6: pandas' `Unnamed: 2`).
+    """
     samples = samples if samples is not None else [casme2_sample()]
     table = []
     (root / "CASME2_RAW_selected").mkdir(parents=True, exist_ok=True)
@@ -111,7 +119,11 @@ def make_casme2(
             number = int(str(s["subject"]).lower().removeprefix("sub"))
             folder = root / "CASME2_RAW_selected" / f"sub{number:02d}" / s["filename"]
             write_frames(folder, [f"img{n}.jpg" for n in s["frames"]], s.get("images"))
-    write_xlsx(root / coding_name, CASME2_HEADER, table)
+    header_row: list[Any] = list(header)
+    for i in sorted(blank_columns):
+        for line in [header_row, *table]:
+            line.insert(i, None)
+    write_xlsx(root / coding_name, header_row, table)
     return root
 
 
@@ -144,9 +156,20 @@ def samm_sample(
 
 
 def make_samm(
-    root: Path, samples: Sequence[dict[str, Any]] | None = None, coding_name: str = "SAMM_Micro_FACS_Codes_v2.xlsx"
+    root: Path,
+    samples: Sequence[dict[str, Any]] | None = None,
+    coding_name: str = "SAMM_Micro_FACS_Codes_v2.xlsx",
+    preamble: bool = True,
+    sheet: str | None = None,
+    before: Sequence[str] = (),
+    header: Sequence[str] = (),
 ) -> Path:
-    """`root/SAMM_Micro_FACS_Codes_v2.xlsx` (13 preamble rows, header on row 14) + `root/SAMM/006/006_1_2/*.jpg`."""
+    """`root/SAMM_Micro_FACS_Codes_v2.xlsx` (13 preamble rows, header on row 14) + `root/SAMM/006/006_1_2/*.jpg`.
+
+    `preamble=False` writes the header on row 1 (`SAMM_20181215_Micro_FACS_Codes_v2.xlsx`, `SAMM.xlsx`); `sheet` names
+    the coding sheet and `before` adds other sheets in front of it (`SAMM.xlsx`: `MICRO_ONLY` is not the first);
+    `header` replaces the column names.
+    """
     samples = samples if samples is not None else [samm_sample()]
     table: list[list[Any]] = []
     (root / "SAMM").mkdir(parents=True, exist_ok=True)
@@ -170,15 +193,18 @@ def make_samm(
             sub = f"{int(s['subject']):03d}"
             names = [f"{sub}_{n:05d}.jpg" for n in s["frames"]]
             write_frames(root / "SAMM" / sub / s["filename"], names, s.get("images"))
-    write_xlsx(root / coding_name, SAMM_HEADER, table, SAMM_PREAMBLE)
+    write_xlsx(root / coding_name, list(header or SAMM_HEADER), table, SAMM_PREAMBLE if preamble else [],
+               title=sheet or "Sheet1", before=before)  # fmt: skip
     return root
 
 
-def make_smic(root: Path, clips: Sequence[tuple[str, str, str, int]] | None = None) -> Path:
-    """`root/HS/<subject>/micro/<class>/<clip>/image<N>.jpg`; clips are (subject, class, clip, n_frames)."""
+def make_smic(root: Path, clips: Sequence[tuple[str, str, str, int]] | None = None, micro: bool = True) -> Path:
+    """`root/HS/<subject>/micro/<class>/<clip>/image<N>.jpg`; clips are (subject, class, clip, n_frames).
+
+    `micro=False` leaves out the `micro/` level (`HS/<subject>/<class>/<clip>/`), as some copies do."""
     clips = clips if clips is not None else [("s1", "negative", "s1_ne_01", 5)]
     for subject, cls, clip, n in clips:
-        folder = root / "HS" / subject / "micro" / cls / clip
+        folder = root / "HS" / subject / ("micro" if micro else "") / cls / clip
         write_frames(folder, [f"image{90823 + i:06d}.jpg" for i in range(n)])
     return root
 
@@ -242,10 +268,124 @@ def make_folder(root: Path, samples: Sequence[tuple[str, str, str, int, Any]] | 
     return root
 
 
-def write_megc_list(path: Path, entries: Sequence[tuple[str, str, str, int]], header: bool = False) -> Path:
-    """A `combined_3class_gt.csv`: rows dataset,subject,filename,label (0 neg / 1 pos / 2 sur)."""
+def write_megc_list(
+    path: Path, entries: Sequence[tuple[str, str, str, int]], header: bool = False, style: str = "plain"
+) -> Path:
+    """A `combined_3class_gt.csv`: rows dataset,subject,filename,label (0 neg / 1 pos / 2 sur).
+
+    `style`: "plain" (LF), "crlf" (the 442-row `combined_3class_gt.csv`) or "blank" (the official
+    `combined_3class_gt-2.csv`: LF and a `,,,` line after every row but the last).
+    """
     lines = ["dataset,subject,filename,label"] if header else []
     lines += [",".join(str(v) for v in e) for e in entries]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    if style == "crlf":
+        path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    elif style == "blank":
+        path.write_bytes(("\n,,,\n".join(lines) + "\n").encode())
+    else:
+        path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# ------------------------------------------------------------------ the MEGC2019 composite at full size
+
+# Published facts (docs/datasets.md, ../shared/DATASETS.md): what each dataset's label file holds and what the
+# MEGC2019 list keeps. The trees below are built from them; names follow the documented spellings, not the real list.
+CASME2_LISTED = {"disgust": 61, "repression": 27, "happiness": 32, "surprise": 25}  # 145 = 88 / 32 / 25
+CASME2_UNLISTED = {"others": 99, "sadness": 7, "fear": 2}  # + the two disgust samples the list leaves out
+CASME2_UNLISTED_DISGUST = [(4, "EP12_01f"), (5, "EP09_05f")]
+CASME2_UNLISTED_SUBJECTS = (10, 18)  # 26 subjects in the sheet, 24 in the list
+SAMM_LISTED = {"Anger": 57, "Contempt": 12, "Disgust": 9, "Fear": 8, "Sadness": 6, "Happiness": 26, "Surprise": 15}
+SAMM_OTHER = 26
+SAMM_SUBJECTS = [n for n in range(6, 38) if n not in (8, 25, 27)]  # 29 subjects with micro-movements
+SAMM_ONLY_OTHER = 29  # the subject whose rows are all Other: 28 listed subjects
+SAMM_APEX_LESS = {"028_4_1": 0, "032_3_1": 0, "032_3_2": 0}  # apex -1 rows, all listed negative; 032_3_1 only in 442
+SMIC_SUBJECTS = [n for n in range(1, 21) if n not in (7, 10, 16, 17)]  # 16 subjects
+SMIC_CLASSES = {"negative": 70, "positive": 51, "surprise": 43}
+LIST_LABEL = {"negative": 0, "positive": 1, "surprise": 2}
+CASME2_CLASS = {"disgust": "negative", "repression": "negative", "happiness": "positive", "surprise": "surprise"}
+SAMM_CLASS = {**dict.fromkeys(["Anger", "Contempt", "Disgust", "Fear", "Sadness"], "negative"),
+              "Happiness": "positive", "Surprise": "surprise"}  # fmt: skip
+
+
+def _spread(counts: dict[str, int]) -> list[str]:
+    """The labels of `counts` interleaved (a, b, c, a, b, ...), so round-robin subjects get a mix."""
+    pools = {k: v for k, v in counts.items()}
+    out: list[str] = []
+    while any(pools.values()):
+        for k in pools:
+            if pools[k]:
+                out.append(k)
+                pools[k] -= 1
+    return out
+
+
+def make_megc_trees(root: Path) -> dict[str, Any]:
+    """CASME II (255 sheet rows, 26 subjects), SAMM (159 rows after a 13-row preamble, 29 subjects) and SMIC-HS (164
+    clips, 16 subjects) in their shipped layouts with 2 tiny frames per sample, and the two MEGC2019 list variants:
+    `combined_3class_gt.csv` (442 rows, CRLF) and `combined_3class_gt-2.csv` (441 rows, LF + `,,,` lines).
+
+    Quirks on board: CASME II apex `/` rows, SAMM apex -1 rows (028_4_1, 032_3_1, 032_3_2), SAMM integer subjects in
+    the sheet and the list, SMIC folders `s1/micro/negative/s1_ne_01` listed as `s01,s01_ne_01`. Returns the roots,
+    the list paths and the listed entries.
+    """
+    listed: list[tuple[str, str, str, int]] = []
+    # CASME II
+    casme_rows: list[dict[str, Any]] = []
+    counter: dict[int, int] = {}
+
+    def casme_name(subject: int) -> str:
+        k = counter[subject] = counter.get(subject, 19) + 1
+        return f"EP{k:02d}_{k % 9 + 1:02d}" + ("f" if k % 3 == 0 else "")
+
+    listed_subjects = [n for n in range(1, 27) if n not in CASME2_UNLISTED_SUBJECTS]
+    for i, emotion in enumerate(_spread(CASME2_LISTED)):
+        subject = listed_subjects[i % len(listed_subjects)]
+        name, onset = casme_name(subject), 46 + i
+        apex: int | str = "/" if i % 20 == 7 else onset + 1
+        casme_rows.append(casme2_sample(subject, name, onset, apex, onset + 1, emotion, frames=[onset, onset + 1]))
+        listed.append(("casme2", f"sub{subject:02d}", name, LIST_LABEL[CASME2_CLASS[emotion]]))
+    for i, emotion in enumerate(_spread(CASME2_UNLISTED)):
+        subject, onset = i % 26 + 1, 100 + i
+        casme_rows.append(casme2_sample(subject, casme_name(subject), onset, onset + 1, onset + 1, emotion,
+                                        frames=[onset, onset + 1]))  # fmt: skip
+    for subject, name in CASME2_UNLISTED_DISGUST:
+        casme_rows.append(casme2_sample(subject, name, 10, 11, 11, "disgust", frames=[10, 11]))
+    casme = make_casme2(root / "CASME2", casme_rows)
+    # SMIC-HS: folders s1/…/s1_ne_01, the list writes s01,s01_ne_01
+    clips, seen = [], {}
+    for i, cls in enumerate(_spread(SMIC_CLASSES)):
+        n = SMIC_SUBJECTS[i % len(SMIC_SUBJECTS)]
+        seen[(n, cls)] = seen.get((n, cls), 0) + 1
+        short = {"negative": "ne", "positive": "po", "surprise": "sur"}[cls]
+        clips.append((f"s{n}", cls, f"s{n}_{short}_{seen[(n, cls)]:02d}", 2))
+        listed.append(("smic", f"s{n:02d}", f"s{n:02d}_{short}_{seen[(n, cls)]:02d}", LIST_LABEL[cls]))
+    smic_root = make_smic(root / "SMIC", clips)
+    # SAMM: integer subjects, header on row 14, apex -1 rows
+    samm_rows: list[dict[str, Any]] = []
+    with_listed = [n for n in SAMM_SUBJECTS if n != SAMM_ONLY_OTHER]
+    emotions = _spread(SAMM_LISTED)
+    named = [(28, "028_4_1"), (32, "032_3_1"), (32, "032_3_2")]  # the apex -1 rows, negative (Anger)
+    for i, emotion in enumerate(emotions):
+        if i < len(named):
+            subject, name = named[i]
+            emotion, apex = "Anger", -1
+        else:
+            subject = with_listed[i % len(with_listed)]
+            name, apex = f"{subject:03d}_{i % 7 + 1}_{i + 10}", 5001
+        samm_rows.append(samm_sample(subject, name, 5000, apex, 5001, emotion, frames=[5000, 5001]))
+        listed.append(("samm", str(subject), name, LIST_LABEL[SAMM_CLASS[emotion]]))
+    others = [SAMM_ONLY_OTHER] * 3 + SAMM_SUBJECTS
+    for i in range(SAMM_OTHER):
+        subject = others[i % len(others)]
+        samm_rows.append(samm_sample(subject, f"{subject:03d}_9_{i + 1}", 10, 11, 11, "Other", frames=[10, 11]))
+    samm_root = make_samm(root / "SAMM", samm_rows)
+    gt442 = write_megc_list(root / "combined_3class_gt.csv", listed, style="crlf")
+    gt441 = write_megc_list(root / "combined_3class_gt-2.csv", [e for e in listed if e[2] != "032_3_1"], style="blank")
+    return {
+        "roots": {"casme2": casme, "samm": samm_root, "smic": smic_root},
+        "list442": gt442,
+        "list441": gt441,
+        "listed": listed,
+    }

@@ -161,14 +161,18 @@ def test_casme2_unreadable_and_wrong_xlsx(tmp_path: Path) -> None:
 
     make_casme2(tmp_path / "cols")
     write_xlsx(tmp_path / "cols" / "CASME2-coding-20140508.xlsx", ["Name", "Clip"], [["a", "b"]])
-    with pytest.raises(DataError, match="no header row with the columns subject, filename"):
+    with pytest.raises(
+        DataError,
+        match=r"no header row with the columns Subject, Filename, OnsetFrame \(or Onset\).*"
+        r"closest: sheet 'Sheet1' row 1 with Name, Clip",
+    ):
         casme2.read(tmp_path / "cols")
 
-    make_casme2(tmp_path / "two")
+    make_casme2(tmp_path / "two", coding_name="CASME2-coding-updated.xlsx")
     write_xlsx(tmp_path / "two" / "CASME2-coding-20200101.xlsx", ["x"], [])
     with pytest.raises(DataError, match="several coding files"):
         casme2.read(tmp_path / "two")
-    rows, _ = casme2.read(tmp_path / "two", coding=tmp_path / "two" / "CASME2-coding-20140508.xlsx")
+    rows, _ = casme2.read(tmp_path / "two", coding=tmp_path / "two" / "CASME2-coding-updated.xlsx")
     assert len(rows) == 1
 
 
@@ -584,7 +588,7 @@ def test_megc_selection(tmp_path: Path, header: bool) -> None:
     why = dict(zip(report["sample_id"], report["reason"], strict=True))
     assert why["sub01_EP03_02"] == "not in the MEGC2019 list"
     assert why["s1_po_01"].startswith("apex (kept): SMIC has no apex labels")  # listed and found: only the remark
-    assert why["006_1_3"].startswith("label differs: MEGC2019 list says positive")
+    assert why["006_1_3"].startswith("label (list): MEGC2019 list says positive, emotion 'Surprise' maps to surprise")
     assert why["s2_sur_05"].startswith("in the MEGC2019 list (surprise) but not in the manifest")
     assert report.set_index("sample_id").loc["s2_sur_05", "subject"] == "smic/s2"
 

@@ -220,7 +220,7 @@ def test_data_arguments():
     assert roots == {"casme2": "/cli/casme2", "samm": "/cfg/samm"}
 
 
-def test_run_prepare_calls_the_readers_and_defaults_to_data_prepared(corpus, tmp_path, monkeypatch):
+def test_run_prepare_calls_the_readers_and_defaults_to_data_prepared(corpus, tmp_path, monkeypatch, capsys):
     manifest, _ = corpus
     from mer.data import datasets
 
@@ -232,6 +232,7 @@ def test_run_prepare_calls_the_readers_and_defaults_to_data_prepared(corpus, tmp
 
     monkeypatch.setattr(datasets, "build_manifest", fake_build)
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "list.csv").write_text("casme2,sub01,EP02_01f,1\n")
     cli = ["data.roots.casme2=/d/c2", "data.megc_list=list.csv"]  # what `--data casme2=/d/c2 --megc-list` set
     cfg = load_config("demo", ["data.prepared=here/prepared", "data.smic_apex=spot", "data.missing_apex=middle", *cli])
     out = run_prepare(cfg, manifest_only=True)
@@ -242,6 +243,9 @@ def test_run_prepare_calls_the_readers_and_defaults_to_data_prepared(corpus, tmp
         "smic_apex": "spot",
         "missing_apex": "middle",
     }
+    printed = capsys.readouterr().out
+    assert "MEGC2019 list list.csv: a custom list of 1 samples (neither published variant)" in printed
+    assert "MEGC2019 list: 1 of 1 listed samples found (casme2 1/1); 0 take the list's label" in printed
     assert load_config("default").data.missing_apex == "spot"
     with pytest.raises(MerError, match="data.missing_apex: 'peak' is not allowed; choose one of: spot, middle, skip"):
         load_config("demo", ["data.missing_apex=peak"])

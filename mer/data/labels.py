@@ -61,6 +61,7 @@ TABLES: dict[str, dict[str, str | None]] = {
         "fear": None,
         "sadness": None,
         "others": None,
+        "other": None,
     },
     "samm": {
         "anger": NEG,
@@ -71,6 +72,7 @@ TABLES: dict[str, dict[str, str | None]] = {
         "happiness": POS,
         "surprise": SUR,
         "other": None,
+        "others": None,  # the spelling of some SAMM copies
     },
     "smic": {"negative": NEG, "positive": POS, "surprise": SUR, "ne": NEG, "po": POS, "sur": SUR},
     "ckplus": {**MACRO, **{code: MACRO[name] for code, name in CKPLUS_CODES.items()}},

@@ -6,6 +6,8 @@ of aliases and the one subject normalization without importing the other.
 
 from __future__ import annotations
 
+import re
+
 from mer.data.manifest import as_int
 
 # Other spellings users type for the same datasets (`--data ck+=...`, `casmeii` in a MEGC list).
@@ -63,3 +65,23 @@ def normalize_subject(dataset: str, subject: object) -> str:
     values are returned as given."""
     text = str(subject).strip().split("/")[-1]
     return subject_folder(dataset, text) or text
+
+
+# A sample name that starts with its subject's number: SMIC s01_ne_01 (list) / s1_ne_01 (folder), SAMM 6_1_2 / 006_1_2
+_LEADING_SUBJECT = re.compile(r"^(s|sub)?0*(\d+)(?=_)")
+
+
+def normalize_sample(dataset: str, name: object) -> str:
+    """A sample name in one spelling, so the MEGC2019 list's names match the folders: lower case, and a leading
+    subject number written as the dataset's folders write it (SMIC s01_ne_01 → s1_ne_01, SAMM 6_1_2 → 006_1_2).
+
+    CASME II names (EP02_01f) carry no subject and only lose their case; other datasets' names are lower-cased.
+    """
+    text = str(name).strip().lower()
+    if dataset not in ("smic", "samm"):
+        return text
+    match = _LEADING_SUBJECT.match(text)
+    if match is None:
+        return text
+    folder = subject_folder(dataset, match.group(2))
+    return f"{folder}{text[match.end() :]}" if folder else text

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -273,13 +274,25 @@ SAMM_PREAMBLE: list[list[Any]] = [
 ]
 
 
-def write_xlsx(path: Path, header: list[str], rows: list[list[Any]], preamble: list[list[Any]] = ()) -> None:
-    """An xlsx coding sheet (openpyxl) with fixed timestamps inside and in the zip, so the bytes are reproducible."""
+def write_xlsx(
+    path: Path,
+    header: list[Any],
+    rows: list[list[Any]],
+    preamble: list[list[Any]] = (),
+    title: str = "Sheet1",
+    before: Sequence[str] = (),
+) -> None:
+    """An xlsx coding sheet (openpyxl) with fixed timestamps inside and in the zip, so the bytes are reproducible.
+
+    `title` names the sheet; `before` puts other (one-cell) sheets in front of it, as `SAMM.xlsx` has them.
+    """
     from openpyxl import Workbook  # local: only generating a corpus writes xlsx, a reused one never does
 
     wb = Workbook()
     ws = wb.active
-    ws.title = "Sheet1"
+    ws.title = title
+    for name in before:
+        wb.create_sheet(name, 0)["A1"] = "not the coding table"
     for line in preamble:
         ws.append(line)
     ws.append(header)

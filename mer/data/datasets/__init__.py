@@ -17,9 +17,10 @@ from typing import Any
 import pandas as pd
 
 from mer.data.datasets import casme2, casme3, ckplus, dfme, folder, fourdme, jaffe, mmew, mug, oulu, samm, smic
-from mer.data.datasets._common import APEX_KEPT, KEPT_REMARKS, MISSING_APEX
+from mer.data.datasets._common import APEX_KEPT, KEPT_REMARKS, MISSING_APEX, LabelFile
+from mer.data.labels import resolve
 from mer.data.manifest import make_frame, make_report, skip
-from mer.data.megc import select_megc
+from mer.data.megc import MEGC_DATASETS, select_megc
 from mer.data.names import dataset_key
 from mer.errors import ConfigError, DataError
 
@@ -41,6 +42,13 @@ READERS: dict[str, Reader] = {
     "mug": mug.read,
     "folder": folder.read,
     "folder_macro": folder.read_macro,
+}
+# Where a dataset has a label file: `label_file(root, ...)` → its path, version and data rows (`_common.LabelFile`),
+# which `mer datasets check` (`mer.data.check`) reports. Readers without one (folders carry the labels) are not listed.
+LABEL_FILES: dict[str, Callable[..., LabelFile]] = {
+    "casme2": casme2.label_file,
+    "samm": samm.label_file,
+    "smic": smic.label_file,
 }
 DATASETS: tuple[str, ...] = tuple(READERS)
 KIND: dict[str, str] = {
@@ -112,7 +120,8 @@ def build_manifest(
     has no apex labels at all. Kept ones are listed in the report as "apex (kept): ..." and the manifest's
     `apex_source` says label, spotted or middle.
     `megc_list` (the official `combined_3class_gt.csv`) keeps exactly the listed CASME II / SAMM / SMIC samples
-    and reports the rest; `options` passes reader options per dataset, e.g. {"mug": {"frames": 6},
+    and reports the rest; a listed sample whose sheet emotion is outside the 3-class mapping is kept with the list's
+    label and reported as "label (list): ..."; `options` passes reader options per dataset, e.g. {"mug": {"frames": 6},
     "casme2": {"frames_dir": "Cropped"}} (a `missing_apex` there overrides the policy for that dataset).
     """
     if not roots:
@@ -140,6 +149,8 @@ def build_manifest(
     for name in names:
         if "missing_apex" in reader_options(name):
             per_dataset[name].setdefault("missing_apex", smic_apex if name == "smic" else missing_apex)
+        if megc_list is not None and name in MEGC_DATASETS and "keep_unmapped" in reader_options(name):
+            per_dataset[name].setdefault("keep_unmapped", True)  # the list's label wins over the sheet's mapping
     rows: Rows = []
     skipped: Rows = []
     for name, given in names.items():
@@ -147,10 +158,18 @@ def build_manifest(
         rows += got
         skipped += missed
     rows = _drop_duplicates(rows, skipped)
-    manifest = make_frame(rows)
+    unmapped = [r for r in rows if not r["label"]]
+    manifest = make_frame([r for r in rows if r["label"]])
     if megc_list is not None:
-        manifest, listed = select_megc(manifest, megc_list, datasets=list(names))
+        manifest, listed = select_megc(manifest, megc_list, datasets=list(names), unmapped=make_frame(unmapped))
         skipped += listed.to_dict("records")
+    kept = set(zip(manifest["dataset"], manifest["sample_id"], strict=True))
+    for r in unmapped:  # outside the mapping and not kept by a list: the reason the reader would have given
+        if (r["dataset"], r["sample_id"]) not in kept:
+            path = Path(r["frames"][0]).parent if r["frames"] else ""
+            skipped.append(
+                skip(r["dataset"], r["subject"], r["sample_id"], path, resolve(r["dataset"], r["emotion"]).reason)
+            )
     return manifest, make_report(_remarks_of_kept(skipped, manifest))
 
 
@@ -163,6 +182,7 @@ def _remarks_of_kept(skipped: Rows, manifest: pd.DataFrame) -> Rows:
 
 __all__ = [
     "APEX_KEPT",
+    "LABEL_FILES",
     "DATASETS",
     "KIND",
     "MACRO",

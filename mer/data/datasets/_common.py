@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -19,6 +19,10 @@ MISSING_APEX = ("spot", "middle", "skip")  # what a reader does with a clip that
 APEX_KEPT = "apex (kept):"  # report remark on a kept clip without an apex label (where its apex comes from)
 ERRATUM_FIXED = "erratum (fixed):"  # report remark on a kept row whose coding cells were corrected (CAS(ME)^3 errata)
 KEPT_REMARKS = (APEX_KEPT, ERRATUM_FIXED)  # remarks about kept rows (dropped from the report with their row)
+# Report reasons `mer datasets check` counts (the readers write them through these constants).
+NO_FOLDER = "frame folder not found:"
+NO_IMAGES = "no images in"
+NO_ROW = "frame folder has no row in"
 _DIGITS = re.compile(r"\d+")
 _KEY = re.compile(r"[\s_\-]+")
 
@@ -111,45 +115,136 @@ def column_key(name: Any) -> str:
     return _KEY.sub("", str(name).strip().lower())
 
 
-def find_one(root: Path, patterns: Sequence[str], what: str, dataset: str, expected: str) -> Path:
-    """The single file in root matching one of the glob patterns; DataError when none or several match."""
+def find_one(
+    root: Path, patterns: Sequence[str], what: str, dataset: str, expected: str, preferred: Sequence[str] = ()
+) -> Path:
+    """The file in root matching one of the glob patterns; DataError when none matches, or several match and none of
+    them is in `preferred` (file names in order of preference: the versions the published counts come from)."""
     hits = sorted(
-        {p for pattern in patterns for p in root.glob(pattern) if p.is_file() and not p.name.startswith("~$")}
+        {p for pattern in patterns for p in root.glob(pattern) if p.is_file() and not p.name.startswith(("~$", "."))}
     )
     if not hits:
         raise layout_error(root, dataset, expected)
     if len(hits) > 1:
+        by_name = {p.name.lower(): p for p in hits}
+        for name in preferred:
+            if name.lower() in by_name:
+                return by_name[name.lower()]
         names = ", ".join(p.name for p in hits)
         raise DataError(f"{root}: several {what} files ({names}); keep one or pass coding=<file> for {dataset}")
     return hits[0]
 
 
-def read_sheet(
-    path: Path, required: Iterable[str], dataset: str, scan_rows: int = 40, sheet: str | int = 0
-) -> pd.DataFrame:
-    """Read a coding spreadsheet whose header row may sit below a preamble (SAMM: row 14).
+Columns = Sequence[str | Sequence[str]]  # each required column: one name or its accepted spellings
 
-    The header is the first row (within `scan_rows`) holding every required column name (compared by
-    `column_key`); columns are renamed to those keys, fully empty rows dropped. Cells keep their Python
-    types (object dtype), so a Subject of 6 or '006' is normalized by the reader, not by pandas' guess.
-    `sheet` names the worksheet (default: the first).
+
+def _spellings(columns: Columns) -> list[list[str]]:
+    return [[c] if isinstance(c, str) else list(c) for c in columns]
+
+
+def _show(spellings: list[list[str]]) -> str:
+    return ", ".join(names[0] + (f" (or {' / '.join(names[1:])})" if len(names) > 1 else "") for names in spellings)
+
+
+def read_sheet(
+    path: Path,
+    required: Columns,
+    dataset: str,
+    scan_rows: int = 40,
+    prefer_sheets: Sequence[str] = (),
+    sheet: str | int | None = None,
+) -> pd.DataFrame:
+    """Read a coding spreadsheet whose header row may sit below a preamble (SAMM v2: row 14), in any of its sheets.
+
+    Each required column is a name or a list of accepted spellings, compared by `column_key` (case, spaces,
+    underscores and hyphens ignored: 'Onset Frame' = 'OnsetFrame'). The header is the first row (within `scan_rows`)
+    holding every required column; sheets named in `prefer_sheets` (SAMM.xlsx's MICRO_ONLY) are searched first,
+    then the others in workbook order; `sheet` (a name or index) reads that sheet only. Columns are renamed to the
+    key of each column's first spelling (others to their own key; blank headers, e.g. CASME II's `Unnamed` columns,
+    to `_col<i>`), fully empty rows dropped.
+    `attrs` holds `sheet`, `sheets` (how many the workbook has), `header_row` (1-based, as Excel numbers it) and
+    `headers` (the cells as written).
+    Cells keep their Python types (object dtype), so a Subject of 6 or '006' is normalized by the reader.
+    DataError when no sheet fits: it names the columns expected and the best header row found.
     """
-    required = [column_key(c) for c in required]
+    spellings = _spellings(required)
+    keys = [[column_key(n) for n in names] for names in spellings]
+    if path.suffix.lower() == ".xls":
+        raise DataError(f"{path} is an Excel 97-2003 .xls file: open it and save it as .xlsx (mer reads xlsx files)")
     try:
-        raw = pd.read_excel(path, sheet_name=sheet, header=None, dtype=object, engine="openpyxl")
+        book = pd.read_excel(path, header=None, dtype=object, engine="openpyxl", sheet_name=sheet)
+        book = book if isinstance(book, dict) else {str(sheet): book}
     except Exception as err:  # openpyxl/zipfile raise many types for a corrupt or non-xlsx file
         raise DataError(f"cannot read {dataset} coding file {path}: {type(err).__name__}: {err}".strip()) from None
-    for row in range(min(scan_rows, len(raw))):
-        keys = [column_key(v) if cell_text(v) else "" for v in raw.iloc[row].tolist()]
-        if all(k in keys for k in required):
-            body = raw.iloc[row + 1 :].copy()
-            body.columns = [k or f"_col{i}" for i, k in enumerate(keys)]
+    wanted = {s.lower() for s in prefer_sheets}
+    order = sorted(book, key=lambda name: (name.lower() not in wanted, list(book).index(name)))
+    best: tuple[int, str, int, list[str]] = (-1, "", 0, [])
+    for name in order:
+        raw = book[name]
+        for line in range(min(scan_rows, len(raw))):
+            cells = [cell_text(v) for v in raw.iloc[line].tolist()]
+            found = [column_key(c) if c else "" for c in cells]
+            hits = [next((k for k in alias if k in found), None) for alias in keys]
+            score = sum(h is not None for h in hits)
+            if score > best[0]:
+                best = (score, name, line + 1, [c for c in cells if c])
+            if score < len(keys):
+                continue
+            rename = {hit: alias[0] for hit, alias in zip(hits, keys, strict=True)}
+            body = raw.iloc[line + 1 :].copy()
+            body.columns = [rename.get(k, k) or f"_col{i}" for i, k in enumerate(found)]
             body = body.loc[:, ~body.columns.duplicated()]
-            return body.dropna(how="all").reset_index(drop=True)
+            body = body.dropna(how="all").reset_index(drop=True)
+            body.attrs = {
+                "sheet": name,
+                "sheets": len(book),
+                "header_row": line + 1,
+                "headers": [c for c in cells if c],
+            }
+            return body
+    where = f"sheet '{best[1]}' row {best[2]} with {', '.join(best[3]) or 'nothing'}" if best[0] >= 0 else "none"
     raise DataError(
-        f"{path}: no header row with the columns {', '.join(required)} in its first {scan_rows} rows "
-        f"(is this the {dataset} coding file?)"
+        f"{path}: no header row with the columns {_show(spellings)} in the first {scan_rows} rows of any sheet; "
+        f"closest: {where} (is this the {dataset} coding file?)"
     )
+
+
+class LabelFile(NamedTuple):
+    """What `mer datasets check` reports about a dataset's label file: its path, version and data rows."""
+
+    path: Path
+    version: str
+    rows: int | None  # data rows (None: labels come from folders)
+
+
+def sheet_version(path: Path, table: pd.DataFrame, versions: Sequence[tuple[str, str]], subject_column: str) -> str:
+    """The label-file version in words: the first of `versions` (file-name regex, name) that matches, then where
+    the header is, how many data rows, blank columns and apex-less cells it has."""
+    name = next((label for pattern, label in versions if re.search(pattern, path.name, re.IGNORECASE)), "unknown")
+    attrs = table.attrs
+    blank = sum(str(c).startswith("_col") for c in table.columns)
+    parts = [f"{name}: {path.name}"]
+    if attrs.get("sheets", 1) > 1:
+        parts.append(f"sheet {attrs['sheet']}")
+    parts.append(f"header on row {attrs.get('header_row', '?')}")
+    parts.append(f"{sheet_rows(table, subject_column)} rows")
+    if blank:
+        parts.append(f"{blank} blank-header column(s)")
+    return ", ".join(parts)
+
+
+def coded_label_file(
+    sheet: Path, columns: Columns, display: str, versions: Sequence[tuple[str, str]], prefer_sheets: Sequence[str] = ()
+) -> LabelFile:
+    """The `LabelFile` of a coding sheet read with `columns` (its first column counts the data rows)."""
+    table = read_sheet(sheet, columns, display, prefer_sheets=prefer_sheets)
+    key = column_key(_spellings(columns)[0][0])
+    return LabelFile(sheet, sheet_version(sheet, table, versions, key), sheet_rows(table, key))
+
+
+def sheet_rows(table: pd.DataFrame, subject_column: str) -> int:
+    """Data rows of a coding sheet: rows with a Subject cell (text notes below the table are not rows)."""
+    return int(sum(bool(cell_text(v)) for v in table.get(subject_column, pd.Series(dtype=object))))
 
 
 def row(
@@ -184,10 +279,18 @@ def row(
     }
 
 
-def label_or_skip(dataset: str, emotion: Any, skip_row: dict[str, Any], skipped: list[dict[str, Any]]) -> str | None:
-    """The class of an emotion, or None after appending `skip_row` with the label's reason to `skipped`."""
+def label_or_skip(
+    dataset: str, emotion: Any, skip_row: dict[str, Any], skipped: list[dict[str, Any]], keep_unmapped: bool = False
+) -> str | None:
+    """The class of an emotion, or None after appending `skip_row` with the label's reason to `skipped`.
+
+    With `keep_unmapped` an emotion outside the mapping gives "" instead (no report row): the row is kept for a
+    MEGC2019 list, whose label then wins (`build_manifest` reports the reason of every such row the list leaves out).
+    """
     result = resolve(dataset, emotion)
     if result.label is None:
+        if keep_unmapped:
+            return ""
         skipped.append({**skip_row, "reason": result.reason})
     return result.label
 
@@ -300,23 +403,27 @@ def read_coded(
     display: str,
     frames_root: Path,
     sheet: Path,
-    columns: Sequence[str],
+    columns: Columns,
     subject_folder: Callable[[Any], str | None],
     sample_id: Callable[[str, str], str],
     missing_apex: str = "spot",
     aus: str | None = None,
+    keep_unmapped: bool = False,
+    prefer_sheets: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Rows of a micro dataset described by a coding sheet (CASME II, SAMM) over `frames_root/<subject>/<filename>/`.
 
-    `columns` are the sheet's Subject, Filename, Onset, Apex, Offset and Emotion headers in that order;
+    `columns` are the sheet's Subject, Filename, Onset, Apex, Offset and Emotion headers in that order (each a name
+    or its accepted spellings, see `read_sheet`); `keep_unmapped` keeps rows whose emotion is outside the mapping
+    (label "", see `label_or_skip`);
     `subject_folder` turns a Subject cell into its folder name; `sample_id(folder, filename)` names a sample.
     A row whose apex cell holds no label ('/', -1, blank) gets its apex by `missing_apex` (`resolve_apex`).
     Frame folders that no coding row names are reported too, so nothing on disk is left out silently.
     `aus` names the action-unit column, parsed into the rows' `aus` (`parse_aus`; 4DME's `AU4(k)`).
     """
     check_missing_apex(name, missing_apex)
-    keys = [column_key(c) for c in columns]
-    table = read_sheet(sheet, columns, display)
+    keys = [column_key(names[0]) for names in _spellings(columns)]
+    table = read_sheet(sheet, columns, display, prefer_sheets=prefer_sheets)
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     used: set[Path] = set()
@@ -333,12 +440,12 @@ def read_coded(
         used.add(folder)
         base = skip(name, subject, sid, folder, "")
         emotion = cell_text(cells.get(keys[5]))
-        label = label_or_skip(name, emotion, base, skipped)
+        label = label_or_skip(name, emotion, base, skipped, keep_unmapped)
         if label is None:
             continue
         frames = images(folder)
         if not frames:
-            what = "no images in" if folder.is_dir() else "frame folder not found:"
+            what = NO_IMAGES if folder.is_dir() else NO_FOLDER
             skipped.append({**base, "reason": f"{what} {folder}"})
             continue
         idx = coded_indices(frames, cells.get(keys[2]), cells.get(keys[3]), cells.get(keys[4]), folder)
@@ -360,6 +467,6 @@ def read_coded(
         for folder in subdirs(sub):
             if folder not in used:
                 sid = sample_id(sub.name, folder.name)
-                reason = f"frame folder has no row in {sheet.name}"
+                reason = f"{NO_ROW} {sheet.name}"
                 skipped.append(skip(name, f"{name}/{sub.name}", sid, folder, reason))
     return rows, skipped
