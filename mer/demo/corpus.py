@@ -34,6 +34,7 @@ from mer.demo.layouts import (
     plan_smic,
     write_xlsx,
 )
+from mer.demo.longvideos import LONG, LONG_FOLDERS, long_identity_ids, plan_long, videos_frame, write_long
 from mer.demo.spec import DATASETS, FOLDERS, FPS, GENERATOR_VERSION, MACRO, MICRO, POS, DemoSpec
 from mer.errors import DataError
 
@@ -68,6 +69,9 @@ class DemoSummary:
     skipped: dict[str, int] = field(default_factory=dict)
     identities: pd.DataFrame = field(default_factory=pd.DataFrame)
     identity_sheet: Path | None = None
+    long_roots: dict[str, Path] = field(default_factory=dict)  # casme_sq, samm_lv → their roots (long videos)
+    long_videos: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per long video
+    long_intervals: pd.DataFrame = field(default_factory=pd.DataFrame)  # the ground truth `read_long` gives back
 
     def describe(self) -> str:
         """A short table for the terminal: samples per dataset and class, subjects, skips and the preview path."""
@@ -99,6 +103,14 @@ class DemoSummary:
             lines.append(f"identities: {roles.get('micro', 0)} micro, {roles.get('macro', 0)} macro (none shared), "
                          f"{roles.get('held_out', 0)} held out for the test video")  # fmt: skip
             lines.append(f"identity sheet (one neutral frame per identity): {self.identity_sheet}")
+        if len(self.long_videos):
+            parts = []
+            for d, g in self.long_videos.groupby("dataset", sort=False):
+                truth = self.long_intervals[self.long_intervals["dataset"] == d]
+                parts.append(f"{d} {len(g)} videos of {g['subject'].nunique()} subjects, {int(g['n_frames'].sum())} "
+                             f"frames at {int(g['fps'].iloc[0])} fps, {int((truth['kind'] == 'ME').sum())} ME + "
+                             f"{int((truth['kind'] == 'MaE').sum())} MaE")  # fmt: skip
+            lines.append("long videos (spotting): " + "; ".join(parts))
         lines.append(f"preview: {self.preview}")
         return "\n".join(lines)
 
@@ -284,6 +296,7 @@ def generate_corpus(out: str | Path, seed: int = 0, quick: bool = False, spec: D
         if k in wanted:
             preview_frames[k] = frames
 
+    long_videos, long_intervals = _write_long_videos(out, spec, seed)
     table = _samples_table(samples)
     preview = _write_preview(out / PREVIEW, samples, preview_frames, wanted)
     people = identities_table(spec, seed, identities, samples)
@@ -297,9 +310,36 @@ def generate_corpus(out: str | Path, seed: int = 0, quick: bool = False, spec: D
         "spec": asdict(spec),
         "samples": json.loads(table.to_json(orient="records")),
         "identities": json.loads(people.to_json(orient="records")),
+        "long_videos": json.loads(long_videos.to_json(orient="records")),
+        "long_intervals": json.loads(long_intervals.to_json(orient="records")),
     }
     marker.write_text(json.dumps(record, indent=1))
-    return _summary(out, table, people, spec, seed, quick, preview, False, time.perf_counter() - started)
+    summary = _summary(out, table, people, spec, seed, quick, preview, False, time.perf_counter() - started)
+    return _with_long(summary, long_videos, long_intervals)
+
+
+def _write_long_videos(out: Path, spec: DemoSpec, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The long videos (`mer.demo.longvideos`) and their workbooks: (videos table, ground-truth intervals).
+
+    Their plan and pixels come from streams of their own, so the rest of the corpus is the same with or without them.
+    """
+    if spec.long_subjects == 0:
+        return pd.DataFrame(), pd.DataFrame()
+    from tqdm.auto import tqdm
+
+    plans = plan_long(spec, np.random.default_rng([seed, 4243]), long_identity_ids(spec, held_out_id(spec) + 1), seed)
+    roots = {d: out / LONG_FOLDERS[d] for d in LONG}
+    with tqdm(total=sum(len(p.files) for p in plans), desc="demo long videos", unit="frame", leave=False) as bar:
+        truth = write_long(roots, plans, spec, seed, lambda path, image: _write_image(path, image, spec), bar.update)
+    return videos_frame(plans), truth
+
+
+def _with_long(summary: DemoSummary, videos: pd.DataFrame, intervals: pd.DataFrame) -> DemoSummary:
+    """The summary with its long videos (roots only when there are any)."""
+    if len(videos):
+        summary.long_roots = {d: summary.root / LONG_FOLDERS[d] for d in LONG}
+        summary.long_videos, summary.long_intervals = videos, intervals
+    return summary
 
 
 def load_summary(out: str | Path) -> DemoSummary:
@@ -401,23 +441,28 @@ def _summary_from_marker(out: Path, record: dict[str, Any]) -> DemoSummary | Non
     try:
         table = pd.DataFrame(record["samples"])
         spec_dict = dict(record["spec"])
-        spec_dict["ckplus_frames"] = tuple(spec_dict["ckplus_frames"])
-        spec_dict["micro_seconds"] = tuple(spec_dict["micro_seconds"])
-        spec = DemoSpec(**{f.name: spec_dict[f.name] for f in fields(DemoSpec)})
+        values = {f.name: spec_dict[f.name] for f in fields(DemoSpec)}
+        spec = DemoSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
         people = pd.DataFrame(record["identities"])
+        long_videos = pd.DataFrame(record["long_videos"])
+        long_intervals = pd.DataFrame(record["long_intervals"])
     except (KeyError, TypeError, ValueError):
         return None
+    if len(long_intervals):
+        long_intervals["apex"] = pd.array(long_intervals["apex"].tolist(), dtype="Int64")
     table["keep"] = table["keep"].astype(bool)
     table["apex_less"] = table["apex_less"].astype(bool)
     files = [out / p for p in table["path"]] + [out / PREVIEW, out / IDENTITIES]
+    files += [out / p for p in (long_videos["path"] if len(long_videos) else [])]
     if not all(p.exists() for p in files):
         return None
-    return _summary(out, table, people, spec, int(record["seed"]), bool(record["quick"]), out / PREVIEW, True, 0.0)
+    summary = _summary(out, table, people, spec, int(record["seed"]), bool(record["quick"]), out / PREVIEW, True, 0.0)
+    return _with_long(summary, long_videos, long_intervals)
 
 
 def _clear(out: Path, ours: bool) -> None:
     """Remove an older demo corpus (one with our marker); refuse to touch dataset folders we did not write."""
-    present = [out / FOLDERS[d] for d in DATASETS if (out / FOLDERS[d]).exists()]
+    present = [out / f for f in [*(FOLDERS[d] for d in DATASETS), *LONG_FOLDERS.values()] if (out / f).exists()]
     if not present:
         return
     if not ours:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import cv2
@@ -74,6 +75,15 @@ DISTRACTORS: dict[str, list[_Bump]] = {
     "AU12 one side": [("mr", (0.05, 0.0), (0.55, -0.85))],
     "AU15 one side": [("ml", (0.0, 0.02), (-0.1, 1.0))],
 }
+
+# Talking-like mouth movement of the long videos (`mer.demo.longvideos`): lower lip and jaw down, lips narrowing; its
+# level oscillates at a syllable rate, so it moves the mouth as strongly as an expression but belongs to no class.
+TALKING: list[_Bump] = [
+    ("mc", (0.0, 0.14), (0.0, 1.0)),
+    ("mc", (0.0, 0.5), (0.0, 0.9)),
+    ("ml", (-0.05, 0.0), (0.6, 0.0)),
+    ("mr", (0.05, 0.0), (-0.6, 0.0)),
+]
 
 # Control points of the identity geometry, (anchor, offset in face units in the eye frame). The thin-plate spline
 # moves them by the identity's geometry parameters (GEOMETRY) and carries the face along; a ring of far points stays.
@@ -458,3 +468,46 @@ def micro_levels(n: int, onset: int, apex: int, offset: int) -> np.ndarray:
 def macro_levels(n: int) -> np.ndarray:
     """CK+ sequence levels: neutral first frame rising to the full expression at the last frame."""
     return np.sin(0.5 * np.pi * np.arange(n) / (n - 1))
+
+
+def movement_field(ident: Identity, bumps: list[_Bump], amplitude: float, spec: DemoSpec, rng: np.random.Generator
+                   ) -> np.ndarray:  # fmt: skip
+    """The displacement field (size, size, 2) of a list of bumps on an identity at its own pose, at `amplitude`."""
+    centres, vectors, sigma = _bumps(ident.landmarks, ident.unit, bumps, amplitude, spec.sigma, rng)
+    return _field(ident.size, centres, vectors, sigma)
+
+
+def class_bumps(label: str) -> list[_Bump]:
+    """The bumps of an expression class (all its action-unit groups)."""
+    return EXPRESSIONS[label]
+
+
+def render_timeline(
+    ident: Identity,
+    layers: list[tuple[np.ndarray, np.ndarray]],
+    poses: np.ndarray,
+    spec: DemoSpec,
+    rng: np.random.Generator,
+    gray: bool,
+) -> Iterator[np.ndarray]:
+    """Frames of a long video, one at a time: each layer is (displacement field, level per frame), summed, and the head
+    pose of the frame (`poses[t]`, a 2×3 affine of the output image) moves the face; light and noise as `render`."""
+    size = ident.size
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    grid = np.stack([xx, yy], axis=2)
+    to_photo = ident.inv_affine.astype(np.float32)
+    light = (ident.shading + ident.brightness + rng.normal(0.0, 0.015))[..., None]
+    for t in range(len(poses)):
+        # output pixel → the face at rest (inverse head pose) → displaced by the movements → the identity's photo; the
+        # fields are sampled at the output pixel (head movements are a few pixels, the fields smooth)
+        moved = cv2.transform(grid, cv2.invertAffineTransform(poses[t]).astype(np.float32))
+        for field_, curve in layers:
+            if curve[t] != 0.0:
+                moved -= np.float32(curve[t]) * field_
+        where = cv2.transform(moved, to_photo)
+        img = cv2.remap(ident.photo, where[..., 0], where[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        img = (img + light) * ident.gain
+        if gray:
+            img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(spec.noise / 255.0)
+        yield np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)

@@ -298,6 +298,24 @@ def write_xlsx(
     ws.append(header)
     for line in rows:
         ws.append(line)
+    _save(wb, path)
+
+
+def write_workbook(path: Path, sheets: dict[str, list[list[Any]]]) -> None:
+    """An xlsx workbook with one worksheet per name (rows from A1, in order) and fixed timestamps, byte-reproducible."""
+    from openpyxl import Workbook  # local: only generating a corpus writes xlsx, a reused one never does
+
+    wb = Workbook()
+    for k, (name, lines) in enumerate(sheets.items()):
+        ws = wb.active if k == 0 else wb.create_sheet(name)
+        ws.title = name
+        for line in lines:
+            ws.append(line)
+    _save(wb, path)
+
+
+def _save(wb: Any, path: Path) -> None:
+    """Save an openpyxl workbook with fixed timestamps inside and in the zip, so the bytes are reproducible."""
     wb.properties.creator = "mer demo generator"
     wb.properties.created = FIXED_TIME
     buffer = io.BytesIO()

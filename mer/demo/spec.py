@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass
 from mer.config import CLASSES
 from mer.errors import ConfigError
 
-GENERATOR_VERSION = 3  # 2: person-like identities, frame rates, apex-less rows; 3: nuisance in micro clips
+# 2: person-like identities, frame rates, apex-less rows; 3: nuisance in micro clips; 4: long videos (spotting)
+GENERATOR_VERSION = 4
 DATASETS = ("casme2", "samm", "smic", "ckplus", "jaffe")
 MICRO = ("casme2", "samm", "smic")
 MACRO = ("ckplus", "jaffe")
@@ -61,6 +62,18 @@ class DemoSpec:
     distractor_rising: float = 0.15  # share of them that rise with the expression; the others fade out by the apex
     noise: float = 2.0  # per-frame Gaussian pixel noise (0-255 scale)
     jpeg_quality: int = 92
+    # long videos for spotting (`mer.demo.longvideos`), in the CAS(ME)^2 (30 fps) and SAMM-LV (200 fps) layouts
+    long_subjects: int = 4  # subjects per long-video set (0: no long videos)
+    long_videos: int = 1  # long videos per subject
+    long_seconds: tuple[float, float] = (20.0, 5.0)  # length of a CAS(ME)^2 and of a SAMM-LV video (600, 1000 frames)
+    long_micro: int = 3  # micro-expressions per long video
+    long_macro: int = 2  # macro-expressions per long video
+    long_micro_seconds: tuple[float, float] = (0.2, 0.45)  # min, max onset → offset of an embedded micro-expression
+    long_macro_seconds: tuple[float, float] = (0.8, 2.0)  # the same for a macro-expression
+    long_blinks: float = 0.3  # blinks per second (Poisson)
+    long_talking: float = 1.0  # talking-like mouth spells per video (Poisson mean), 1–2.5 s each
+    long_head_turns: float = 1.0  # quick head movements per video (Poisson mean), on top of a slow drift
+    long_size: int = 96  # long-video frame side in pixels
 
     @classmethod
     def quick(cls) -> DemoSpec:
@@ -78,6 +91,11 @@ class DemoSpec:
             jaffe_per_class=2,
             jaffe_neutral=1,
             macro_size=96,
+            long_subjects=2,
+            long_videos=1,
+            long_seconds=(8.0, 3.0),
+            long_micro=2,
+            long_macro=1,
         )
 
     def frames(self, dataset: str, seconds: float) -> int:
@@ -101,8 +119,12 @@ class DemoSpec:
             problems.append(f"apex_less={self.apex_less} (need 0 ≤ apex_less ≤ micro_subjects)")
         if self.micro_subjects > 20 or self.jaffe_subjects > len(JAFFE_CODES) or self.ckplus_subjects > 90:
             problems.append("too many subjects (at most 20 per micro set, 90 CK+, 10 JAFFE)")
-        if min(self.micro_size, self.macro_size) < 96:
-            problems.append("micro_size/macro_size below 96 px (MTCNN needs the face larger than 40 px)")
+        if not 0 <= self.long_subjects <= 20 or self.long_videos < 1:
+            problems.append(f"long_subjects={self.long_subjects}, long_videos={self.long_videos} (need 0–20 and ≥ 1)")
+        if min(self.long_seconds) <= 0 or self.long_micro + self.long_macro < 1:
+            problems.append(f"long_seconds={self.long_seconds}, long_micro + long_macro (need > 0 and ≥ 1)")
+        if min(self.micro_size, self.macro_size, self.long_size) < 96:
+            problems.append("micro_size/macro_size/long_size below 96 px (MTCNN needs the face larger than 40 px)")
         if problems:
             raise ConfigError("DemoSpec: " + "; ".join(problems))
 
