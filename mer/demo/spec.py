@@ -93,8 +93,8 @@ class DemoSpec:
             macro_size=96,
             long_subjects=2,
             long_videos=1,
-            long_seconds=(8.0, 3.0),
-            long_micro=2,
+            long_seconds=(6.0, 2.0),
+            long_micro=1,
             long_macro=1,
         )
 

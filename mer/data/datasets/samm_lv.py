@@ -13,15 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from mer.data.datasets._common import as_root, cell_text, column_key, find_one, layout_error, read_sheet, subdirs
 from mer.data.datasets._long import assemble, frame_index
 from mer.data.intervals import Interval
 from mer.data.longvideo import FIXED, FrameIndex, LongVideo, check_onset_zero, coded_interval
 from mer.data.manifest import skip
 from mer.data.names import subject_folder
-from mer.errors import DataError
 
 NAME = "samm_lv"
 FPS = 200.0
@@ -31,15 +28,6 @@ WORKSHEET = "FACS_Movement_Only"
 EXPECTED = f"<root>/{FRAMES_DIR}/009_4/009_4_0007.jpg and <root>/SAMM_LongVideos_V1_Release.xlsx"
 COLUMNS = ["Subject", "Filename", "Onset", "Apex", "Offset", "Type"]
 TYPES = {"macro": "MaE", "micro": "ME"}
-
-
-def _worksheet(path: Path) -> str | int:
-    """`FACS_Movement_Only` when the workbook has it (any spelling of case and spaces), else the first worksheet."""
-    try:
-        names = pd.ExcelFile(path, engine="openpyxl").sheet_names
-    except Exception as err:  # openpyxl/zipfile raise many types for a corrupt or non-xlsx file
-        raise DataError(f"cannot read the SAMM-LV annotation sheet {path}: {type(err).__name__}: {err}") from None
-    return next((n for n in names if column_key(n) == column_key(WORKSHEET)), 0)
 
 
 def _type(value: Any) -> str | None:
@@ -62,7 +50,7 @@ def read(
     if not frames_root.is_dir():
         raise layout_error(root, "SAMM Long Videos", expected)
     sheet = Path(coding).expanduser() if coding else find_one(root, CODING_GLOBS, "annotation", "SAMM-LV", expected)
-    table = read_sheet(sheet, COLUMNS, "SAMM Long Videos", sheet=_worksheet(sheet))
+    table = read_sheet(sheet, COLUMNS, "SAMM Long Videos", prefer_sheets=[WORKSHEET])
     keys = [column_key(c) for c in COLUMNS]
     report: list[dict[str, Any]] = []
     found: dict[Path, list[Interval]] = {}
