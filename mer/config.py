@@ -22,11 +22,13 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mer import class_schemes
 from mer.errors import ConfigError
 from mer.files import atomic_write_json, atomic_write_text
 
 CONF_DIR = Path(__file__).parent / "conf"
-CLASSES = ("negative", "positive", "surprise")
+CLASSES = class_schemes.SCHEMES["megc3"]  # the default scheme's classes (MEGC2019 composite)
+CLASS_SCHEMES = tuple(class_schemes.SCHEMES)  # the values of data.classes (see mer.class_schemes)
 
 # Backbone → number of stages between stem and head in timm's coarse parameter groups (what `stage<N>` / `top<N>`
 # unfreeze depths count). A static table so that config needs no timm; tests/test_backbones.py checks it against
@@ -110,7 +112,9 @@ class DataConfig:
 
     roots: dict[str, str] = field(default_factory=dict)
     megc_list: str | None = None  # combined_3class_gt.csv to select the MEGC2019 benchmark samples
-    classes: list[str] = field(default_factory=lambda: list(CLASSES))
+    # class scheme: megc3 (negative, positive, surprise) | cas3_4 (+ others) | seven (basic emotions) | casme2_5;
+    # a list of megc3 class names (configs written before schemes) still reads as megc3 with those classes
+    classes: Any = class_schemes.DEFAULT
     smic_apex: str = "middle"  # SMIC has no apex labels at all: its middle frame (the paper) or "spot"
     missing_apex: str = "spot"  # clips without an apex label (CASME II "/", SAMM -1): spot | middle | skip
     prepared: str = "runs/prepared"  # folder written by `mer prepare` (manifest, crops, reports)
@@ -407,16 +411,45 @@ def _check_svm(svm: SVMConfig) -> None:
         raise ConfigError(f"svm.class_weight: '{svm.class_weight}' is not allowed; use balanced or null")
 
 
+def class_names(data: DataConfig) -> list[str]:
+    """The classes a run learns, in the network's output order: `data.classes`' scheme (or legacy list)."""
+    return class_schemes.classes_of(data.classes)
+
+
+def class_scheme(data: DataConfig) -> str:
+    """The name of `data.classes`' scheme (megc3 for a legacy list of megc3 class names)."""
+    return class_schemes.scheme_of(data.classes)
+
+
+def _follow_classes(cfg: Config) -> None:
+    """`model.num_classes` follows `data.classes`: left at 3 (the default) it becomes the scheme's class count."""
+    try:
+        n = len(class_names(cfg.data))
+    except ValueError:
+        return  # _check_classes names the bad value
+    if cfg.model.num_classes == 3 and n != 3 and not isinstance(cfg.data.classes, (list, tuple)):
+        cfg.model.num_classes = n
+
+
 def _check_classes(cfg: Config) -> None:
-    """Known class names, and a network head with one output per class."""
-    unknown = [c for c in cfg.data.classes if c not in CLASSES]
-    if unknown:
-        raise ConfigError(f"data.classes: unknown class {unknown}; allowed: {', '.join(CLASSES)}")
-    n = len(cfg.data.classes)
+    """A known scheme (or list of megc3 classes), datasets whose labels can express it, one network output per class."""
+    try:
+        names = class_names(cfg.data)
+    except ValueError as err:
+        raise ConfigError(f"data.classes: {err}") from None
+    scheme = class_scheme(cfg.data)
+    refused = class_schemes.refusal(scheme, [str(name).strip().lower() for name in cfg.data.roots])
+    if refused:
+        raise ConfigError(refused)
+    if cfg.data.megc_list and scheme != class_schemes.DEFAULT:
+        raise ConfigError(
+            f"data.megc_list selects the MEGC2019 3-class samples; it needs data.classes=megc3, not {scheme}"
+        )
+    n = len(names)
     if cfg.model.num_classes != n:
         raise ConfigError(
             f"model.num_classes: {cfg.model.num_classes} does not match the {n} data.classes "
-            f"({', '.join(cfg.data.classes)}); set model.num_classes={n}"
+            f"({', '.join(names)}); set model.num_classes={n}"
         )
 
 
@@ -516,6 +549,7 @@ def load_config(
         cfg: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
         _check_choices(cfg)
         _follow_input(cfg)
+        _follow_classes(cfg)
     except ConfigError:
         raise
     except OmegaConfBaseException as exc:

@@ -87,7 +87,11 @@ def run_prepare(cfg: Config, *, manifest_only: bool = False, preview: bool = Fal
     out_dir = Path(cfg.data.prepared)
     megc = Path(cfg.data.megc_list) if cfg.data.megc_list else None
     manifest, report = datasets.build_manifest(
-        roots, megc_list=megc, smic_apex=cfg.data.smic_apex, missing_apex=cfg.data.missing_apex
+        roots,
+        megc_list=megc,
+        smic_apex=cfg.data.smic_apex,
+        missing_apex=cfg.data.missing_apex,
+        classes=cfg.data.classes,
     )
     if megc is not None:  # which variant of the list, what it expects, and what was found
         listed = megc_list(megc)

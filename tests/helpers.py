@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -31,7 +31,13 @@ def small_config() -> Config:
 
 
 def make_prepared(
-    root: Path, subjects: dict[str, str], per_class: int = 4, size: int = 64, seed: int = 0, skew: bool = False
+    root: Path,
+    subjects: dict[str, str],
+    per_class: int = 4,
+    size: int = 64,
+    seed: int = 0,
+    skew: bool = False,
+    classes: Sequence[str] = CLASSES,
 ) -> pd.DataFrame:
     """Write class-patterned grayscale crops and return a prepared table (manifest columns + `crop`).
 
@@ -42,11 +48,11 @@ def make_prepared(
     rows, crops = [], []
     for subject, kind in subjects.items():
         dataset = subject.split("/")[0]
-        for ci, label in enumerate(CLASSES):
+        for ci, label in enumerate(classes):
             n = per_class * (3 if skew and ci == 0 else 1)
             for k in range(n):
                 img = rng.normal(110, 20, (size, size)).clip(0, 255)
-                y0 = size // 6 + ci * size // 4
+                y0 = size // 6 + ci * size // (len(classes) + 1)
                 img[y0 : y0 + size // 8, size // 5 : 4 * size // 5] += 90
                 img = img.clip(0, 255).astype(np.uint8)
                 sample_id = f"{subject.replace('/', '_')}_{label}_{k}"

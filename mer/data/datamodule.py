@@ -25,7 +25,7 @@ import torch
 from sklearn.model_selection import GroupShuffleSplit
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
-from mer.config import MOTION_INPUTS, AugmentConfig, Config, input_channels
+from mer.config import MOTION_INPUTS, AugmentConfig, Config, class_names, input_channels
 from mer.data.batch_augment import BatchAugment, UInt8Crops, keep_batch
 from mer.data.motion import MotionDataset, load_motion
 from mer.data.prepared import REBUILD_HINT
@@ -212,7 +212,7 @@ class MERDataModule(pl.LightningDataModule):
         self.stage_name = stage
         self.stage_cfg = getattr(cfg.train, stage)
         self.batch_size = batch_size or self.stage_cfg.batch_size
-        self.classes = list(cfg.data.classes)
+        self.classes = list(class_names(cfg.data))
         rows = prepared[(prepared["kind"] == STAGE_KIND[stage]) & prepared["label"].isin(self.classes)]
         if rows.empty:
             raise DataError(
@@ -246,7 +246,7 @@ class MERDataModule(pl.LightningDataModule):
                 raise AssertionError(f"held-out subjects {sorted(leaked)} found in the {name} set")
 
     def label_ids(self, df: pd.DataFrame) -> np.ndarray:
-        """Class names → indices in `cfg.data.classes` order."""
+        """Class names → indices in `class_names(cfg.data)` order."""
         return df["label"].map({c: i for i, c in enumerate(self.classes)}).to_numpy(dtype=np.int64)
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:

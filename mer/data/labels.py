@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from mer import class_schemes
 from mer.config import CLASSES
 from mer.errors import DataError
 
@@ -157,24 +158,41 @@ def normalize(emotion: object) -> str:
     return str(int(number)) if number.is_integer() else text
 
 
-def table(dataset: str) -> dict[str, str | None]:
-    """The mapping table of a dataset (keys normalized); DataError for a dataset without one."""
+def table(dataset: str, scheme: str = class_schemes.DEFAULT) -> dict[str, str | None]:
+    """The mapping table of a dataset under a class scheme (keys normalized); DataError for a dataset without one
+    (under a scheme other than megc3: the reason its labels cannot express the scheme)."""
+    if scheme != class_schemes.DEFAULT:
+        mapping = class_schemes.table(scheme, dataset)
+        if mapping is None:
+            raise DataError(class_schemes.refusal(scheme, [dataset]) or f"no {scheme} table for '{dataset}'")
+        return mapping
     try:
         return TABLES[dataset]
     except KeyError:
         raise DataError(f"no label table for dataset '{dataset}' (known: {', '.join(sorted(TABLES))})") from None
 
 
-def resolve(dataset: str, emotion: object) -> LabelResult:
-    """Map one original label, telling a class, a protocol drop and an unknown label apart (with a reason)."""
-    mapping = table(dataset)
+def _key(dataset: str, emotion: object, scheme: str) -> str:
+    """Lookup key: megc3 tables hold the codes themselves; the other schemes' tables hold emotion names, so codes
+    (CK+ 3, JAFFE HA) and spellings (happy, sad) are decoded first."""
     key = normalize(emotion)
+    if scheme == class_schemes.DEFAULT:
+        return key
+    key = normalize(decode(dataset, key))
+    return MACRO_SYNONYMS.get(key, key) if dataset in ("ckplus", "oulu", "jaffe", "mug") else key
+
+
+def resolve(dataset: str, emotion: object, scheme: str = class_schemes.DEFAULT) -> LabelResult:
+    """Map one original label under a class scheme, telling a class, a protocol drop and an unknown label apart."""
+    mapping = table(dataset, scheme)
+    key = _key(dataset, emotion, scheme)
     if key not in mapping:
         known = ", ".join(k for k in mapping if not k.isdigit())
         return LabelResult(None, "unknown", f"unknown emotion label '{emotion}' ({dataset} labels: {known})")
     label = mapping[key]
     if label is None:
-        return LabelResult(None, "dropped", f"emotion '{emotion}' is not in the MEGC2019 3-class protocol")
+        what = "the MEGC2019 3-class protocol" if scheme == class_schemes.DEFAULT else f"the {scheme} class scheme"
+        return LabelResult(None, "dropped", f"emotion '{emotion}' is not in {what}")
     return LabelResult(label, "mapped", None)
 
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
 
+from mer import class_schemes
 from mer.data.manifest import load_manifest
 from mer.errors import DataError
 
@@ -55,3 +58,22 @@ def load_prepared(prepared_dir: str | Path) -> pd.DataFrame:
             f"{path}: {len(missing)} {what} file(s) missing (first: {missing[0]}); re-run `mer prepare` to rebuild them"
         )
     return df
+
+
+def check_scheme(prepared_dir: str | Path, classes: Any) -> None:
+    """DataError when `mer prepare` wrote the folder under another class scheme than `classes` (data.classes): its
+    labels (and the samples it kept, e.g. `others`) belong to that scheme. A folder without config.yaml passes."""
+    path = Path(prepared_dir) / "config.yaml"
+    if not path.is_file():
+        return
+    try:
+        written = ((yaml.safe_load(path.read_text()) or {}).get("data") or {}).get("classes")
+        before = class_schemes.scheme_of(written if written is not None else class_schemes.DEFAULT)
+    except (yaml.YAMLError, ValueError, AttributeError):
+        return  # an unreadable config is load_prepared's business, not the scheme's
+    now = class_schemes.scheme_of(classes)
+    if before != now:
+        raise DataError(
+            f"{Path(prepared_dir)} was prepared with data.classes={before}, this run uses {now}: run `mer prepare` "
+            f"with data.classes={now} into another data.prepared folder"
+        )

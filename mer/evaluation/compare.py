@@ -93,7 +93,7 @@ def paired_rows(
     for i, j in combinations(range(len(runs)), 2):
         a, b = runs[i], runs[j]
         diff = paired_difference(a.frames(), b.frames(), CLASSIFIERS[a.headline], CLASSIFIERS[b.headline],
-                                 resamples, seed)  # fmt: skip
+                                 resamples, seed, classes=a.runs[0].classes)  # fmt: skip
         row: dict[str, Any] = {"A": labels[i], "B": labels[j], "classifiers":
                                f"{CLASSIFIER_NAMES[a.headline]} vs {CLASSIFIER_NAMES[b.headline]}"}  # fmt: skip
         if not diff["applies"]:

@@ -23,8 +23,8 @@ from lightning.pytorch.callbacks import Callback
 from sklearn.pipeline import Pipeline
 from tqdm.auto import tqdm
 
-from mer.config import FEATURE_BACKBONES, Config, load_config, to_yaml, write_run_info
-from mer.data.prepared import load_prepared
+from mer.config import FEATURE_BACKBONES, Config, class_names, load_config, to_yaml, write_run_info
+from mer.data.prepared import check_scheme, load_prepared
 from mer.errors import DataError, MerError
 from mer.evaluation.pool import fold_pool
 from mer.evaluation.report import write_report
@@ -92,8 +92,9 @@ def fold_complete(fold_dir: Path) -> bool:
 
 def check_inputs(cfg: Config, prepared: pd.DataFrame, pretrained: str | Path | None) -> None:
     """Everything that can be wrong before training starts: checkpoint, classes, subjects."""
+    check_scheme(cfg.data.prepared, cfg.data.classes)
     micro = prepared[prepared["kind"] == "micro"]
-    labels = sorted(set(micro["label"]) & set(cfg.data.classes))
+    labels = sorted(set(micro["label"]) & set(class_names(cfg.data)))
     if len(labels) < 2:
         raise DataError(f"the micro-expression data holds only class(es) {labels}; LOSO needs at least two classes")
     if micro["subject"].nunique() < 2:
@@ -172,7 +173,7 @@ def run_feature_fold(
     Returns (training rows, held-out rows, held-out features, fitted SVM, its info); the SVM's hyper-parameters are
     chosen by grouped CV over the training subjects exactly as on network embeddings (`mer.evaluation.svm.fit_svm`).
     """
-    micro = prepared[(prepared["kind"] == "micro") & prepared["label"].isin(cfg.data.classes)]
+    micro = prepared[(prepared["kind"] == "micro") & prepared["label"].isin(class_names(cfg.data))]
     held = set(held_out)
     train, test = micro[~micro["subject"].isin(held)], micro[micro["subject"].isin(held)]
     train, test = train.reset_index(drop=True), test.reset_index(drop=True)
@@ -217,7 +218,7 @@ def run_fold(
     dm = res.datamodule
     test = embed_split(res.module, dm, "test")
     emb_te = test["embeddings"]
-    classes = list(cfg.data.classes)
+    classes = list(class_names(cfg.data))
     preds = dm.test_df[["sample_id", "dataset", "subject", "label"]].copy()
     if svm is not None:
         preds["svm_pred"] = svm.predict(emb_te) if len(emb_te) else []
@@ -265,7 +266,7 @@ def _write_feature_fold(
     preds = test[["sample_id", "dataset", "subject", "label"]].copy()
     preds["svm_pred"] = svm.predict(feats) if len(feats) else []
     preds["softmax_pred"] = ""  # no network, no softmax head
-    for c in cfg.data.classes:
+    for c in class_names(cfg.data):
         preds[f"prob_{c}"] = np.nan
     metrics = {"fold": fold.name, "index": fold.index, "held_out": list(fold.held_out), "seed": seed,
                "n_train": len(train), "n_val": 0, "n_test": len(preds), "val_subjects": [],
@@ -273,7 +274,7 @@ def _write_feature_fold(
                "softmax_accuracy": None, "svm_params": svm_info, "best_epoch": None, "best_val": None,
                "monitor": None, "epochs": 0, "seconds": round(time.perf_counter() - start, 2),
                **(extra or {})}  # fmt: skip
-    atomic_write_text(fold_dir / "predictions.csv", preds[pred_columns(cfg.data.classes)].to_csv(index=False))
+    atomic_write_text(fold_dir / "predictions.csv", preds[pred_columns(class_names(cfg.data))].to_csv(index=False))
     atomic_write_json(fold_dir / "metrics.json", metrics, default=float)
     return metrics
 

@@ -29,6 +29,7 @@ def write_megc_log(
     run_name: str,
     classifier: str,
     folds: Sequence[str] | None = None,
+    classes: Sequence[str] = CLASSES,
 ) -> Path:
     """Write the log of `predictions` (columns fold, sample_id, label and `pred_col`); returns the path.
 
@@ -37,7 +38,7 @@ def write_megc_log(
     """
     lines = [
         MEGC_LOG_HEADER,
-        f"# run: {run_name}; classifier: {classifier}; classes: {','.join(CLASSES)}",
+        f"# run: {run_name}; classifier: {classifier}; classes: {','.join(classes)}",
         "# one line per fold: <fold>\\t<sample_id>:pred=<predicted>:true=<ground truth>\\t... (tab-separated)",
     ]
     names = list(dict.fromkeys(predictions["fold"])) if folds is None else list(folds)

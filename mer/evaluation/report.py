@@ -64,8 +64,8 @@ def write_seeds_report(
     frames = study.frames()
     same = len({frozenset(map(tuple, f[["dataset", "subject", "sample_id"]].astype(str).to_numpy().tolist()))
                 for f in frames}) == 1  # fmt: skip
-    intervals = _intervals(frames, classifiers, resamples, seed) if same else {}
-    versus = _classifier_difference(frames, classifiers, resamples, seed) if same else None
+    intervals = _intervals(frames, classifiers, resamples, seed, study.runs[0].classes) if same else {}
+    versus = _classifier_difference(frames, classifiers, resamples, seed, study.runs[0].classes) if same else None
     n_subjects = study.runs[0].predictions[["dataset", "subject"]].drop_duplicates().shape[0]
     headline = study.headline
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mer.config import Config, flatten, load_config, to_dict
+from mer.config import Config, class_names, flatten, load_config, to_dict
 from mer.errors import MerError
 from mer.files import file_sha256
 
@@ -65,7 +65,10 @@ def check_same_config(cfg: Config, out: Path) -> None:
     previous = out / "config.yaml"
     if not previous.is_file() or not has_folds(out):
         return
-    old, new = flatten(to_dict(load_config(previous))), flatten(to_dict(cfg))
+    before = load_config(previous)
+    old, new = flatten(to_dict(before)), flatten(to_dict(cfg))
+    # a list of megc3 classes (configs before class schemes) and the megc3 scheme are the same classes
+    old["data.classes"], new["data.classes"] = class_names(before.data), class_names(cfg.data)
     keys = sorted(k for k in set(old) | set(new) if not _execution_key(k))
     changed = [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
     if changed:

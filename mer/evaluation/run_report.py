@@ -9,6 +9,7 @@ interval over subjects (`mer.evaluation.bootstrap`). Multi-seed folders: `mer.ev
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,8 @@ def write_run_report(run_dir: Path, out: Path | None = None, *, resamples: int =
     out = Path(out) if out is not None else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     scores = run.scores()
-    intervals = _intervals([run.predictions], run.classifiers, resamples, seed)
-    versus = _classifier_difference([run.predictions], run.classifiers, resamples, seed)
+    intervals = _intervals([run.predictions], run.classifiers, resamples, seed, run.classes)
+    versus = _classifier_difference([run.predictions], run.classifiers, resamples, seed, run.classes)
     fold_table = _fold_table(run)
 
     doc = Document(f"LOSO report: {run.name}{_stamp_suffix(run)}")
@@ -264,6 +265,7 @@ def _megc_log_section(doc: Document, run: RunResults, out: Path) -> None:
         run_name=run.name,
         classifier=headline,
         folds=run.folds["fold"].tolist(),
+        classes=run.classes,
     )
     doc.heading("MEGC log")
     doc.para(
@@ -421,20 +423,24 @@ def _hms(seconds: float) -> str:
 # ------------------------------------------------------------------------------------------ uncertainty
 
 
-def _intervals(frames: list[pd.DataFrame], classifiers: list[str], resamples: int, seed: int) -> Intervals:
+def _intervals(
+    frames: list[pd.DataFrame], classifiers: list[str], resamples: int, seed: int, classes: Sequence[str]
+) -> Intervals:
     """Bootstrap intervals per classifier (of the seed mean when `frames` holds several seeds); {} without resamples."""
     if resamples <= 0:
         return {}
-    return {c: bootstrap_intervals(frames, CLASSIFIERS[c], resamples, seed) for c in classifiers}
+    return {c: bootstrap_intervals(frames, CLASSIFIERS[c], resamples, seed, classes=classes) for c in classifiers}
 
 
 def _classifier_difference(
-    frames: list[pd.DataFrame], classifiers: list[str], resamples: int, seed: int
+    frames: list[pd.DataFrame], classifiers: list[str], resamples: int, seed: int, classes: Sequence[str]
 ) -> dict[str, Any] | None:
     """Paired SVM − softmax difference over subjects, when both classifiers predicted (else None)."""
     if resamples <= 0 or not {"svm", "softmax"} <= set(classifiers):
         return None
-    return paired_difference(frames, frames, CLASSIFIERS["svm"], CLASSIFIERS["softmax"], resamples, seed)
+    return paired_difference(
+        frames, frames, CLASSIFIERS["svm"], CLASSIFIERS["softmax"], resamples, seed, classes=classes
+    )
 
 
 def _bootstrap_meta(resamples: int, seed: int) -> dict[str, Any]:

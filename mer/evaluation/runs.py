@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from mer import class_schemes
 from mer.config import CLASSES
 from mer.errors import MerError
 from mer.evaluation.metrics import pooled_scores
@@ -77,8 +79,8 @@ class RunResults:
 
     @property
     def classes(self) -> list[str]:
-        """The run's classes in its config's order (data.classes), or the global list for runs without a config."""
-        return [str(c) for c in ((self.config.get("data") or {}).get("classes") or CLASSES)]
+        """The run's classes in its config's order (data.classes: a scheme or a list), megc3's without a config."""
+        return config_classes(self.config)
 
     @property
     def classifiers(self) -> list[str]:
@@ -132,7 +134,16 @@ def _scan_folds(folds_dir: Path) -> tuple[list[Path], list[Path]]:
     return sorted(complete, key=key), sorted(started, key=key)
 
 
-def _read_fold(folder: Path, rel: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+def config_classes(config: dict[str, Any]) -> list[str]:
+    """The classes of a run's config.yaml (as a dict): its data.classes scheme or list; megc3's when absent."""
+    value = (config.get("data") or {}).get("classes") or list(CLASSES)
+    try:
+        return class_schemes.classes_of(value)
+    except ValueError as err:
+        raise MerError(f"config.yaml data.classes: {err}") from None
+
+
+def _read_fold(folder: Path, rel: str, classes: Sequence[str] = CLASSES) -> tuple[pd.DataFrame, dict[str, Any]]:
     pred_path, metrics_path = folder / "predictions.csv", folder / "metrics.json"
     try:
         metrics = json.loads(metrics_path.read_text())
@@ -148,9 +159,9 @@ def _read_fold(folder: Path, rel: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     if missing:
         raise MerError(f"{pred_path}: missing columns {missing}; expected at least {', '.join(PREDICTION_COLUMNS)}")
     for col in ("label", "svm_pred", "softmax_pred"):
-        bad = sorted(set(df[col].dropna()) - set(CLASSES))
+        bad = sorted(set(df[col].dropna()) - set(classes))
         if bad:
-            raise MerError(f"{pred_path}: column {col} has values {bad}; expected one of {', '.join(CLASSES)}")
+            raise MerError(f"{pred_path}: column {col} has values {bad}; expected one of {', '.join(classes)}")
     for col in ("svm_pred", "softmax_pred"):
         n_empty = int(df[col].isna().sum())
         if 0 < n_empty < len(df):
@@ -205,7 +216,7 @@ def load_run(run_dir: str | Path) -> RunResults:
 
     frames, rows = [], []
     for folder in complete:
-        df, metrics = _read_fold(folder, folder.relative_to(folds_dir).as_posix())
+        df, metrics = _read_fold(folder, folder.relative_to(folds_dir).as_posix(), config_classes(config))
         frames.append(df)
         rows.append(metrics)
     predictions = pd.concat(frames, ignore_index=True)

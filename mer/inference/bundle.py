@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 import mer
-from mer.config import Config, load_config, to_yaml
+from mer.config import Config, class_names, load_config, to_yaml
 from mer.data.transforms import normalize, resize_crops
 from mer.errors import MerError
 from mer.models.backbones import MERNet, read_checkpoint, save_weights
@@ -264,7 +264,7 @@ def bundle_info(net: MERNet, cfg: Config, svm: Any | None = None, info: dict[str
     """The content of `bundle.json`."""
     return {
         "format": BUNDLE_FORMAT,
-        "classes": list(cfg.data.classes),
+        "classes": list(class_names(cfg.data)),
         "backbone": net.backbone_name,
         "in_chans": int(net.in_chans),
         "num_classes": int(net.num_classes),
@@ -293,9 +293,10 @@ def save_bundle(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise MerError(f"{out}: exists and is not a folder; give a folder path for the bundle")
-    if len(cfg.data.classes) != net.num_classes:
+    if len(class_names(cfg.data)) != net.num_classes:
         raise MerError(
-            f"config has {len(cfg.data.classes)} classes {list(cfg.data.classes)} but the network {net.num_classes} "
+            f"config has {len(class_names(cfg.data))} classes {class_names(cfg.data)} but the network {net.num_classes}"
+            " "
             "outputs; they must match"
         )
     out.mkdir(parents=True, exist_ok=True)
@@ -347,9 +348,10 @@ def _config_near(path: Path) -> Config | None:
 def _fit_cfg(cfg: Config, image_size: int, num_classes: int) -> Config:
     """`cfg` with the image size of the network (and default classes when the count differs)."""
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=int(image_size)))
-    if len(cfg.data.classes) != num_classes:
+    if len(class_names(cfg.data)) != num_classes:
         raise MerError(
-            f"config lists {len(cfg.data.classes)} classes {list(cfg.data.classes)} but the model has {num_classes} "
+            f"config lists {len(class_names(cfg.data))} classes {class_names(cfg.data)} but the model has {num_classes}"
+            " "
             "outputs; give --config with the training config"
         )
     return cfg
@@ -382,7 +384,7 @@ def _load_folder(path: Path) -> Bundle:
             raise MerError(f"{path / SVM_FILE}: cannot load the SVM ({exc.__class__.__name__}: {exc})") from None
         if not hasattr(svm, "predict"):
             raise MerError(f"{path / SVM_FILE}: holds a {type(svm).__name__}, not a fitted scikit-learn classifier")
-    classes = list(info.get("classes") or cfg.data.classes)
+    classes = list(info.get("classes") or class_names(cfg.data))
     cfg = _fit_cfg(cfg, net.image_size, net.num_classes)
     info.setdefault("backbone", net.backbone_name)
     info.setdefault("image_size", net.image_size)
@@ -396,7 +398,7 @@ def _load_checkpoint(path: Path, cfg: Config | None) -> Bundle:
         cfg = load_config(None, [f"face.size={net.image_size}"])
     cfg = _fit_cfg(cfg, net.image_size, net.num_classes)
     info = {"backbone": net.backbone_name, "image_size": net.image_size, "checkpoint_meta": meta}
-    return Bundle(cfg=cfg, classes=list(cfg.data.classes), net=net, info=info, source=path, kind="checkpoint")
+    return Bundle(cfg=cfg, classes=list(class_names(cfg.data)), net=net, info=info, source=path, kind="checkpoint")
 
 
 def onnx_metadata(path: str | Path) -> dict[str, str]:
@@ -424,7 +426,7 @@ def _load_onnx(path: Path, cfg: Config | None) -> Bundle:
     if cfg is None:
         cfg = load_config(None, [f"face.size={size}"])
     n_out = session.get_outputs()[0].shape[-1]
-    classes = json.loads(meta["mer.classes"]) if "mer.classes" in meta else list(cfg.data.classes)
+    classes = json.loads(meta["mer.classes"]) if "mer.classes" in meta else list(class_names(cfg.data))
     if isinstance(n_out, int) and n_out != len(classes):
         raise MerError(f"{path}: model has {n_out} outputs but {len(classes)} classes are known; give --config")
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=size, classes=list(classes)))

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 import mer
-from mer.config import FaceConfig, load_config, to_yaml
+from mer.config import FaceConfig, class_names, load_config, to_yaml
 from mer.data.transforms import resize_crops
 from mer.errors import MerError
 from mer.face.align import align_face
@@ -75,7 +75,7 @@ def _source_bundle(source: str | Path | Bundle | MERNet) -> Bundle:
         bundle = source
     elif isinstance(source, MERNet):
         cfg = load_config(None, [f"face.size={source.image_size}", f"data.image_size={source.image_size}"])
-        bundle = Bundle(cfg=cfg, classes=list(cfg.data.classes), net=source.eval(), kind="network")
+        bundle = Bundle(cfg=cfg, classes=list(class_names(cfg.data)), net=source.eval(), kind="network")
     else:
         if Path(source).suffix.lower() == ".onnx":
             raise MerError(f"{source}: already an ONNX model; export takes a bundle folder or a .ckpt/.pt checkpoint")

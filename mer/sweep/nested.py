@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from mer.config import Config, load_config
+from mer.config import Config, class_names, load_config
 from mer.errors import MerError
 from mer.evaluation.loso import Fold, run_fold, run_loso
 from mer.evaluation.selection import nested_selection
@@ -105,7 +105,7 @@ def run_nested_loso(
         rec = {}
         for fold in plan:
             inner = fold_spec(spec, fold, out)
-            frame = training_frame(prepared, inner.exclude_subjects, cfg.data.classes)
+            frame = training_frame(prepared, inner.exclude_subjects, class_names(cfg.data))
             rec[fold.name] = {"study": inner.study, "test_subjects": list(fold.held_out),
                               "inner_subjects": selection_subjects(frame)}  # fmt: skip
         return nested_selection(mask_url(url), spec.study, spec.source, rec)

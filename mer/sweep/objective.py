@@ -23,7 +23,7 @@ import optuna
 import pandas as pd
 from sklearn.model_selection import GroupKFold
 
-from mer.config import Config, load_config, write_run_info
+from mer.config import Config, class_names, load_config, write_run_info
 from mer.errors import DataError, MerError
 from mer.evaluation.loso import Fold, plan_folds, run_fold
 from mer.evaluation.metrics import pooled_scores
@@ -91,7 +91,7 @@ def scoring_folds(spec: SweepConfig, frame: pd.DataFrame, cfg: Config) -> list[F
     """The folds a trial is scored on: k inner folds, or (leaky) the plain LOSO folds of the same subjects."""
     if spec.leaky:
         return plan_folds(frame, cfg.loso.group_size)
-    return inner_folds(frame, spec.inner_folds, cfg.data.classes)
+    return inner_folds(frame, spec.inner_folds, class_names(cfg.data))
 
 
 def pooled_metric(predictions: pd.DataFrame, metric: str, classifier: str, classes: Sequence[str]) -> float:
@@ -265,7 +265,7 @@ class TrialObjective:
             pretrained = self._pretrain(cfg, trial_dir)
         folds = scoring_folds(spec, self.frame, cfg)
         offset = cfg.train.finetune.epochs if self.epoch_pruning else 0
-        classes = list(cfg.data.classes)
+        classes = list(class_names(cfg.data))
         preds: list[pd.DataFrame] = []
         values = self.fold_values
         record: dict[str, Any] = {"number": trial.number, "params": params, "objective": spec.objective,

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from optuna.trial import TrialState
 
+from mer.config import class_names
 from mer.data.prepared import load_prepared
 from mer.errors import MerError
 from mer.evaluation.loso import check_inputs
@@ -143,7 +144,7 @@ def run_sweep(
             f"{spec.source}: stage: pretrain trains its own weights per trial; drop --pretrained / pretrained:"
         )
     table = prepared if prepared is not None else load_prepared(Path(cfg.data.prepared))
-    frame = training_frame(table, spec.exclude_subjects, cfg.data.classes)
+    frame = training_frame(table, spec.exclude_subjects, class_names(cfg.data))
     folds = scoring_folds(spec, frame, cfg)
     check_inputs(cfg, frame, spec.pretrained)
     identity = spec.identity(overrides, {"data": data_fingerprint(frame), "pretrained": spec.pretrained})

@@ -16,8 +16,9 @@ from typing import Any
 
 import pandas as pd
 
+from mer import class_schemes
 from mer.data.datasets import casme2, casme3, ckplus, dfme, folder, fourdme, jaffe, mmew, mug, oulu, samm, smic
-from mer.data.datasets._common import APEX_KEPT, KEPT_REMARKS, MISSING_APEX, LabelFile
+from mer.data.datasets._common import APEX_KEPT, KEPT_REMARKS, MISSING_APEX, SCHEME, LabelFile
 from mer.data.labels import resolve
 from mer.data.manifest import make_frame, make_report, skip
 from mer.data.megc import MEGC_DATASETS, select_megc
@@ -111,6 +112,7 @@ def build_manifest(
     smic_apex: str = "middle",
     options: Mapping[str, Mapping[str, Any]] | None = None,
     missing_apex: str = "spot",
+    classes: Any = class_schemes.DEFAULT,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read every dataset in `roots` (name → folder) into (manifest, report).
 
@@ -123,6 +125,8 @@ def build_manifest(
     and reports the rest; a listed sample whose sheet emotion is outside the 3-class mapping is kept with the list's
     label and reported as "label (list): ..."; `options` passes reader options per dataset, e.g. {"mug": {"frames": 6},
     "casme2": {"frames_dir": "Cropped"}} (a `missing_apex` there overrides the policy for that dataset).
+    `classes` (config `data.classes`) is the class scheme the labels follow (`mer.class_schemes`); a dataset whose
+    labels cannot express it is refused, and the MEGC2019 list, a 3-class list, needs megc3.
     """
     if not roots:
         raise DataError(
@@ -132,6 +136,14 @@ def build_manifest(
         raise ConfigError(f"data.smic_apex: {smic_apex!r} unknown; use one of: {', '.join(smic.APEX_CHOICES)}")
     if missing_apex not in MISSING_APEX:
         raise ConfigError(f"data.missing_apex: {missing_apex!r} unknown; use one of: {', '.join(MISSING_APEX)}")
+    try:
+        scheme = class_schemes.scheme_of(classes)
+    except ValueError as err:
+        raise ConfigError(f"data.classes: {err}") from None
+    if megc_list is not None and scheme != class_schemes.DEFAULT:
+        raise ConfigError(
+            f"data.megc_list selects the MEGC2019 3-class samples; it needs data.classes=megc3, not {scheme}"
+        )
     names = {}
     for given in roots:
         name = canonical(given)
@@ -151,12 +163,19 @@ def build_manifest(
             per_dataset[name].setdefault("missing_apex", smic_apex if name == "smic" else missing_apex)
         if megc_list is not None and name in MEGC_DATASETS and "keep_unmapped" in reader_options(name):
             per_dataset[name].setdefault("keep_unmapped", True)  # the list's label wins over the sheet's mapping
+    refused = class_schemes.refusal(scheme, list(names))
+    if refused:
+        raise ConfigError(refused)
     rows: Rows = []
     skipped: Rows = []
-    for name, given in names.items():
-        got, missed = READERS[name](roots[given], **per_dataset[name])
-        rows += got
-        skipped += missed
+    token = SCHEME.set(scheme)
+    try:
+        for name, given in names.items():
+            got, missed = READERS[name](roots[given], **per_dataset[name])
+            rows += got
+            skipped += missed
+    finally:
+        SCHEME.reset(token)
     rows = _drop_duplicates(rows, skipped)
     unmapped = [r for r in rows if not r["label"]]
     manifest = make_frame([r for r in rows if r["label"]])

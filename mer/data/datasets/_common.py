@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pandas as pd
 
+from mer import class_schemes
 from mer.data.labels import resolve
 from mer.data.manifest import as_int, skip, sort_frames
 from mer.errors import DataError
@@ -23,6 +25,8 @@ KEPT_REMARKS = (APEX_KEPT, ERRATUM_FIXED)  # remarks about kept rows (dropped fr
 NO_FOLDER = "frame folder not found:"
 NO_IMAGES = "no images in"
 NO_ROW = "frame folder has no row in"
+# The class scheme (`data.classes`) the readers label by; `build_manifest` sets it while its readers run.
+SCHEME: ContextVar[str] = ContextVar("mer_class_scheme", default=class_schemes.DEFAULT)
 _DIGITS = re.compile(r"\d+")
 _KEY = re.compile(r"[\s_\-]+")
 
@@ -282,12 +286,13 @@ def row(
 def label_or_skip(
     dataset: str, emotion: Any, skip_row: dict[str, Any], skipped: list[dict[str, Any]], keep_unmapped: bool = False
 ) -> str | None:
-    """The class of an emotion, or None after appending `skip_row` with the label's reason to `skipped`.
+    """The class of an emotion under the current scheme (`SCHEME`), or None after appending `skip_row` with the
+    label's reason to `skipped`.
 
     With `keep_unmapped` an emotion outside the mapping gives "" instead (no report row): the row is kept for a
     MEGC2019 list, whose label then wins (`build_manifest` reports the reason of every such row the list leaves out).
     """
-    result = resolve(dataset, emotion)
+    result = resolve(dataset, emotion, SCHEME.get())
     if result.label is None:
         if keep_unmapped:
             return ""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mer.data.datasets._common import (
+    SCHEME,
     as_root,
     check_missing_apex,
     images,
@@ -23,7 +24,7 @@ from mer.data.datasets._common import (
     row,
     subdirs,
 )
-from mer.data.labels import TABLES
+from mer.data.labels import table
 from mer.data.manifest import as_int, skip
 from mer.errors import DataError
 
@@ -58,7 +59,7 @@ def read(
     dataset = name or (NAME if kind == "micro" else MACRO_NAME)
     root = as_root(root, dataset, EXPECTED)
     label_dirs = subdirs(root)
-    if not any(d.name.lower() in TABLES[NAME] for d in label_dirs):
+    if not any(d.name.lower() in table(NAME, SCHEME.get()) for d in label_dirs):
         raise layout_error(root, f"a {dataset} dataset", EXPECTED)
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
