@@ -232,3 +232,20 @@ def test_build_manifest_keeps_fps_split_and_aus_columns(tmp_path: Path) -> None:
     assert set(manifest["dataset"]) == {"dfme", "casme3c"}
     assert manifest.loc[manifest["dataset"] == "dfme", "fps"].tolist() == [500]
     assert canonical("CAS(ME)^3") == "casme3a" and canonical("4D-ME") == "4dme"
+
+
+def test_fixture_trees_give_the_official_counts(casme3a_tree, tmp_path: Path) -> None:
+    """The shipped counts table (`mer/data/official_counts.csv`) holds the published figures the fixtures reproduce."""
+    from mer.data.official import official
+
+    _, rows, skipped = casme3a_tree
+    outside = [s for s in skipped if "not in the MEGC2019 3-class protocol" in s["reason"]]
+    assert len(rows) + len(outside) == official("casme3a", "sheet_rows").value
+    assert len(outside) == official("casme3a", "outside_scheme").value
+    assert len({r["subject"] for r in rows}) == official("casme3a", "subjects").value
+    c_rows, c_skipped = READERS["casme3c"](make_casme3c(tmp_path / "c"))
+    c_outside = [s for s in c_skipped if "not in the MEGC2019 3-class protocol" in s["reason"]]
+    assert len(c_rows) + len(c_outside) == official("casme3c", "sheet_rows").value
+    assert len(c_outside) == official("casme3c", "outside_scheme").value
+    assert len({r["subject"] for r in c_rows}) == official("casme3c", "subjects").value
+    assert sum(r["apex_source"] != "label" for r in c_rows) + len(c_outside) == official("casme3c", "apex_less").value

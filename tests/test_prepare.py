@@ -226,8 +226,9 @@ def test_run_prepare_calls_the_readers_and_defaults_to_data_prepared(corpus, tmp
 
     seen = {}
 
-    def fake_build(roots, megc_list=None, smic_apex="middle", missing_apex="spot"):
+    def fake_build(roots, megc_list=None, smic_apex="middle", missing_apex="spot", classes="megc3"):
         seen.update(roots=dict(roots), megc_list=megc_list, smic_apex=smic_apex, missing_apex=missing_apex)
+        seen.update(classes=classes)
         return manifest.iloc[:1].reset_index(drop=True), make_report([])
 
     monkeypatch.setattr(datasets, "build_manifest", fake_build)
@@ -242,6 +243,7 @@ def test_run_prepare_calls_the_readers_and_defaults_to_data_prepared(corpus, tmp
         "megc_list": Path("list.csv"),
         "smic_apex": "spot",
         "missing_apex": "middle",
+        "classes": cfg.data.classes,  # the scheme (demo: paper's megc3 list)
     }
     printed = capsys.readouterr().out
     assert "MEGC2019 list list.csv: a custom list of 1 samples (neither published variant)" in printed
