@@ -1,4 +1,4 @@
-"""The `mer` command: demo, prepare, pretrain, loso, report, compare, sweep, predict, export, bench.
+"""The `mer` command: demo, prepare, pretrain, loso, report, compare, sweep, predict, spot, export, bench.
 
 Every subcommand takes `--config` (a YAML path or a shipped name such as `demo` or `paper`) and trailing
 `key=value` overrides; user mistakes print one line naming the file or key and exit 2, never a traceback.
@@ -463,6 +463,80 @@ def predict(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2))
         console.print(f"wrote {json_out}")
+
+
+@app.command()
+def spot(
+    path: Annotated[Path, typer.Argument(help="A long video (any frame rate) or a folder of its frames.")],
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Label each interval's apex with this model (bundle folder, .ckpt/.pt or .onnx)."),
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the intervals as JSON here.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write a PNG of the score curves, thresholds and intervals here.")
+    ] = None,
+    p: Annotated[
+        float,
+        typer.Option(
+            help="Threshold T = mean + p (max - mean) of the contrast curve, per video and scale (the MEGC baseline; "
+            "choose p on labelled training videos when you have them)."
+        ),
+    ] = 0.5,
+    fps: Annotated[
+        float | None, typer.Option(help="Frame rate to use (a frames folder needs it; overrides the file's).")
+    ] = None,
+    max_frames: Annotated[int | None, typer.Option(help="Read only the first N frames.")] = None,
+    detect_every: Annotated[int, typer.Option(help="Run face detection every N frames; follow the face between.")] = 10,
+    bounds: Annotated[
+        str, typer.Option(help="Interval bounds: motion (refined from the flow) or window (peak ± k, MDMD's).")
+    ] = "motion",
+    min_contrast: Annotated[
+        float, typer.Option(help="A peak must also reach this contrast (crop pixels); 0 = the baseline as published.")
+    ] = 0.1,
+    config: Annotated[
+        str | None, typer.Option("--config", "-c", help="Training config for a plain checkpoint (face pipeline).")
+    ] = None,
+    engine: Annotated[str, typer.Option(help="What runs the network: auto, torch, onnxruntime, openvino.")] = "auto",
+) -> None:
+    """Spot micro- (ME) and macro-expression (MaE) intervals in a long video with the MEGC optical-flow baseline.
+
+    Prints a table (start, apex, end in frames and seconds, type, score; label and probabilities with --model),
+    writes --json and a --plot of the score curves. Frames without a face are never spotted; a video without a face
+    gives no interval and a note; an unreadable file exits 2 with one line. docs/spotting.md explains the method.
+    """
+    from rich.console import Console
+
+    from mer.spotting.baseline import BaselineConfig
+    from mer.spotting.features import FeatureConfig
+    from mer.spotting.spot import plot_spot, spot_table, spot_video
+
+    try:
+        cfg = BaselineConfig(p=p, bounds=bounds, min_contrast=min_contrast)
+        feature_cfg = FeatureConfig(detect_every=detect_every)
+    except ValueError as exc:
+        raise MerError(f"mer spot: {exc}") from None
+    if detect_every < 1:
+        raise MerError(f"--detect-every must be at least 1, got {detect_every}")
+    bundle = None
+    if model is not None:
+        from mer.inference.bundle import load_bundle
+        from mer.inference.predict import use_engine
+
+        bundle = use_engine(load_bundle(model, _cfg([config], []) if config else None), engine)
+    out, result, feats = spot_video(path, bundle, cfg, feature_cfg, fps=fps, max_frames=max_frames)
+    console = Console(width=max(Console().width, 120))
+    console.print(spot_table(out))
+    if not out["intervals"]:
+        console.print("no interval spotted")
+    for note in out["notes"]:
+        console.print(f"note: {note}")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(out, indent=2))
+        console.print(f"wrote {json_out}")
+    if plot is not None:
+        console.print(f"wrote {plot_spot(out, result, feats, plot)}")
 
 
 @app.command()
