@@ -4,7 +4,8 @@
 `MerError` line) and settles the frame rate once: a video's frames carry their decode timestamps (OpenCV's FFmpeg
 backend, `CAP_PROP_POS_MSEC`), and the first `PROBE_FRAMES` of them decide whether the header's fps can be trusted;
 a header that disagrees with its own timestamps (variable-rate phone videos, broken containers) is replaced by the
-rate the timestamps show. A folder of frames has no clock: its fps is the caller's (the dataset's) or `DEFAULT_FPS`.
+rate the timestamps show. Frame times (seconds, used for interval times and durations) are the timestamps whenever
+they increase, so a variable-rate video gets its real times. A folder of frames has no clock: its fps is the caller's (the dataset's) or `DEFAULT_FPS`.
 `LongVideo.frames()` streams (index, seconds, RGB uint8) so a long video never has to fit in memory.
 """
 
@@ -47,6 +48,7 @@ class LongVideo:
     fps: float
     fps_source: str  # header | timestamps | given | default
     note: str = ""
+    timestamps: bool = False  # frame times come from the decoder's timestamps (a video whose timestamps increase)
 
     @property
     def path(self) -> Path:
@@ -73,7 +75,7 @@ class LongVideo:
                 if not ok or frame is None:
                     break
                 t = i / self.fps
-                if self.fps_source == "timestamps":  # a variable rate: the frame's own time when it has one
+                if self.timestamps:  # the frame's own time (a variable rate), else one frame after the last
                     stamp = float(cap.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
                     t = stamp if np.isfinite(stamp) and stamp > last else last + 1.0 / self.fps
                 last = t
@@ -112,12 +114,18 @@ def open_long_video(path: str | Path, fps: float | None = None, min_side: int = 
         note = f"a folder of frames has no frame rate: assumed {DEFAULT_FPS:g} fps (give --fps)"
         return LongVideo(media, DEFAULT_FPS, "default", note)
     header = media.fps
-    measured = fps_from_timestamps(_probe_times(media.path, PROBE_FRAMES))
+    probe = _probe_times(media.path, PROBE_FRAMES)
+    measured = fps_from_timestamps(probe)
+    stamped = measured is not None
+    steps = np.diff(probe) if stamped else np.zeros(0)
+    variable = stamped and len(steps) > 1 and float(steps.max()) > 1.5 * float(steps.min())
+    vfr = "variable frame rate: frame times from the timestamps; " if variable else ""
     if measured is not None and (header is None or abs(measured - header) > FPS_TOLERANCE * header):
         note = f"header fps {header:g} disagrees with the frame timestamps" if header else "no fps in the header"
-        return LongVideo(media, measured, "timestamps", f"{note}: used {measured:.3f} fps from the timestamps")
+        return LongVideo(media, measured, "timestamps", f"{vfr}{note}: used {measured:.3f} fps from them", True)
     if header is not None:
-        return LongVideo(media, float(header), "header")
+        note = f"{vfr}windows at the header's average {header:g} fps" if variable else ""
+        return LongVideo(media, float(header), "header", note, stamped)
     note = f"no usable fps in the file or its timestamps: assumed {DEFAULT_FPS:g} fps (give --fps)"
     return LongVideo(media, DEFAULT_FPS, "default", note)
 
