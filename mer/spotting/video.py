@@ -2,11 +2,12 @@
 
 `open_long_video(path, fps=None)` checks the input with `mer.inference.video.open_media` (every bad input is one
 `MerError` line) and settles the frame rate once: a video's frames carry their decode timestamps (OpenCV's FFmpeg
-backend, `CAP_PROP_POS_MSEC`), and the first `PROBE_FRAMES` of them decide whether the header's fps can be trusted;
-a header that disagrees with its own timestamps (variable-rate phone videos, broken containers) is replaced by the
-rate the timestamps show. Frame times (seconds, used for interval times and durations) are the timestamps whenever
-they increase, so a variable-rate video gets its real times. A folder of frames has no clock: its fps is the caller's (the dataset's) or `DEFAULT_FPS`.
-`LongVideo.frames()` streams (index, seconds, RGB uint8) so a long video never has to fit in memory.
+backend, `CAP_PROP_POS_MSEC`), and the first `PROBE_FRAMES` of them decide whether the header's fps can be trusted; a
+header that disagrees with its own timestamps (variable-rate phone videos, broken containers) is replaced by the rate
+the timestamps show. Frame times (seconds, used for interval times and durations) are the timestamps whenever they
+increase, so a variable-rate video gets its real times. A folder of frames has no clock: its fps is the caller's (the
+dataset's) or `DEFAULT_FPS`. `LongVideo.frames()` streams (index, seconds, RGB uint8) so a long video never has to fit
+in memory.
 """
 
 from __future__ import annotations
