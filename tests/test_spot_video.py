@@ -63,6 +63,8 @@ def test_reader_frame_rates_header_timestamps_and_folders(tmp_path: Path) -> Non
     v = open_long_video(folder, min_side=32)
     assert (v.fps, v.fps_source, v.n_frames) == (30.0, "default", 5) and "--fps" in v.note
     assert open_long_video(folder, fps=200.0, min_side=32).fps == 200.0
+    listed = open_long_video(sorted(folder.iterdir())[:3], fps=200.0, min_side=32)  # a reader's frame list
+    assert listed.n_frames == 3 and [t for _, t, _ in listed.frames()] == pytest.approx([0.0, 0.005, 0.01])
     with pytest.raises(MerError, match="fps must be positive"):
         open_long_video(folder, fps=0.0, min_side=32)
 

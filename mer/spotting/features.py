@@ -41,7 +41,7 @@ from mer.face.detect import FaceDetector
 from mer.face.flow import optical_flow
 from mer.inference.predict import STILL_SHIFT, segments
 from mer.spotting.track import Tracked, TrackStats, track_video
-from mer.spotting.video import LongVideo, StageTimer, open_long_video
+from mer.spotting.video import OpenedVideo, StageTimer, open_long_video
 
 REGIONS = ("brow_left", "brow_right", "eye_left", "eye_right", "nose", "mouth_left", "mouth_right", "chin")
 FEATURES = ("u", "v", "magnitude", "mdmd")
@@ -236,7 +236,7 @@ def _chunks(it: Iterator[Tracked], n: int) -> Iterator[list[Tracked]]:
 
 
 def extract_features(
-    path: str | Path | LongVideo,
+    path: str | Path | Sequence[str | Path] | OpenedVideo,
     ks: Sequence[int],
     cfg: FeatureConfig | None = None,
     fps: float | None = None,
@@ -244,16 +244,15 @@ def extract_features(
     detector: FaceDetector | None = None,
     progress: bool = False,
 ) -> VideoFeatures:
-    """Region features of a video or frames folder for each window k in `ks` (frames); see the module docstring.
-
-    `fps` overrides the file's frame rate (a frames folder needs it). Raises `MerError` (one line) for unreadable
-    input; a video without a face returns all-NaN features with `face` all False.
+    """Region features of a video, frames folder or frame list for each window k in `ks` (frames); see the module
+    docstring. `fps` overrides the file's frame rate (a frames folder or list needs it). Raises `MerError` (one
+    line) for unreadable input; a video without a face returns all-NaN features with `face` all False.
     """
     cfg = cfg or FeatureConfig()
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise ValueError(f"windows k must be positive frame counts, got {list(ks)}")
-    video = path if isinstance(path, LongVideo) else open_long_video(path, fps)
+    video = path if isinstance(path, OpenedVideo) else open_long_video(path, fps)
     if detector is None:
         scale = min(1.0, cfg.detect_max_side / max(video.media.width, video.media.height)) if cfg.detect_max_side else 1
         detector = FaceDetector(cfg.device, max(12, round(cfg.min_face_size * scale)), max(1, cfg.batch))

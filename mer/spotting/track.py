@@ -26,7 +26,7 @@ import numpy as np
 
 from mer.face.detect import Face, FaceDetector
 from mer.inference.predict import TRACK_IOU, iou
-from mer.spotting.video import LongVideo, StageTimer
+from mer.spotting.video import OpenedVideo, StageTimer
 
 MIN_NCC = 0.6  # a followed frame whose face patch correlates less with its key frame's is detected instead
 PATCH = 24  # side of the patch the check compares
@@ -149,7 +149,7 @@ class _Tracker:
 
 
 def track_video(
-    video: LongVideo,
+    video: OpenedVideo,
     detector: FaceDetector,
     detect_every: int = 10,
     detect_max_side: int = 320,

@@ -6,7 +6,7 @@ backend, `CAP_PROP_POS_MSEC`), and the first `PROBE_FRAMES` of them decide wheth
 header that disagrees with its own timestamps (variable-rate phone videos, broken containers) is replaced by the rate
 the timestamps show. Frame times (seconds, used for interval times and durations) are the timestamps whenever they
 increase, so a variable-rate video gets its real times. A folder of frames has no clock: its fps is the caller's (the
-dataset's) or `DEFAULT_FPS`. `LongVideo.frames()` streams (index, seconds, RGB uint8) so a long video never has to fit
+dataset's) or `DEFAULT_FPS`. `OpenedVideo.frames()` streams (index, seconds, RGB uint8) so a long video never has to fit
 in memory.
 """
 
@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from mer.errors import MerError
+from mer.files import read_image
 from mer.inference.video import Media, open_media
 
 PROBE_FRAMES = 64  # frames whose timestamps are read when the video is opened
@@ -42,7 +43,7 @@ def fps_from_timestamps(times: Sequence[float]) -> float | None:
 
 
 @dataclass
-class LongVideo:
+class OpenedVideo:
     """A checked long input: frame count, size, the fps used for windows and seconds, and where it came from."""
 
     media: Media
@@ -99,21 +100,31 @@ def _probe_times(path: Path, n: int) -> list[float]:
     return times
 
 
-def open_long_video(path: str | Path, fps: float | None = None, min_side: int = 40) -> LongVideo:
-    """Check a video or frames folder for spotting and settle its frame rate (see the module docstring).
+def open_long_video(
+    path: str | Path | Sequence[str | Path], fps: float | None = None, min_side: int = 40
+) -> OpenedVideo:
+    """Check a video, a frames folder or a list of frame files (in order; e.g. `mer.data.longvideo.LongVideo.frames`)
+    for spotting and settle its frame rate (see the module docstring).
 
-    `fps` overrides whatever the file says (a frames folder needs it; a video's header may be wrong).
+    `fps` overrides whatever the file says (a frames folder or list needs it; a video's header may be wrong).
     """
-    media = open_media(path, min_side=min_side)
+    if isinstance(path, (list, tuple)):
+        files = [Path(f) for f in path]
+        if not files:
+            raise MerError("no frames given: the frame list is empty")
+        first = read_image(files[0], min_side)
+        media = Media(files[0].parent, "frames", len(files), None, first.shape[1], first.shape[0], files, min_side)
+    else:
+        media = open_media(path, min_side=min_side)
     if media.kind == "image":
         raise MerError(f"{media.path}: one image cannot be spotted; give a video or a folder of a video's frames")
     if fps is not None:
         if not fps > 0:
             raise MerError(f"fps must be positive, got {fps}")
-        return LongVideo(media, float(fps), "given")
+        return OpenedVideo(media, float(fps), "given")
     if media.kind == "frames":
         note = f"a folder of frames has no frame rate: assumed {DEFAULT_FPS:g} fps (give --fps)"
-        return LongVideo(media, DEFAULT_FPS, "default", note)
+        return OpenedVideo(media, DEFAULT_FPS, "default", note)
     header = media.fps
     probe = _probe_times(media.path, PROBE_FRAMES)
     measured = fps_from_timestamps(probe)
@@ -123,12 +134,12 @@ def open_long_video(path: str | Path, fps: float | None = None, min_side: int = 
     vfr = "variable frame rate: frame times from the timestamps; " if variable else ""
     if measured is not None and (header is None or abs(measured - header) > FPS_TOLERANCE * header):
         note = f"header fps {header:g} disagrees with the frame timestamps" if header else "no fps in the header"
-        return LongVideo(media, measured, "timestamps", f"{vfr}{note}: used {measured:.3f} fps from them", True)
+        return OpenedVideo(media, measured, "timestamps", f"{vfr}{note}: used {measured:.3f} fps from them", True)
     if header is not None:
         note = f"{vfr}windows at the header's average {header:g} fps" if variable else ""
-        return LongVideo(media, float(header), "header", note, stamped)
+        return OpenedVideo(media, float(header), "header", note, stamped)
     note = f"no usable fps in the file or its timestamps: assumed {DEFAULT_FPS:g} fps (give --fps)"
-    return LongVideo(media, DEFAULT_FPS, "default", note)
+    return OpenedVideo(media, DEFAULT_FPS, "default", note)
 
 
 class StageTimer:
