@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from mer.cli import app
 from tests.helpers import make_run
 
-COMMANDS = ["demo", "prepare", "pretrain", "loso", "report", "compare", "sweep", "predict", "export", "bench"]
+COMMANDS = ["demo", "prepare", "pretrain", "loso", "report", "compare", "sweep", "predict", "spot", "export", "bench"]
 runner = CliRunner()
 
 
