@@ -207,6 +207,14 @@ def loso(
     final: Annotated[
         bool, typer.Option("--final", help="Instead of LOSO, train on every subject and save OUT/bundle for predict.")
     ] = False,
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            help="composite (LOSO over all datasets together, default), per_dataset (LOSO within each dataset), "
+            "lodo (leave one dataset out: a report per held-out dataset and a pooled one) or dfme (DFME's train → "
+            "testA / testB split); sets loso.protocol."
+        ),
+    ] = None,
     nested: Annotated[
         Path | None,
         typer.Option(
@@ -237,7 +245,7 @@ def loso(
         study, record = best_selection(from_study)
         typer.echo(f"using the study's best parameters: {' '.join(study)}")
     flags = _flag("data.prepared", prepared) + _flag("loso.workers", workers) + _flag("loso.seeds", _seed_list(seeds))
-    flags += _flag("loso.devices", _device_list(devices))
+    flags += _flag("loso.devices", _device_list(devices)) + _flag("loso.protocol", protocol)
     cfg = _cfg(config, [*(overrides or []), *study], flags)
     sweep_file = nested or cfg.loso.nested
     if final or sweep_file or cfg.loso.workers <= 1:
@@ -258,6 +266,7 @@ def loso(
 
         spec = apply_flags(load_sweep(sweep_file), base=config, pretrained=pretrained)
         extra = [path_override("data.prepared", prepared)] if prepared is not None else []
+        extra += _flag("loso.protocol", protocol)
         run_nested_loso(spec, out, [*(overrides or []), *extra], storage=storage, workers=max(1, cfg.loso.workers),
                         fold_index=fold_index, folds=folds)  # fmt: skip
         return

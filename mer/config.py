@@ -53,6 +53,7 @@ MOTION_INPUTS = tuple(k for k in INPUT_CHANNELS if k != "apex")  # computed by `
 FLOW_METHODS = ("farneback", "tvl1")
 SVM_KERNELS = ("linear", "rbf", "poly", "sigmoid")  # sklearn's SVC kernels that work on embeddings (no precomputed)
 SVM_GAMMA_NAMES = ("scale", "auto")
+LOSO_PROTOCOLS = ("composite", "per_dataset", "lodo", "dfme")  # loso.protocol (mer.evaluation.loso.plan_folds)
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.backbone": ALL_BACKBONES,
     "data.input": tuple(INPUT_CHANNELS),
@@ -72,6 +73,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.precision": ("auto", "32-true", "16-mixed", "bf16-mixed"),
     "train.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
     "loso.classifier": ("svm", "softmax"),
+    "loso.protocol": LOSO_PROTOCOLS,
     "data.balance": ("epoch", "iteration"),
     "augment.apply": ("all", "topups"),
     "logging.wandb_mode": ("offline", "online", "auto", "disabled"),
@@ -199,6 +201,9 @@ class LosoConfig:
     """Leave-one-subject-out evaluation."""
 
     classifier: str = "svm"  # which prediction the headline metrics use
+    # composite: LOSO over every dataset together | per_dataset: LOSO within each dataset | lodo: leave one dataset
+    # out | dfme: DFME's official train → testA / testB split
+    protocol: str = "composite"
     workers: int = 1
     devices: list[str] = field(default_factory=list)  # fold placement: GPU ids ("0", "1") or ["cpu"]; empty = auto
     group_size: int = 1  # subjects per held-out fold (1 = LOSO)

@@ -6,8 +6,10 @@ Each fold's seed derives from the config seed and the fold's name, never from ru
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
+import shutil
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -23,7 +25,7 @@ from lightning.pytorch.callbacks import Callback
 from sklearn.pipeline import Pipeline
 from tqdm.auto import tqdm
 
-from mer.config import FEATURE_BACKBONES, Config, class_names, load_config, to_yaml, write_run_info
+from mer.config import FEATURE_BACKBONES, LOSO_PROTOCOLS, Config, class_names, load_config, to_yaml, write_run_info
 from mer.data.prepared import check_scheme, load_prepared
 from mer.errors import DataError, MerError
 from mer.evaluation.pool import fold_pool
@@ -47,11 +49,20 @@ def pred_columns(classes: Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Fold:
-    """One LOSO fold: its position in the plan, its name (the held-out subject) and the subjects it holds out."""
+    """One fold: its position in the plan, its name (the held-out subject, or dataset under `lodo`), the subjects it
+    holds out and `pool`, the micro subjects it may use at all (training side + held out; empty: every subject)."""
 
     index: int
     name: str
     held_out: tuple[str, ...]
+    pool: tuple[str, ...] = ()
+
+    def restrict(self, prepared: pd.DataFrame) -> pd.DataFrame:
+        """The prepared rows this fold sees: macro rows and the micro rows of its pool (all rows without a pool)."""
+        if not self.pool:
+            return prepared
+        keep = (prepared["kind"] != "micro") | prepared["subject"].isin(set(self.pool))
+        return prepared[keep].reset_index(drop=True)
 
     def dir(self, out: Path) -> Path:
         """Folder of this fold's results (`folds/casme2/sub01`)."""
@@ -63,17 +74,82 @@ class Fold:
         return zlib.crc32(self.name.encode()) % 100_000
 
 
-def plan_folds(prepared: pd.DataFrame, group_size: int = 1, only: Sequence[str] = ()) -> list[Fold]:
-    """One fold per micro subject (or per `group_size` consecutive subjects), in sorted subject order."""
-    subjects = sorted(prepared.loc[prepared["kind"] == "micro", "subject"].unique())
+PROTOCOLS = LOSO_PROTOCOLS
+DFME_TESTS = ("testA", "testB")
+
+
+def plan_folds(
+    prepared: pd.DataFrame, group_size: int = 1, only: Sequence[str] = (), protocol: str = "composite"
+) -> list[Fold]:
+    """The folds of a protocol (`loso.protocol`), in sorted order:
+
+    composite: one fold per micro subject (or per `group_size` consecutive subjects), training on every other one;
+    per_dataset: the same, but each fold trains only on its own dataset's subjects; lodo: one fold per dataset,
+    training on the other datasets; dfme: DFME's official split, training on `train` and testing on testA and on
+    testB (one fold each; the other test split is not used).
+    """
+    micro = prepared[prepared["kind"] == "micro"]
+    subjects = sorted(micro["subject"].unique())
     if not subjects:
         raise DataError("no micro-expression samples in the prepared data (prepare CASME II / SAMM / SMIC folders)")
-    if group_size <= 1:
-        folds = [Fold(i, s, (s,)) for i, s in enumerate(subjects)]
+    if protocol == "lodo":
+        folds = _lodo_folds(micro)
+    elif protocol == "dfme":
+        folds = _dfme_folds(micro)
+    elif protocol == "per_dataset":
+        folds = []
+        for dataset, part in micro.groupby("dataset", sort=True):
+            pool = tuple(sorted(part["subject"].unique()))
+            prefix = f"{dataset}/group" if group_size > 1 else ""
+            folds += [Fold(0, name, held, pool) for name, held in _subject_folds(list(pool), group_size, prefix)]
+        folds = [Fold(i, f.name, f.held_out, f.pool) for i, f in enumerate(folds)]
+    elif protocol == "composite":
+        folds = [Fold(i, name, held) for i, (name, held) in enumerate(_subject_folds(subjects, group_size, "group"))]
     else:
-        chunks = [subjects[i : i + group_size] for i in range(0, len(subjects), group_size)]
-        folds = [Fold(i, f"group{i:02d}", tuple(c)) for i, c in enumerate(chunks)]
+        raise MerError(f"loso.protocol: '{protocol}' is not allowed; choose one of: {', '.join(PROTOCOLS)}")
     return select_folds(folds, only) if only else folds
+
+
+def _subject_folds(subjects: list[str], group_size: int, prefix: str) -> list[tuple[str, tuple[str, ...]]]:
+    if group_size <= 1:
+        return [(s, (s,)) for s in subjects]
+    chunks = [subjects[i : i + group_size] for i in range(0, len(subjects), group_size)]
+    return [(f"{prefix}{i:02d}", tuple(c)) for i, c in enumerate(chunks)]
+
+
+def _lodo_folds(micro: pd.DataFrame) -> list[Fold]:
+    """Leave one dataset out: each dataset's subjects held out in turn, the other datasets train."""
+    datasets = sorted(micro["dataset"].unique())
+    if len(datasets) < 2:
+        raise DataError(f"loso.protocol=lodo needs at least two micro datasets; the prepared data holds {datasets}")
+    return [
+        Fold(i, d, tuple(sorted(micro.loc[micro["dataset"] == d, "subject"].unique()))) for i, d in enumerate(datasets)
+    ]
+
+
+def _dfme_folds(micro: pd.DataFrame) -> list[Fold]:
+    """DFME's official split: train → testA and train → testB (the manifest's `split` column from the dfme reader)."""
+    dfme = micro[micro["dataset"] == "dfme"]
+    if dfme.empty or "split" not in dfme or not dfme["split"].notna().any():
+        raise DataError(
+            "loso.protocol=dfme needs DFME samples with their split (train / testA / testB): prepare the dfme root "
+            "(--data dfme=ROOT) with mer prepare"
+        )
+    by_split = {s: set(dfme.loc[dfme["split"] == s, "subject"]) for s in ("train", *DFME_TESTS)}
+    if not by_split["train"]:
+        raise DataError("loso.protocol=dfme: no DFME training samples (split train) in the prepared data")
+    shared = sorted(
+        (by_split["train"] & (by_split["testA"] | by_split["testB"])) | (by_split["testA"] & by_split["testB"])
+    )
+    if shared:
+        raise DataError(f"loso.protocol=dfme: subjects {shared[:5]} appear in more than one DFME split")
+    tests = [s for s in DFME_TESTS if by_split[s]]
+    if not tests:
+        raise DataError("loso.protocol=dfme: no DFME test samples (split testA or testB) in the prepared data")
+    return [
+        Fold(i, f"dfme/{s}", tuple(sorted(by_split[s])), tuple(sorted(by_split["train"] | by_split[s])))
+        for i, s in enumerate(tests)
+    ]
 
 
 def select_folds(folds: Sequence[Fold], names: Sequence[str]) -> list[Fold]:
@@ -197,6 +273,7 @@ def run_fold(
     """
     fold_dir = fold.dir(out)
     fold_dir.mkdir(parents=True, exist_ok=True)
+    prepared = fold.restrict(prepared)
     seed = cfg.seed + fold.seed_offset
     start = time.perf_counter()
     if cfg.model.backbone in FEATURE_BACKBONES:
@@ -314,7 +391,7 @@ def run_loso(
     prepared = load_prepared(prepared_dir)
     # The run's plan (config `loso.folds` or every subject) decides when the report is due; --folds and
     # --fold-index only choose which of its folds this call runs.
-    everything = plan_folds(prepared, cfg.loso.group_size, cfg.loso.folds)
+    everything = plan_folds(prepared, cfg.loso.group_size, cfg.loso.folds, cfg.loso.protocol)
     chosen = [f for f in (folds.split(",") if isinstance(folds, str) else folds or []) if f]
     plan = select_folds(everything, chosen) if chosen else everything
     if fold_index is not None:
@@ -333,7 +410,7 @@ def run_loso(
     notes = {"pretrained": str(pretrained) if pretrained else None, "prepared": str(prepared_dir),
              "pretrained_sha256": file_sha256(pretrained) if pretrained else None,
              "data_fingerprint": prepared_fingerprint(prepared_dir), "selection_key": selection_key,
-             "selection": chosen_by, "planned_folds": planned}  # fmt: skip
+             "selection": chosen_by, "planned_folds": planned, "protocol": cfg.loso.protocol}  # fmt: skip
     check_same_inputs(notes, out)
     write_run_info(cfg, out)
     atomic_write_json(out / "loso.json", notes)
@@ -346,7 +423,7 @@ def run_loso(
     if n_workers == 1 or len(todo) <= 1:
         for fold in todo:
             if fold_runner is not None:
-                m = fold_runner(fold, prepared, pretrained)
+                m = fold_runner(fold, fold.restrict(prepared), pretrained)
             else:
                 m = run_fold(cfg, prepared, fold, out, pretrained)
             bar.update()
@@ -362,7 +439,34 @@ def run_loso(
     report = write_report(out)
     log_summary(cfg, out)  # the W&B summary run of this LOSO run (pooled scores, intervals, stamps)
     print(f"report → {report}")
+    if cfg.loso.protocol in ("lodo", "dfme"):
+        for path in held_out_reports(out, everything):
+            print(f"held out {path.parent.relative_to(out / HELD_OUT_DIR)}: report → {path}")
     return out
+
+
+HELD_OUT_DIR = "held_out"  # a lodo / dfme run's report per held-out dataset or test split: held_out/<fold>/
+
+
+def held_out_reports(out: Path, folds: Sequence[Fold]) -> list[Path]:
+    """One report per fold of a lodo or dfme run (per held-out dataset / test split), beside the pooled one.
+
+    Each is a run folder of its own (`held_out/<fold>/`: the run's config, notes restricted to that fold, a copy of
+    the fold's results), so its scores and its bootstrap resample only that dataset's subjects.
+    """
+    notes = json.loads((out / "loso.json").read_text())
+    paths = []
+    for fold in folds:
+        target = out / HELD_OUT_DIR / fold.name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(fold.dir(out), target / "folds" / fold.name)
+        for name in ("config.yaml", "run_info.json"):
+            if (out / name).is_file():
+                shutil.copy2(out / name, target / name)
+        atomic_write_json(target / "loso.json", {**notes, "planned_folds": [fold.name], "held_out_of": str(out)})
+        paths.append(write_report(target))
+    return paths
 
 
 def _run_parallel(

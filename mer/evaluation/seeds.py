@@ -76,7 +76,8 @@ def run_seeds(
     write_run_info(cfg, out)
     atomic_write_json(out / SEEDS_FILE, {"name": cfg.name, "seeds": seeds})
     if fold_index is not None:
-        n_folds = len(plan_folds(load_prepared(Path(cfg.data.prepared)), cfg.loso.group_size, cfg.loso.folds))
+        prepared = load_prepared(Path(cfg.data.prepared))
+        n_folds = len(plan_folds(prepared, cfg.loso.group_size, cfg.loso.folds, cfg.loso.protocol))
         if not 0 <= fold_index < n_folds * len(seeds):
             raise MerError(
                 f"--fold-index {fold_index} is out of range: {len(seeds)} seeds × {n_folds} folds are tasks "

@@ -105,7 +105,7 @@ def run_nested_loso(
         rec = {}
         for fold in plan:
             inner = fold_spec(spec, fold, out)
-            frame = training_frame(prepared, inner.exclude_subjects, class_names(cfg.data))
+            frame = training_frame(fold.restrict(prepared), inner.exclude_subjects, class_names(cfg.data))
             rec[fold.name] = {"study": inner.study, "test_subjects": list(fold.held_out),
                               "inner_subjects": selection_subjects(frame)}  # fmt: skip
         return nested_selection(mask_url(url), spec.study, spec.source, rec)
