@@ -102,3 +102,32 @@ def test_lodo_writes_a_report_per_held_out_dataset(tmp_path: Path) -> None:
         report = (out / "held_out" / dataset / "report.md").read_text()
         assert "## Scores (pooled over all folds)" in report
     assert (out / "report.md").is_file()  # the pooled report over both held-out datasets
+
+
+@pytest.mark.slow
+def test_mer_loso_lodo_on_the_demo_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`mer loso --protocol lodo` on the demo corpus: its three micro look-alikes are three held-out datasets."""
+    from mer.cli import main
+    from mer.demo.corpus import generate_corpus
+    from mer.demo.run import _roots
+
+    def mer(args: list[str]) -> None:
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        assert exit_info.value.code in (0, None), args
+
+    roots = _roots(generate_corpus(tmp_path / "corpus", seed=0, quick=True))
+    quick = ["-c", "demo", "-c", "tiny", "train.threads=2", "logging.progress_bar=false", "loso.workers=1"]
+    mer(["prepare", *quick, "--out", str(tmp_path / "prepared"), *roots])
+    out = tmp_path / "lodo"
+    mer(["loso", *quick, "--protocol", "lodo", "--prepared", str(tmp_path / "prepared"), "--out", str(out)])
+    printed = capsys.readouterr().out
+    micro = pd.read_csv(tmp_path / "prepared" / "prepared.csv").query("kind == 'micro'")
+    assert sorted(micro["dataset"].unique()) == ["casme2", "samm", "smic"]
+    for dataset in ("casme2", "samm", "smic"):
+        report = out / "held_out" / dataset / "report.md"
+        assert report.is_file() and f"held out {dataset}: report → {report}" in printed
+        preds = pd.read_csv(out / "folds" / dataset / "predictions.csv")
+        assert sorted(preds["sample_id"]) == sorted(micro.loc[micro["dataset"] == dataset, "sample_id"])
+    scores = json.loads((out / "scores.json").read_text())["scores"]["svm"]
+    assert {"composite", "casme2", "samm", "smic"} <= set(scores)  # pooled and per held-out dataset

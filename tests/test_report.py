@@ -40,8 +40,9 @@ def test_report_has_every_section_and_file(report: Path) -> None:
     for heading in SECTIONS:
         assert heading in md, heading
     assert "PARTIAL" not in md and "LEAKY" not in md
-    for method in ("LBP-TOP", "Bi-WOOF", "OFF-ApexNet", "STSTNet", "RCN", "FeatRef", "0.7838", "0.8427"):
-        assert method in md
+    # a synthetic run is not the MEGC2019 composite: its published figures are not shown, and the report says why
+    assert "No published figure belongs to this protocol and sample set" in md and "FeatRef" not in md
+    assert "MEGC2019 composite (composite LOSO, 442 samples of 68 subjects, classes megc3): " in md
     assert "![confusion matrices](confusion_matrix.png)" in md
     assert "seed: 0" in md and "backbone: mobilevit_xxs" in md  # the resolved config
     assert "Seed: 0" in md and "Git commit:" in md and "scikit-learn" in md  # provenance
@@ -232,3 +233,38 @@ def test_report_without_resamples_has_no_intervals(run_dir: Path, tmp_path: Path
     saved = json.loads((tmp_path / "scores.json").read_text())
     assert saved["intervals"] == {} and saved["svm_minus_softmax"] is None
     assert "No bootstrap was run" in md and " [0." not in md.split("## Uncertainty")[0].split("## Scores")[1]
+
+
+def _benchmark_sized(root: Path) -> Path:
+    """A synthetic run over 68 subjects of CASME II / SAMM / SMIC with exactly 442 pooled samples."""
+    subjects = [f"casme2/sub{i:02d}" for i in range(24)] + [f"samm/{i:03d}" for i in range(28)]
+    subjects += [f"smic/s{i}" for i in range(16)]
+    run = make_run(root, subjects=subjects)
+    last = run / "folds" / subjects[-1] / "predictions.csv"
+    total = sum(len(pd.read_csv(p)) for p in (run / "folds").rglob("predictions.csv"))
+    frame = pd.read_csv(last)
+    need = 442 - (total - len(frame))
+    rows = [frame.iloc[k % len(frame)].to_dict() | {"sample_id": f"extra_{k:03d}"} for k in range(need)]
+    pd.DataFrame(rows).to_csv(last, index=False)
+    return run
+
+
+def test_published_figures_only_beside_a_comparable_run(tmp_path: Path) -> None:
+    from mer.evaluation.compare import MEGC2019_SET, PUBLISHED_FIGURES, not_comparable
+
+    run = _benchmark_sized(tmp_path / "bench")
+    md = write_report(run).read_text()
+    for method in ("LBP-TOP", "Bi-WOOF", "OFF-ApexNet", "STSTNet", "RCN", "FeatRef", "0.7838", "0.8427"):
+        assert method in md
+    assert "protocol composite, classes megc3, 442 samples of 68 subjects" in md
+    # the same predictions under another protocol (leave one dataset out) stand beside no published figure
+    notes = json.loads((run / "loso.json").read_text()) if (run / "loso.json").is_file() else {}
+    (run / "loso.json").write_text(json.dumps({**notes, "protocol": "lodo"}))
+    md = write_report(run).read_text()
+    assert "FeatRef" not in md and "protocol lodo, not composite" in md
+    figure = PUBLISHED_FIGURES[0]
+    assert not_comparable(figure, "composite", "megc3", set(MEGC2019_SET.datasets), 442, 68) == []
+    assert not_comparable(figure, "composite", "cas3_4", {"casme2", "samm", "smic", "casme3a"}, 442, 68) == [
+        "classes cas3_4, not megc3",
+        "datasets casme2, casme3a, samm, smic, not casme2, samm, smic",
+    ]

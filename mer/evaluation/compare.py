@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -42,13 +42,63 @@ MEGC2019_SAMPLES = 442
 MEGC2019_SUBJECTS = 68
 
 
-def comparison_table(scores: dict[str, dict[str, dict[str, Any]]], run_label: str) -> pd.DataFrame:
-    """Published rows, then one bold row per classifier of `scores` (composite UF1, UAR, accuracy)."""
+class SampleSet(NamedTuple):
+    """The samples a published figure was measured on: datasets, class scheme, sample and subject counts."""
+
+    name: str
+    datasets: frozenset[str]
+    classes: str
+    samples: int
+    subjects: int
+
+
+class Published(NamedTuple):
+    """A published figure with the protocol and sample set it belongs to (shown only beside a comparable run)."""
+
+    method: str
+    uf1: float | None
+    uar: float | None
+    accuracy: float | None
+    protocol: str
+    sample_set: SampleSet
+    source: str
+
+
+MEGC2019_SET = SampleSet(
+    "MEGC2019 composite", frozenset({"casme2", "samm", "smic"}), "megc3", MEGC2019_SAMPLES, MEGC2019_SUBJECTS
+)
+PUBLISHED_FIGURES: tuple[Published, ...] = (
+    *(Published(m, uf1, uar, None, "composite", MEGC2019_SET, "MEGC2019 composite") for m, uf1, uar in PUBLISHED),
+    Published("Liu et al. 2022", None, None, PAPER_ACCURACY, "composite", MEGC2019_SET, "paper"),
+)
+
+
+def not_comparable(
+    figure: Published, protocol: str, classes: str, datasets: set[str], samples: int, subjects: int
+) -> list[str]:
+    """Why a run (its protocol, class scheme, datasets and pooled sample / subject counts) cannot stand beside a
+    published figure; [] when it can."""
+    want = figure.sample_set
+    reasons = []
+    if protocol != figure.protocol:
+        reasons.append(f"protocol {protocol}, not {figure.protocol}")
+    if classes != want.classes:
+        reasons.append(f"classes {classes}, not {want.classes}")
+    if set(datasets) != set(want.datasets):
+        reasons.append(f"datasets {', '.join(sorted(datasets))}, not {', '.join(sorted(want.datasets))}")
+    if (samples, subjects) != (want.samples, want.subjects):
+        reasons.append(f"{samples} samples of {subjects} subjects, not {want.samples} of {want.subjects}")
+    return reasons
+
+
+def comparison_table(
+    scores: dict[str, dict[str, dict[str, Any]]], run_label: str, figures: tuple[Published, ...] = PUBLISHED_FIGURES
+) -> pd.DataFrame:
+    """The published `figures` (default: all), then one bold row per classifier of `scores` (composite UF1, UAR,
+    accuracy)."""
     rows: list[dict[str, Any]] = [
-        {"method": m, "UF1": uf1, "UAR": uar, "accuracy": None, "source": "MEGC2019 composite"}
-        for m, uf1, uar in PUBLISHED
+        {"method": f.method, "UF1": f.uf1, "UAR": f.uar, "accuracy": f.accuracy, "source": f.source} for f in figures
     ]
-    rows.append({"method": "Liu et al. 2022", "UF1": None, "UAR": None, "accuracy": PAPER_ACCURACY, "source": "paper"})
     for clf, pooled in scores.items():
         comp = pooled[COMPOSITE]
         rows.append(

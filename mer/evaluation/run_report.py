@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mer import class_schemes
 from mer.evaluation.bootstrap import RESAMPLES, SEED, bootstrap_intervals, paired_difference, verdict
-from mer.evaluation.compare import MEGC2019_SAMPLES, MEGC2019_SUBJECTS, comparison_table
+from mer.evaluation.compare import PUBLISHED_FIGURES, comparison_table, not_comparable
 from mer.evaluation.megc_log import write_megc_log
 from mer.evaluation.metrics import COMPOSITE, per_fold_table
 from mer.evaluation.plots import confusion_png, per_fold_png
@@ -175,20 +176,31 @@ def _confusion_section(doc: Document, scores: Scores, out: Path) -> None:
 
 
 def _published_section(doc: Document, run: RunResults, scores: Scores) -> None:
-    """Published MEGC2019 results beside this run, saying whether the sample sets are comparable."""
+    """Published results beside this run: only the figures whose protocol and sample set this run shares."""
     n, n_subjects = len(run.predictions), _n_subjects(run)
+    protocol = str(run.notes.get("protocol") or (run.config.get("loso") or {}).get("protocol") or "composite")
+    try:
+        scheme = class_schemes.scheme_of((run.config.get("data") or {}).get("classes") or class_schemes.DEFAULT)
+    except ValueError:
+        scheme = "?"
+    datasets = set(run.predictions["dataset"].astype(str))
     doc.heading("Comparison with published results")
-    doc.para(
-        f"Published composite UF1/UAR are LOSO on the MEGC2019 composite ({MEGC2019_SAMPLES} samples, "
-        f"{MEGC2019_SUBJECTS} subjects); Liu et al. 2022 report composite accuracy only. This run pooled "
-        f"{n} samples from {n_subjects} subjects"
-        + (
-            "."
-            if (n, n_subjects) == (MEGC2019_SAMPLES, MEGC2019_SUBJECTS)
-            else ", so it is not the benchmark set and the rows are not directly comparable."
-        )
-    )
-    doc.table(comparison_table(scores, f"this run{_stamp_suffix(run)}"))
+    this = (f"This run: protocol {protocol}, classes {scheme}, {n} samples of {n_subjects} subjects from "
+            f"{', '.join(sorted(datasets))}.")  # fmt: skip
+    why = {f: not_comparable(f, protocol, scheme, datasets, n, n_subjects) for f in PUBLISHED_FIGURES}
+    shown = tuple(f for f in PUBLISHED_FIGURES if not why[f])
+    if not shown:
+        sets = sorted({(f.protocol, f.sample_set) for f in PUBLISHED_FIGURES}, key=str)
+        lines = [
+            f"{s.name} ({protocol_} LOSO, {s.samples} samples of {s.subjects} subjects, classes {s.classes}): "
+            + "; ".join(next(why[f] for f in PUBLISHED_FIGURES if (f.protocol, f.sample_set) == (protocol_, s)))
+            for protocol_, s in sets
+        ]
+        doc.para(f"{this} No published figure belongs to this protocol and sample set, so none is shown:")
+        doc.bullets(lines)
+        return
+    doc.para(f"{this} The published figures below were measured the same way (Liu et al. 2022 report accuracy only).")
+    doc.table(comparison_table(scores, f"this run{_stamp_suffix(run)}", shown))
 
 
 def _per_fold_section(doc: Document, run: RunResults, scores: Scores, fold_table: pd.DataFrame, out: Path) -> None:
