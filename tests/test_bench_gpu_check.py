@@ -36,3 +36,4 @@ def test_gpu_check_cpu_smoke_prints_every_figure() -> None:
     assert "PROJECTED (not measured)" in out and re.search(r"1 fold\(s\) per GPU: 68 folds ≈ [\d.]+ (h|min)", out)
     assert "FAILED" not in out
     assert re.search(r"MTCNN detection .*batch 1: [\d.]+ frames/s, batch 4: [\d.]+ frames/s", out)
+    assert re.search(r"^spotting 640x480 \(cpu\) batch 16: [\d.]+ frames/s", out, re.M)
