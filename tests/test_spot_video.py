@@ -38,6 +38,9 @@ def test_unreadable_and_missing_files_are_one_clean_line(tmp_path: Path, capsys:
     for path in (bad, tmp_path / "missing.mkv"):
         code, out, err = _spot(capsys, str(path))
         assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: {path}") and "Traceback" not in err
+    for option, value, message in (("--p", "1.5", "p must be in"), ("--bounds", "edges", "bounds 'edges'")):
+        code, _, err = _spot(capsys, str(bad), option, value)
+        assert code == 2 and message in err and err.count("\n") == 1
     image = tmp_path / "one.png"
     cv2.imwrite(str(image), np.full((64, 64, 3), 128, np.uint8))
     code, _, err = _spot(capsys, str(image))

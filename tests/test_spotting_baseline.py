@@ -111,3 +111,11 @@ def test_fps_from_timestamps_uses_elapsed_time_and_refuses_broken_clocks() -> No
     vfr = [i / 30 for i in range(10)] + [9 / 30 + j / 15 for j in range(1, 11)]  # 30 fps, then 15 fps
     assert fps_from_timestamps(vfr) == pytest.approx(19 / (9 / 30 + 10 / 15))
     assert fps_from_timestamps([0.0, 0.0, 0.0, 0.0]) is None and fps_from_timestamps([0.0, 0.1]) is None
+
+
+def test_a_missing_window_falls_back_to_the_nearest_one_the_features_hold() -> None:
+    fps, n = 30.0, 200
+    t = np.arange(n)
+    feats = _features(np.exp(-((t - 100) ** 2) / 8.0), np.ones(n), fps, 5)  # planned for k = 5, the config asks 6
+    res = spot_baseline(feats, BaselineConfig(k_seconds={"ME": 0.2}, min_contrast=0.0, bounds="window"))
+    assert res.scales["ME"].k == 5 and [iv.apex for iv in res.intervals] == [100]

@@ -164,14 +164,17 @@ def _bounds(peak: int, k: int, motion: np.ndarray, n: int, mode: str) -> tuple[i
 
 
 def spot_baseline(features: VideoFeatures, cfg: BaselineConfig | None = None) -> SpotResult:
-    """Run the baseline on extracted features (which must hold every scale's k: `BaselineConfig.windows(fps)`)."""
+    """Run the baseline on extracted features, which should hold every scale's k (`required_windows`); a scale whose
+    k is missing (windows planned from a frame count that was off) uses the nearest k the features hold."""
     cfg = cfg or BaselineConfig()
     n, fps = features.n_frames, features.fps
     scales: dict[str, ScaleCurve] = {}
     kept: list[Interval] = []
     for name, k in cfg.windows(fps, n).items():
-        if k not in features.values:
-            raise ValueError(f"features hold windows {sorted(features.values)}, not k={k} for {name}")
+        if k not in features.values:  # windows planned from a header's frame count that was off: the nearest held
+            if not features.values:
+                raise ValueError("the features hold no window k; extract them with required_windows(...)")
+            k = min(features.values, key=lambda held: (abs(held - k), held))
         f = mdmd_feature(features, k, cfg.top)
         c = contrast(f, k)
         m = motion_curve(features, k, cfg.top)
