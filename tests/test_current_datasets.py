@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from mer.data.datasets import READERS, build_manifest, canonical
-from mer.data.datasets._common import frame_number
+from mer.data.datasets._common import NO_FOLDER, NO_IMAGES, frame_number
 from mer.errors import DataError
 from tests.layouts import write_frames
 from tests.layouts_current import (
@@ -249,3 +250,38 @@ def test_fixture_trees_give_the_official_counts(casme3a_tree, tmp_path: Path) ->
     assert len(c_outside) == official("casme3c", "outside_scheme").value
     assert len({r["subject"] for r in c_rows}) == official("casme3c", "subjects").value
     assert sum(r["apex_source"] != "label" for r in c_rows) + len(c_outside) == official("casme3c", "apex_less").value
+
+
+def test_label_files_for_datasets_check(casme3a_tree, tmp_path: Path) -> None:
+    """Each reader's label file (what `mer datasets check` reports): path, version and data rows."""
+    from mer.data.datasets import LABEL_FILES
+    from mer.data.official import official
+
+    root, _, _ = casme3a_tree
+    a = LABEL_FILES["casme3a"](root)
+    assert a.rows == official("casme3a", "sheet_rows").value and a.version.startswith("CAS(ME)^3 Part A ME sheet v2")
+    c = LABEL_FILES["casme3c"](make_casme3c(tmp_path / "c"))
+    assert c.rows == official("casme3c", "sheet_rows").value and "sheet mockCrimeME" not in c.version
+    assert LABEL_FILES["4dme"](make_4dme(tmp_path / "4d")).rows == 1
+    assert LABEL_FILES["mmew"](make_mmew(tmp_path / "mm")).rows == 1
+    rows = {"train": [("sub0003", "sub0003_01", 0, 2, 5, "happiness", 500, 6)],
+            "testA": [("sub0101", "sub0101_01", 1, 3, 4, "surprise", 300, 5)]}  # fmt: skip
+    dfme = LABEL_FILES["dfme"](make_dfme(tmp_path / "df", rows))
+    assert dfme.rows == 2 and dfme.version == "CCAC challenge sheets: train 1 rows, testA 1 rows"
+
+
+def test_missing_frames_use_the_shared_reasons(tmp_path: Path) -> None:
+    """Rows whose frames are missing are reported with the reasons `mer datasets check` counts."""
+    rows = [*casme3c_rows()[:3], [40, 1, 10, 14, "12", "negative"]]
+    root = make_casme3c(tmp_path / "c", rows)
+    shutil.rmtree(root / "RGB" / "sub40")  # the sheet names sub 40, whose folder is gone
+    _, skipped = READERS["casme3c"](root)
+    assert [s["reason"].startswith(NO_FOLDER) for s in skipped if s["sample_id"] == "sub40_1"] == [True]
+    mmew = make_mmew(tmp_path / "mm", [("S03", "S03-01-002", 1, 4, 9, "AU12", "happiness"),
+                                      ("S04", "S04-01-001", 1, 2, 3, "AU12", "happiness")])  # fmt: skip
+    shutil.rmtree(mmew / "MMEW_Final" / "Micro_Expression" / "happiness" / "S04-01-001")
+    _, skipped = READERS["mmew"](mmew)
+    assert [s["reason"].startswith(NO_FOLDER) for s in skipped if s["sample_id"] == "S04-01-001"] == [True]
+    a_rows = [{"cells": ["spNO.1", "a", 10, 12, 14, "4", "1", "happy"], "folder": ("spNO.1", "a"), "frames": [1, 2]}]
+    _, skipped = READERS["casme3a"](make_casme3a(tmp_path / "a", a_rows))
+    assert skipped[0]["reason"].startswith(NO_IMAGES)

@@ -50,6 +50,11 @@ LABEL_FILES: dict[str, Callable[..., LabelFile]] = {
     "casme2": casme2.label_file,
     "samm": samm.label_file,
     "smic": smic.label_file,
+    "casme3a": casme3.label_file,
+    "casme3c": casme3.label_file_c,
+    "4dme": fourdme.label_file,
+    "mmew": mmew.label_file,
+    "dfme": dfme.label_file,
 }
 DATASETS: tuple[str, ...] = tuple(READERS)
 KIND: dict[str, str] = {

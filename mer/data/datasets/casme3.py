@@ -25,9 +25,13 @@ from typing import Any
 
 from mer.data.datasets._common import (
     ERRATUM_FIXED,
+    NO_FOLDER,
+    NO_IMAGES,
+    LabelFile,
     as_root,
     cell_text,
     check_missing_apex,
+    coded_label_file,
     column_key,
     frame_number,
     images,
@@ -62,6 +66,11 @@ KNOWN_FIXES: dict[tuple[int, str, int], tuple[int, str]] = {
     (796, "offset", 0): (1845, "offset 0; the full Part A sheet says 1845"),
     (798, "offset", 0): (2403, "offset 0; the full Part A sheet says 2403"),
 }
+VERSIONS_A = (
+    (r"jpgindex_v2", "CAS(ME)^3 Part A ME sheet v2 (860 rows)"),
+    (r"jpgindex_v1", "CAS(ME)^3 Part A ME sheet v1 (921 rows)"),
+)
+VERSIONS_C = ((r"part_c_me", "CAS(ME)^3 Part C ME sheet (165 rows)"),)
 _SUBJECT = re.compile(r"^\s*(?:spno)?\s*\.?\s*(\d+)\s*$", re.IGNORECASE)
 # An exception line: 'spNO.3 J 498.jpg  the image cannot open' or '/.../RGB/spNO.138/a/color/1294.jpg'.
 _EXCEPTION = re.compile(r"spNO\.?(\d+)[\s/\\]+([A-Za-z])[\s/\\]+(?:color[/\\])?(\d+)\.(?:jpg|png)", re.IGNORECASE)
@@ -155,7 +164,7 @@ def interval_sample(
         why = left_out[dropped[0]]
         skipped.append({**base, "reason": f"{ERRATUM_FIXED} frames {dropped} listed in {why} left out"})
     if not numbers:
-        skipped.append({**base, "reason": f"no frames {onset}..{offset} in {video.folder}"})
+        skipped.append({**base, "reason": f"{NO_IMAGES} {video.folder} for frames {onset}..{offset}"})
         return None
     if apex is not None and apex not in video.frames and onset <= apex <= offset:
         skipped.append({**base, "reason": f"apex frame {apex} not found in {video.folder}"})
@@ -204,7 +213,7 @@ def read(
     if not frames_root.is_dir():
         raise layout_error(root, "CAS(ME)^3 Part A", EXPECTED_A)
     sheet = Path(coding).expanduser() if coding else find_sheet(root, SHEET_A, "CAS(ME)^3 Part A", EXPECTED_A)
-    table = read_sheet(sheet, COLUMNS_A, "CAS(ME)^3 Part A", sheet="label")
+    table = read_sheet(sheet, COLUMNS_A, "CAS(ME)^3 Part A", prefer_sheets=["label"])
     keys = dict(
         zip(("subject", "filename", "onset", "apex", "offset", "emotion"), map(column_key, COLUMNS_A), strict=True)
     )
@@ -246,7 +255,7 @@ def read(
             skipped.append({**base, "reason": f"sheet row {line}: unusable interval onset {onset} offset {offset}"})
             continue
         if video_dir is None:
-            skipped.append({**base, "reason": f"frame folder not found: {frames_root / spno / letter}"})
+            skipped.append({**base, "reason": f"{NO_FOLDER} {frames_root / spno / letter}"})
             continue
         video = videos.setdefault(video_dir, _Video(video_dir))
         left_out = {n: why for (s, v, n), why in listed.items() if s == spno and v == letter}
@@ -277,7 +286,7 @@ def read_c(
     if not frames_root.is_dir():
         raise layout_error(root, "CAS(ME)^3 Part C", EXPECTED_C)
     sheet = Path(coding).expanduser() if coding else find_sheet(root, SHEET_C, "CAS(ME)^3 Part C", EXPECTED_C)
-    table = read_sheet(sheet, COLUMNS_C, "CAS(ME)^3 Part C", sheet="mockCrimeME")
+    table = read_sheet(sheet, COLUMNS_C, "CAS(ME)^3 Part C", prefer_sheets=["mockCrimeME"])
     subjects = folder_index(frames_root, _sub_number)
     videos: dict[Path, _Video] = {}
     rows: Rows = []
@@ -301,7 +310,7 @@ def read_c(
             skipped.append({**base, "reason": f"sheet row {line}: unusable interval onset {onset} offset {offset}"})
             continue
         if folder is None:
-            skipped.append({**base, "reason": f"frame folder not found for sub {number} in {frames_root}"})
+            skipped.append({**base, "reason": f"{NO_FOLDER} {frames_root / f'sub{number:02d}'} (sub {number})"})
             continue
         video = videos.setdefault(folder, _Video(folder))
         sample = interval_sample(
@@ -311,3 +320,17 @@ def read_c(
         if sample is not None:
             rows.append(sample)
     return rows, skipped
+
+
+def label_file(root: str | Path, coding: str | Path | None = None) -> LabelFile:
+    """The Part A ME sheet `read` uses, its version and its data rows (for `mer datasets check`)."""
+    root = as_root(root, NAME_A, EXPECTED_A)
+    sheet = Path(coding).expanduser() if coding else find_sheet(root, SHEET_A, "CAS(ME)^3 Part A", EXPECTED_A)
+    return coded_label_file(sheet, COLUMNS_A, "CAS(ME)^3 Part A", VERSIONS_A, prefer_sheets=["label"])
+
+
+def label_file_c(root: str | Path, coding: str | Path | None = None) -> LabelFile:
+    """The Part C ME sheet `read_c` uses, its version and its data rows (for `mer datasets check`)."""
+    root = as_root(root, NAME_C, EXPECTED_C)
+    sheet = Path(coding).expanduser() if coding else find_sheet(root, SHEET_C, "CAS(ME)^3 Part C", EXPECTED_C)
+    return coded_label_file(sheet, COLUMNS_C, "CAS(ME)^3 Part C", VERSIONS_C, prefer_sheets=["mockCrimeME"])

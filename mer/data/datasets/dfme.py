@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from mer.data.datasets._common import (
+    NO_FOLDER,
+    NO_IMAGES,
+    LabelFile,
     apex_cell,
     as_root,
     cell_text,
@@ -26,6 +29,7 @@ from mer.data.datasets._common import (
     read_sheet,
     resolve_apex,
     row,
+    sheet_rows,
     subdirs,
 )
 from mer.data.manifest import as_int, skip
@@ -101,7 +105,7 @@ def read(root: str | Path, splits: list[str] | None = None, missing_apex: str = 
                 continue
             frames = images(folder)
             if not frames:
-                what = "no images in" if folder.is_dir() else "frame folder not found:"
+                what = NO_IMAGES if folder.is_dir() else NO_FOLDER
                 skipped.append({**base, "reason": f"{what} {folder}"})
                 continue
             idx = coded_indices(frames, cells.get(keys[2]), cells.get(keys[3]), cells.get(keys[4]), folder)
@@ -119,3 +123,17 @@ def read(root: str | Path, splits: list[str] | None = None, missing_apex: str = 
                 sample = kept
             rows.append(sample)
     return rows, skipped
+
+
+def label_file(root: str | Path) -> LabelFile:
+    """The three challenge sheets (for `mer datasets check`): the root as path, rows summed over the splits."""
+    root = as_root(root, NAME, EXPECTED)
+    counts = {}
+    for split in SPLITS:
+        sheet = _sheet(root, SPLIT_FILES[split][0])
+        if sheet is not None:
+            counts[split] = sheet_rows(read_sheet(sheet, COLUMNS, "DFME"), column_key(COLUMNS[0]))
+    if not counts:
+        raise layout_error(root, "DFME", EXPECTED)
+    version = "CCAC challenge sheets: " + ", ".join(f"{s} {n} rows" for s, n in counts.items())
+    return LabelFile(root, version, sum(counts.values()))

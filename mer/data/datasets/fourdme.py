@@ -11,7 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mer.data.datasets._common import as_root, cell_text, find_one, layout_error, read_coded
+from mer.data.datasets._common import (
+    LabelFile,
+    as_root,
+    cell_text,
+    coded_label_file,
+    find_one,
+    layout_error,
+    read_coded,
+)
 from mer.errors import DataError
 
 NAME = "4dme"
@@ -44,3 +52,10 @@ def read(
         missing_apex,
         aus="AUs",
     )
+
+
+def label_file(root: str | Path, coding: str | Path | None = None) -> LabelFile:
+    """The sheet `read` uses, its version and its data rows (for `mer datasets check`)."""
+    root = as_root(root, NAME, EXPECTED)
+    sheet = Path(coding).expanduser() if coding else find_one(root, [CODING_GLOB], "coding", "4DME", EXPECTED)
+    return coded_label_file(sheet, COLUMNS, "4DME", ((r"release v1", "4DME micro labelling release v1 (267 rows)"),))

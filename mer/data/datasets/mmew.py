@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from mer.data.datasets._common import (
+    NO_FOLDER,
+    NO_IMAGES,
+    LabelFile,
     apex_cell,
     as_root,
     cell_text,
     check_missing_apex,
     coded_indices,
+    coded_label_file,
     column_key,
     images,
     label_or_skip,
@@ -60,6 +64,29 @@ def person(subject: Any, filename: str) -> str | None:
     return None
 
 
+def find_sheet(root: Path, micro: Path, coding: str | Path | None = None) -> Path:
+    """The sheet: `coding`, or `MMEW_Micro_Exp.xlsx` in the root, `MMEW_Final/` or beside `Micro_Expression/`."""
+    if coding:
+        sheet: Path | None = Path(coding).expanduser()
+    else:
+        places = (root / SHEET, root / "MMEW_Final" / SHEET, micro.parent / SHEET)
+        sheet = next((p for p in places if p.is_file()), None)
+    if sheet is None or not sheet.is_file():
+        raise DataError(f"MMEW sheet not found: {sheet or root / SHEET} (expected {EXPECTED})")
+    return sheet
+
+
+def label_file(root: str | Path, coding: str | Path | None = None) -> LabelFile:
+    """The sheet `read` uses, its version and its data rows (for `mer datasets check`)."""
+    root = as_root(root, NAME, EXPECTED)
+    micro = micro_folder(root)
+    if micro is None:
+        raise layout_error(root, "MMEW", EXPECTED)
+    return coded_label_file(
+        find_sheet(root, micro, coding), COLUMNS, "MMEW", ((r"mmew", "MMEW micro sheet (300 rows)"),)
+    )
+
+
 def read(root: str | Path, coding: str | Path | None = None, missing_apex: str = "spot") -> tuple[Rows, Rows]:
     """Manifest rows and skipped rows of an MMEW root (`coding`: the sheet when it is not `MMEW_Micro_Exp.xlsx`
     in the root or `MMEW_Final/`; `missing_apex` spot | middle | skip)."""
@@ -68,13 +95,7 @@ def read(root: str | Path, coding: str | Path | None = None, missing_apex: str =
     micro = micro_folder(root)
     if micro is None:
         raise layout_error(root, "MMEW", EXPECTED)
-    if coding:
-        sheet = Path(coding).expanduser()
-    else:
-        places = (root / SHEET, root / "MMEW_Final" / SHEET, micro.parent / SHEET)
-        sheet = next((p for p in places if p.is_file()), None)
-    if sheet is None or not sheet.is_file():
-        raise DataError(f"MMEW sheet not found: {sheet or root / SHEET} (expected {EXPECTED})")
+    sheet = find_sheet(root, micro, coding)
     table = read_sheet(sheet, COLUMNS, "MMEW")
     keys = [column_key(c) for c in COLUMNS]
     clips = {clip.name.lower(): clip for emotion in subdirs(micro) for clip in subdirs(emotion)}
@@ -99,7 +120,8 @@ def read(root: str | Path, coding: str | Path | None = None, missing_apex: str =
             continue
         frames = images(folder) if folder else []
         if folder is None or not frames:
-            skipped.append({**base, "reason": f"frame folder {filename} not found or empty under {micro}"})
+            where = f"{NO_IMAGES} {folder}" if folder is not None else f"{NO_FOLDER} {micro}/<emotion>/{filename}"
+            skipped.append({**base, "reason": where})
             continue
         idx = coded_indices(frames, cells.get(keys[2]), cells.get(keys[3]), cells.get(keys[4]), folder)
         if isinstance(idx, str):
