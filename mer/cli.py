@@ -152,6 +152,46 @@ def prepare(
     run_prepare(_cfg(config, overrides, flags), manifest_only=manifest_only, preview=preview)
 
 
+datasets_app = typer.Typer(help="Look at dataset folders before preparing them.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.command("check")
+def datasets_check(
+    data: Annotated[
+        list[str],
+        typer.Option("--data", "-d", help="NAME=ROOT, repeatable, as for `mer prepare` (e.g. casme2=/data/CASME2)."),
+    ],
+    megc_list: Annotated[
+        Path | None, typer.Option(help="MEGC2019 combined_3class_gt.csv: count the listed samples found and missing.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the check as JSON (for scripts).")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when any count differs from the published one.")
+    ] = False,
+) -> None:
+    """Say what dataset folders hold, beside the published counts, in seconds (no face detection, no torch).
+
+    Per dataset: label-file rows, sample folders on disk, rows with frames missing, rows without an apex label, rows
+    outside the 3 classes, subjects, the label-file version; with --megc-list the listed samples found and missing.
+    Exit 0 unless a root is missing or does not look like its dataset (exit 2, one line); --strict: 1 on differences.
+    """
+    from mer.data.check import check_roots, render
+    from mer.data.datasets import parse_data_args
+
+    result = check_roots(parse_data_args(data), megc_list)
+    if json_out:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        from rich.console import Console
+
+        console = Console(highlight=False, width=max(Console().width, 150))
+        for item in render(result):
+            console.print(item)
+    if strict and result.differences():
+        raise typer.Exit(1)
+
+
 @app.command()
 def pretrain(
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints, logs, config, metrics.")] = Path("runs/pretrain"),

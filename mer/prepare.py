@@ -41,6 +41,8 @@ from tqdm.auto import tqdm
 
 from mer.config import MOTION_INPUTS, Config, input_channels, write_run_info
 from mer.data import datasets
+from mer.data.check import check_roots
+from mer.data.datasets import parse_data_args  # noqa: F401 - re-exported: `mer prepare --data NAME=ROOT`
 from mer.data.manifest import counts, make_report, save_manifest, skip
 from mer.data.megc import megc_list, selection_summary
 from mer.data.prepared import REBUILD_HINT, absolute_crops
@@ -55,20 +57,6 @@ from mer.files import file_sha256, read_gray, read_image
 from mer.runtime import configure_torch
 
 SPOT_VERSION = 1  # bump when apex spotting changes (invalidates the stored spotted apexes)
-
-
-def parse_data_args(items: Sequence[str]) -> dict[str, str]:
-    """`["casme2=/data/CASME2", ...]` → {"casme2": "/data/CASME2"}; MerError on anything not NAME=ROOT."""
-    roots: dict[str, str] = {}
-    for item in items:
-        name, sep, root = str(item).partition("=")
-        name, root = name.strip(), root.strip()
-        if not sep or not name or not root:
-            raise MerError(f"--data '{item}' is not of the form NAME=ROOT (e.g. --data casme2=/data/CASME2)")
-        if name in roots:
-            raise MerError(f"--data {name} given twice ({roots[name]!r} and {root!r}); give one root per dataset")
-        roots[name] = root
-    return roots
 
 
 def merged_roots(cfg: Config) -> dict[str, str]:
@@ -86,6 +74,7 @@ def run_prepare(cfg: Config, *, manifest_only: bool = False, preview: bool = Fal
         raise MerError("no datasets given: pass --data NAME=ROOT (e.g. --data casme2=/data/CASME2) or set data.roots")
     out_dir = Path(cfg.data.prepared)
     megc = Path(cfg.data.megc_list) if cfg.data.megc_list else None
+    _echo(check_roots(roots, megc).summary())  # `mer datasets check` in one line (and every root checked first)
     manifest, report = datasets.build_manifest(
         roots,
         megc_list=megc,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import matplotlib.cbook as cbook
@@ -17,6 +18,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
+import mer.prepare as prepare_module
 from mer.config import load_config
 from mer.data.manifest import load_manifest, make_frame, make_report
 from mer.data.prepared import load_prepared
@@ -232,6 +234,7 @@ def test_run_prepare_calls_the_readers_and_defaults_to_data_prepared(corpus, tmp
         return manifest.iloc[:1].reset_index(drop=True), make_report([])
 
     monkeypatch.setattr(datasets, "build_manifest", fake_build)
+    monkeypatch.setattr(prepare_module, "check_roots", lambda roots, megc: SimpleNamespace(summary=lambda: f"{roots}"))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "list.csv").write_text("casme2,sub01,EP02_01f,1\n")
     cli = ["data.roots.casme2=/d/c2", "data.megc_list=list.csv"]  # what `--data casme2=/d/c2 --megc-list` set
@@ -246,6 +249,7 @@ def test_run_prepare_calls_the_readers_and_defaults_to_data_prepared(corpus, tmp
         "classes": cfg.data.classes,  # the scheme (demo: paper's megc3 list)
     }
     printed = capsys.readouterr().out
+    assert "{'casme2': '/d/c2'}" in printed  # the datasets check's one line comes first
     assert "MEGC2019 list list.csv: a custom list of 1 samples (neither published variant)" in printed
     assert "MEGC2019 list: 1 of 1 listed samples found (casme2 1/1); 0 take the list's label" in printed
     assert load_config("default").data.missing_apex == "spot"

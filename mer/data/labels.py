@@ -172,6 +172,17 @@ def table(dataset: str, scheme: str = class_schemes.DEFAULT) -> dict[str, str | 
         raise DataError(f"no label table for dataset '{dataset}' (known: {', '.join(sorted(TABLES))})") from None
 
 
+UNKNOWN_REASON = "unknown emotion label"  # how `resolve`'s reasons start, so a report row can be told apart
+DROPPED_REASON = (
+    " is not in the "  # "emotion 'fear' is not in the MEGC2019 3-class protocol" / "... the X class scheme"
+)
+
+
+def is_label_reason(reason: str) -> bool:
+    """True for a report reason `resolve` wrote: an emotion outside the class scheme (dropped or unknown)."""
+    return reason.startswith(UNKNOWN_REASON) or (reason.startswith("emotion '") and DROPPED_REASON in reason)
+
+
 def _key(dataset: str, emotion: object, scheme: str) -> str:
     """Lookup key: megc3 tables hold the codes themselves; the other schemes' tables hold emotion names, so codes
     (CK+ 3, JAFFE HA) and spellings (happy, sad) are decoded first."""
@@ -188,11 +199,11 @@ def resolve(dataset: str, emotion: object, scheme: str = class_schemes.DEFAULT) 
     key = _key(dataset, emotion, scheme)
     if key not in mapping:
         known = ", ".join(k for k in mapping if not k.isdigit())
-        return LabelResult(None, "unknown", f"unknown emotion label '{emotion}' ({dataset} labels: {known})")
+        return LabelResult(None, "unknown", f"{UNKNOWN_REASON} '{emotion}' ({dataset} labels: {known})")
     label = mapping[key]
     if label is None:
         what = "the MEGC2019 3-class protocol" if scheme == class_schemes.DEFAULT else f"the {scheme} class scheme"
-        return LabelResult(None, "dropped", f"emotion '{emotion}' is not in {what}")
+        return LabelResult(None, "dropped", f"emotion '{emotion}'{DROPPED_REASON}{what.removeprefix('the ')}")
     return LabelResult(label, "mapped", None)
 
 

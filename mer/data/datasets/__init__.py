@@ -10,7 +10,7 @@ their apex by one policy (`missing_apex`: spot | middle | skip; SMIC, which has 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,20 @@ def canonical(name: str) -> str:
     if key not in READERS:
         raise DataError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
     return key
+
+
+def parse_data_args(items: Sequence[str]) -> dict[str, str]:
+    """`["casme2=/data/CASME2", ...]` → {"casme2": "/data/CASME2"}; DataError on anything not NAME=ROOT."""
+    roots: dict[str, str] = {}
+    for item in items:
+        name, sep, root = str(item).partition("=")
+        name, root = name.strip(), root.strip()
+        if not sep or not name or not root:
+            raise DataError(f"--data '{item}' is not of the form NAME=ROOT (e.g. --data casme2=/data/CASME2)")
+        if name in roots:
+            raise DataError(f"--data {name} given twice ({roots[name]!r} and {root!r}); give one root per dataset")
+        roots[name] = root
+    return roots
 
 
 def read_dataset(name: str, root: str | Path, **options: Any) -> tuple[Rows, Rows]:
@@ -192,7 +206,9 @@ def build_manifest(
         if (r["dataset"], r["sample_id"]) not in kept:
             path = Path(r["frames"][0]).parent if r["frames"] else ""
             skipped.append(
-                skip(r["dataset"], r["subject"], r["sample_id"], path, resolve(r["dataset"], r["emotion"]).reason)
+                skip(
+                    r["dataset"], r["subject"], r["sample_id"], path, resolve(r["dataset"], r["emotion"], scheme).reason
+                )
             )
     return manifest, make_report(_remarks_of_kept(skipped, manifest))
 
@@ -215,6 +231,7 @@ __all__ = [
     "READERS",
     "build_manifest",
     "canonical",
+    "parse_data_args",
     "read_dataset",
     "reader_options",
 ]

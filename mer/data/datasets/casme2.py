@@ -40,8 +40,8 @@ COLUMNS = [
 ]
 # file-name pattern → version name, first match wins
 VERSIONS = (
-    (r"20140508", "CASME II coding sheet of 2014-05-08 (255 rows)"),
-    (r"updated", "CASME II updated coding sheet (256 rows, blank Unnamed columns)"),
+    (r"20140508", "CASME II coding sheet of 2014-05-08"),
+    (r"updated", "CASME II updated coding sheet"),
     (r"coding-(\d{8})", "CASME II coding sheet of another date"),
     (r"label_ver_2", "CASME II label file version 2"),
 )
