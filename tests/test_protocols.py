@@ -131,3 +131,29 @@ def test_mer_loso_lodo_on_the_demo_corpus(tmp_path: Path, capsys: pytest.Capture
         assert sorted(preds["sample_id"]) == sorted(micro.loc[micro["dataset"] == dataset, "sample_id"])
     scores = json.loads((out / "scores.json").read_text())["scores"]["svm"]
     assert {"composite", "casme2", "samm", "smic"} <= set(scores)  # pooled and per held-out dataset
+
+
+def test_dfme_split_run_never_trains_on_a_test_split(tmp_path: Path) -> None:
+    subjects = {f"dfme/sub{i}": "micro" for i in range(4)}
+    splits = {"dfme/sub0": "train", "dfme/sub1": "train", "dfme/sub2": "testA", "dfme/sub3": "testB"}
+    df = with_splits(make_prepared(tmp_path / "p", subjects, per_class=3), splits)
+    prepared = write_prepared_dir(tmp_path / "p", df)
+    out = tmp_path / "run"
+    run_loso(cfg(prepared, "loso.protocol=dfme", "loso.folds=[dfme/testA]"), out, None)
+    metrics = json.loads((out / "folds/dfme/testA/metrics.json").read_text())
+    assert metrics["held_out"] == ["dfme/sub2"] and metrics["n_test"] == 9
+    assert metrics["n_train"] + metrics["n_val"] == 18  # sub0 and sub1 (train); testB's sub3 is never seen
+    assert set(pd.read_csv(out / "folds/dfme/testA/predictions.csv")["subject"]) == {"dfme/sub2"}
+
+
+def test_a_fold_runner_sees_only_its_pool(tmp_path: Path) -> None:
+    """Nested LOSO's fold runner (its inner study) gets the fold's own subjects only, under any protocol."""
+    prepared = write_prepared_dir(tmp_path / "p", make_prepared(tmp_path / "p", SUBJECTS, per_class=2))
+    seen: dict[str, set[str]] = {}
+
+    def runner(fold, table, pretrained):  # noqa: ANN001, ANN202 - run_loso's fold_runner signature
+        seen[fold.name] = set(table.loc[table["kind"] == "micro", "subject"])
+        return {"fold": fold.name, "n_test": 0, "svm_accuracy": None, "softmax_accuracy": None, "seconds": 0.0}
+
+    run_loso(cfg(prepared, "loso.protocol=per_dataset"), tmp_path / "run", None, fold_runner=runner)
+    assert seen == {s: {t for t in SUBJECTS if t.split("/")[0] == s.split("/")[0]} for s in SUBJECTS}
