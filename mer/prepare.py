@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,6 @@ def merged_roots(cfg: Config) -> dict[str, str]:
 def run_prepare(cfg: Config, *, manifest_only: bool = False, preview: bool = False) -> Path:
     """The `mer prepare` command: read `data.roots` (with `data.megc_list`), write the manifest and report, then crop
     faces into `data.prepared`; returns that folder."""
-    # train.threads also caps MTCNN's threads (oversubscribed cores slow it down many times)
-    configure_torch(cfg.train.threads, cfg.train.tf32)
     roots = merged_roots(cfg)
     if not roots:
         raise MerError("no datasets given: pass --data NAME=ROOT (e.g. --data casme2=/data/CASME2) or set data.roots")
@@ -86,7 +85,14 @@ def run_prepare(cfg: Config, *, manifest_only: bool = False, preview: bool = Fal
         listed = megc_list(megc)
         _echo(listed.describe())
         _echo(selection_summary(listed, manifest, report))
-    return prepare_from_manifest(cfg, manifest, report, out_dir, manifest_only=manifest_only, preview=preview)
+    # train.threads also caps MTCNN's threads (oversubscribed cores slow it down many times); torch is set up, and
+    # imported at all, only when a crop must be detected: a warm cache needs neither torch nor facenet-pytorch
+    f = cfg.face
+    setup = partial(configure_torch, cfg.train.threads, cfg.train.tf32)
+    detector = FaceDetector(f.device, f.min_face_size, f.batch_size, on_load=setup)
+    return prepare_from_manifest(
+        cfg, manifest, report, out_dir, manifest_only=manifest_only, preview=preview, detector=detector
+    )
 
 
 def prepare_from_manifest(
@@ -102,7 +108,7 @@ def prepare_from_manifest(
     """Everything `mer prepare` does after the readers: write manifest/report/run info, crop faces, preview."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_run_info(cfg, out)
+    write_run_info(cfg, out, trains=False)  # prepare trains nothing: no precision to resolve, no torch import
     save_manifest(manifest, out / "manifest.csv")
     report = report if report is not None else make_report([])
     report.to_csv(out / "prepare_report.csv", index=False)

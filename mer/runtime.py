@@ -1,6 +1,7 @@
 """Process-wide PyTorch settings and GPU placement, shared by `mer prepare` (MTCNN), training, LOSO and sweeps.
 
-A leaf module (torch and `mer.errors` only), so `mer prepare` sets its threads without importing the training stack.
+A leaf module (torch and `mer.errors` only), so `mer prepare` sets its threads without importing the training stack;
+torch is imported inside the functions that use it (placement is planned without it).
 """
 
 from __future__ import annotations
@@ -8,14 +9,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-import torch
-
 from mer.errors import MerError
 
 
 def configure_torch(threads: int = 0, tf32: bool = False) -> None:
     """CPU threads (`train.threads`; 0 keeps PyTorch's default) and float32 numerics: TF32 matmuls and cuDNN
     convolutions only with `train.tf32` (they change results between GPU generations)."""
+    import torch  # local: see the module docstring
+
     if threads > 0:
         torch.set_num_threads(threads)
     torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -62,6 +63,8 @@ def pin_process(devices: Sequence[str | int]) -> None:
     """
     if not devices:
         return
+    import torch  # local: see the module docstring
+
     if torch.cuda.is_initialized():
         raise MerError("devices can only be chosen before CUDA starts in this process")
     placement = device_placement(devices, len(devices), None) or []

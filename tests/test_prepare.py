@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,6 +30,7 @@ from mer.prepare import merged_roots, parse_data_args, prepare_from_manifest, ru
 from tests.layouts import casme2_sample, make_casme2, make_samm, moving_blob_clip, samm_sample, write_megc_list
 
 SPOT_APEX = 6  # frame with the strongest warp in the clip that has no apex label
+ROOT = Path(__file__).resolve().parent.parent
 ASTRONAUT_MOUTH = np.array([[201.2, 139.6], [245.1, 141.1]])  # MTCNN mouth corners on skimage's astronaut (x, y)
 
 
@@ -307,3 +310,18 @@ def test_mer_prepare_spots_the_apex_of_casme2_and_samm_rows_without_one(tmp_path
     kept = report[report["reason"].str.startswith("apex (kept):")]
     assert sorted(kept["sample_id"]) == ["006_1_5", "sub01_EP03_02"]
     assert not report["reason"].str.contains("not in the manifest").any()
+
+    # Run again as a user does, in a fresh process: every crop and spotted apex is a cache hit, so neither torch nor
+    # facenet-pytorch (nor the training stack) is imported, and the output is the same.
+    before = (out / "prepared.csv").read_text()
+    heavy = ("torch", "facenet_pytorch", "lightning", "timm", "albumentations", "kornia", "skimage")
+    args = [*argv, "--megc-list", str(megc), "--out", str(out), "face.device=cpu"]
+    code = (
+        "import json, sys\nfrom mer.cli import main\ntry:\n    main(json.loads(sys.argv[1]))\nexcept SystemExit as e:\n"
+        "    assert e.code in (0, None), e.code\n"
+        f"print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+    assert "0 detected" in proc.stdout and (out / "prepared.csv").read_text() == before

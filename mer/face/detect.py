@@ -1,16 +1,20 @@
 """MTCNN face detection (facenet-pytorch): boxes, 5 landmarks and scores, batched, on the GPU when there is one.
 
-MTCNN's weights ship inside the facenet-pytorch wheel, so nothing is downloaded.
+MTCNN's weights ship inside the facenet-pytorch wheel, so nothing is downloaded. torch and facenet-pytorch are
+imported when the first image is detected, so a `mer prepare` whose every crop is cached never loads them.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # as seen in the image (x grows right)
 
@@ -36,6 +40,8 @@ class Face:
 
 def resolve_device(device: str = "auto") -> torch.device:
     """'auto' → CUDA when available, else CPU."""
+    import torch  # local: see the module docstring
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -58,16 +64,34 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
 class FaceDetector:
     """Batched MTCNN. Images of one shape go through in one call; other shapes in their own calls."""
 
-    def __init__(self, device: str = "auto", min_face_size: int = 40, batch_size: int = 16) -> None:
-        self.device = resolve_device(device)
+    def __init__(
+        self,
+        device: str = "auto",
+        min_face_size: int = 40,
+        batch_size: int = 16,
+        on_load: Callable[[], None] | None = None,
+    ) -> None:
+        """`on_load` runs once, just before torch's MTCNN is built (`mer prepare` sets torch's threads there)."""
+        self.device_name = device
         self.min_face_size = min_face_size
         self.batch_size = batch_size
+        self.on_load = on_load
+        self._device: torch.device | None = None
         self._mtcnn = None
+
+    @property
+    def device(self) -> torch.device:
+        """The torch device MTCNN runs on (`device` resolved on first use: 'auto' is CUDA when available)."""
+        if self._device is None:
+            self._device = resolve_device(self.device_name)
+        return self._device
 
     @property
     def mtcnn(self):  # noqa: ANN201 - facenet_pytorch.MTCNN, imported lazily (slow import)
         """The facenet-pytorch MTCNN, built on first use."""
         if self._mtcnn is None:
+            if self.on_load is not None:
+                self.on_load()
             from facenet_pytorch import MTCNN
 
             self._mtcnn = MTCNN(keep_all=True, device=self.device, min_face_size=self.min_face_size, post_process=False)
@@ -75,6 +99,8 @@ class FaceDetector:
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         """All faces in each image, most confident first. Gray or colour uint8 arrays."""
+        import torch  # local: see the module docstring
+
         rgb = [to_rgb(im) for im in images]
         by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for i, im in enumerate(rgb):

@@ -26,7 +26,6 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from skimage.feature import local_binary_pattern
 
 PLANES = ("xy", "xt", "yt")
 METHODS = ("uniform", "nri_uniform", "ror", "default")
@@ -57,6 +56,8 @@ def feature_length(grid: tuple[int, int] = (4, 4), points: int | Sequence[int] =
 
 
 def _codes(plane: np.ndarray, points: int, radius: float, method: str) -> np.ndarray:
+    from skimage.feature import local_binary_pattern  # local: a warm `mer prepare` never computes LBP-TOP
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a constant plane is fine: every sample equals the centre
         return local_binary_pattern(plane, points, radius, method).astype(np.int64)

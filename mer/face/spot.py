@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from mer.face.align import to_gray
 from mer.face.flow import optical_flow
@@ -66,6 +65,8 @@ def spot_apex(
     `mask`: boolean H×W region where motion counts (e.g. `mer.face.align.region_mask(cfg)`; None = whole frame).
     `sigma`: temporal smoothing in frames (default: max(1, len/25)).
     """
+    from scipy.ndimage import gaussian_filter1d  # local: a warm `mer prepare` reads its spotted apexes from the cache
+
     raw = motion_scores(frames, mask)
     if len(raw) < 3:
         return int(np.argmax(raw)), raw
