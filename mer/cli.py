@@ -68,9 +68,7 @@ def _flag(key: str, value: object) -> list[str]:
     """The override a flag stands for, or none when the flag was not given."""
     from mer.config import as_override  # lazy, as above
 
-    if value is None:
-        return []
-    return [as_override(key, str(value) if isinstance(value, Path) else value)]
+    return [] if value is None else [as_override(key, value)]
 
 
 @app.command()
@@ -301,11 +299,12 @@ def loso(
         if cfg.loso.seeds:
             raise MerError("--nested with --seeds is not supported yet: run one nested LOSO per seed (seed=K) into "
                            "its own --out, then `mer report --compare` them")  # fmt: skip
-        from mer.sweep import apply_flags, load_sweep, path_override
+        from mer.config import as_override
+        from mer.sweep import apply_flags, load_sweep
         from mer.sweep.nested import run_nested_loso
 
         spec = apply_flags(load_sweep(sweep_file), base=config, pretrained=pretrained)
-        extra = [path_override("data.prepared", prepared)] if prepared is not None else []
+        extra = [as_override("data.prepared", prepared)] if prepared is not None else []
         extra += _flag("loso.protocol", protocol)
         run_nested_loso(spec, out, [*(overrides or []), *extra], storage=storage, workers=max(1, cfg.loso.workers),
                         fold_index=fold_index, folds=folds)  # fmt: skip
@@ -450,14 +449,15 @@ def sweep(
     file asks for the leaky objective). Re-running the same command resumes the study; grid points are never
     evaluated twice, also with several processes on one storage. Trials write OUT/trials/<number>/.
     """
-    from mer.sweep import apply_flags, load_sweep, path_override, run_sweep, show_best
+    from mer.config import as_override
+    from mer.sweep import apply_flags, load_sweep, run_sweep, show_best
 
     holdouts = [s for s in (holdout or "").split(",") if s]
     sweep_spec = apply_flags(load_sweep(spec), out=out, base=config, holdout=holdouts, pretrained=pretrained)
     if best:
         show_best(sweep_spec, storage)
         return
-    flags = [path_override("data.prepared", prepared)] if prepared is not None else []  # --prepared wins
+    flags = [as_override("data.prepared", prepared)] if prepared is not None else []  # --prepared wins
     chosen = _device_list(devices) or []
     if workers <= 1:  # trials run in this process: pin it before anything initialises CUDA
         from mer.runtime import pin_process

@@ -23,61 +23,30 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mer import class_schemes
+from mer.constraints import (  # noqa: F401 - the allowed values, re-exported for the modules that import them here
+    ALL_BACKBONES,
+    BACKBONE_STAGES,
+    BACKBONES,
+    CLASSIFIERS,
+    CONFIG_CONSTRAINTS,
+    FEATURE_BACKBONES,
+    FLOW_BACKBONE_STAGES,
+    FLOW_METHODS,
+    INPUT_CHANNELS,
+    LOSO_PROTOCOLS,
+    MISSING_APEX,
+    MOTION_INPUTS,
+    REGULARISERS,
+    SVM_GAMMA_NAMES,
+    SVM_KERNELS,
+    check_constraints,
+)
 from mer.errors import ConfigError
 from mer.files import atomic_write_json, atomic_write_text
 
 CONF_DIR = Path(__file__).parent / "conf"
 CLASSES = class_schemes.SCHEMES["megc3"]  # the default scheme's classes (MEGC2019 composite)
 CLASS_SCHEMES = tuple(class_schemes.SCHEMES)  # the values of data.classes (see mer.class_schemes)
-
-# Backbone → number of stages between stem and head in timm's coarse parameter groups (what `stage<N>` / `top<N>`
-# unfreeze depths count). A static table so that config needs no timm; tests/test_backbones.py checks it against
-# `mer.models.backbones.MERNet.stage_groups()` for every backbone.
-BACKBONE_STAGES: dict[str, int] = {
-    "mobilevit_xxs": 5,
-    "mobilevit_xs": 5,
-    "mobilevit_s": 5,
-    "mobilenetv2_100": 7,
-    "mobilenetv3_large_100": 7,
-    "resnet18": 4,
-    "deit_tiny_patch16_224": 12,
-}
-BACKBONES = tuple(BACKBONE_STAGES)  # the timm networks (`mer.models.backbones.MERNet`)
-# The small flow networks of issue #17 (`mer.models.ststnet`, `mer.models.off_apexnet`): stages as for timm above.
-FLOW_BACKBONE_STAGES: dict[str, int] = {"ststnet": 0, "off_apexnet": 2}
-FEATURE_BACKBONES = ("lbptop",)  # no network: fixed features (LBP-TOP of the aligned clip) straight into the SVM
-ALL_BACKBONES = (*BACKBONES, *FLOW_BACKBONE_STAGES, *FEATURE_BACKBONES)
-# data.input → what the network sees, and how many channels (model.in_chans follows it, see `input_channels`).
-INPUT_CHANNELS: dict[str, int] = {"apex": 1, "apex_minus_onset": 1, "flow": 2, "flow_strain": 3}
-MOTION_INPUTS = tuple(k for k in INPUT_CHANNELS if k != "apex")  # computed by `mer prepare` from onset and apex
-FLOW_METHODS = ("farneback", "tvl1")
-SVM_KERNELS = ("linear", "rbf", "poly", "sigmoid")  # sklearn's SVC kernels that work on embeddings (no precomputed)
-SVM_GAMMA_NAMES = ("scale", "auto")
-LOSO_PROTOCOLS = ("composite", "per_dataset", "lodo", "dfme")  # loso.protocol (mer.evaluation.loso.plan_folds)
-CHOICES: dict[str, tuple[str, ...]] = {
-    "model.backbone": ALL_BACKBONES,
-    "data.input": tuple(INPUT_CHANNELS),
-    "data.flow_method": FLOW_METHODS,
-    "data.flow_fallback": ("skip", "zero"),
-    "face.eye_mask": ("none", "rectangle", "ellipse"),
-    "face.device": ("auto", "cpu", "cuda"),
-    "data.smic_apex": ("middle", "spot"),
-    "data.augment_on": ("cpu", "device"),
-    "data.missing_apex": ("spot", "middle", "skip"),
-    "train.pretrain.optimizer": ("sgd", "adam", "adamw"),
-    "train.finetune.optimizer": ("sgd", "adam", "adamw"),
-    "train.pretrain.regularization": ("l2", "decoupled", "both", "none"),
-    "train.finetune.regularization": ("l2", "decoupled", "both", "none"),
-    "train.pretrain.scheduler": ("none", "cosine", "step", "plateau"),
-    "train.finetune.scheduler": ("none", "cosine", "step", "plateau"),
-    "train.precision": ("auto", "32-true", "16-mixed", "bf16-mixed"),
-    "train.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
-    "loso.classifier": ("svm", "softmax"),
-    "loso.protocol": LOSO_PROTOCOLS,
-    "data.balance": ("epoch", "iteration"),
-    "augment.apply": ("all", "topups"),
-    "logging.wandb_mode": ("offline", "online", "auto", "disabled"),
-}
 
 
 @dataclass
@@ -256,7 +225,7 @@ def _merge(base: DictConfig, layer: DictConfig) -> DictConfig:
     return OmegaConf.merge(base, layer)
 
 
-def _short(exc: OmegaConfBaseException) -> str:
+def error_line(exc: OmegaConfBaseException) -> str:
     """First line of an OmegaConf error, which already names the full key."""
     msg = str(exc).strip().splitlines()[0]
     key = getattr(exc, "full_key", None)
@@ -306,20 +275,38 @@ def _parse_override(item: str) -> tuple[str, Any]:
     return key, yaml.safe_load(value) if value.strip() else None
 
 
+def format_value(value: Any) -> str:
+    """`value` as the YAML text that `load_config` reads back as exactly `value`: true/false/null, floats always
+    with a dot (1.0e-05, not 1e-05), a string bare when YAML keeps it that string (else JSON-quoted: `2024`, `on`,
+    `a: b`, paths with spaces), lists and mappings in YAML flow style ({0: head})."""
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        text = repr(value)
+        if "e" in text and "." not in text.split("e")[0]:
+            mantissa, exp = text.split("e")
+            text = f"{mantissa}.0e{exp}"
+        return text
+    if isinstance(value, str):
+        try:
+            plain = yaml.safe_load(value) == value and value.strip() == value
+        except yaml.YAMLError:
+            plain = False
+        return value if plain else json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple, dict)):
+        flow = list(value) if isinstance(value, tuple) else value
+        return yaml.safe_dump(flow, default_flow_style=True, width=10**6).strip()
+    return str(value)
+
+
 def as_override(key: str, value: Any) -> str:
-    """`key=value` that `load_config` reads back as exactly `value` (JSON is YAML, so paths stay strings)."""
-    return f"{key}={json.dumps(value)}"
-
-
-def _check_choices(cfg: Config) -> None:
-    """Every key with a fixed set of values holds one of them."""
-    structured = OmegaConf.structured(cfg)
-    for key, allowed in CHOICES.items():
-        value = OmegaConf.select(structured, key)
-        if value not in allowed:
-            raise ConfigError(f"{key}: '{value}' is not allowed; choose one of: {', '.join(allowed)}")
-    if cfg.train.channels_last not in ("auto", True, False):
-        raise ConfigError(f"train.channels_last: '{cfg.train.channels_last}' is not allowed; use auto, true or false")
+    """`key=value` that `load_config` reads back as exactly `value`: the one writer of config overrides (command-line
+    flags, sweep trials, sweep files' override mappings, method runs)."""
+    return f"{key}={format_value(value)}"
 
 
 def stage_count(backbone: str) -> int:
@@ -390,17 +377,7 @@ def _check_unfreeze(cfg: Config) -> None:
 
 
 def _check_svm(svm: SVMConfig) -> None:
-    """The SVM grid: at least one C and kernel, C > 0, sklearn's kernels, gamma a name or > 0, >= 2 inner folds."""
-    if not svm.C:
-        raise ConfigError("svm.C: give at least one positive value, e.g. [0.1, 1.0, 10.0]")
-    bad_c = [c for c in svm.C if not c > 0]
-    if bad_c:
-        raise ConfigError(f"svm.C: {bad_c} not allowed; every value must be a positive number")
-    if not svm.kernel:
-        raise ConfigError(f"svm.kernel: give at least one of: {', '.join(SVM_KERNELS)}")
-    for kernel in svm.kernel:
-        if kernel not in SVM_KERNELS:
-            raise ConfigError(f"svm.kernel: '{kernel}' is not allowed; choose from: {', '.join(SVM_KERNELS)}")
+    """svm.gamma: each a name (scale, auto) or a positive number (the other SVM keys are in the constraints table)."""
     for gamma in svm.gamma:
         if gamma in SVM_GAMMA_NAMES:
             continue
@@ -410,10 +387,6 @@ def _check_svm(svm: SVMConfig) -> None:
             ok = False
         if not ok:
             raise ConfigError(f"svm.gamma: '{gamma}' is not allowed; use scale, auto or a positive number")
-    if svm.inner_folds < 2:
-        raise ConfigError(f"svm.inner_folds: {svm.inner_folds} is not allowed; grouped inner CV needs at least 2")
-    if svm.class_weight not in (None, "balanced"):
-        raise ConfigError(f"svm.class_weight: '{svm.class_weight}' is not allowed; use balanced or null")
 
 
 def class_names(data: DataConfig) -> list[str]:
@@ -458,9 +431,9 @@ def _check_classes(cfg: Config) -> None:
         )
 
 
-def validate(cfg: Config) -> None:
-    """Check every value whose mistake would otherwise surface mid-run; ConfigError (one line, naming the key)."""
-    _check_choices(cfg)
+def _check_rules(cfg: Config) -> None:
+    """The rules that tie keys together (each key on its own is `mer.constraints.CONFIG_CONSTRAINTS`'s business);
+    ConfigError, one line naming the key: a mistake that would otherwise surface mid-run."""
     _check_input(cfg)
     _check_unfreeze(cfg)
     _check_svm(cfg.svm)
@@ -468,20 +441,13 @@ def validate(cfg: Config) -> None:
     check_effective(cfg)
 
 
-# Which `regularization` values switch each regulariser on.
-_REGULARISERS = {"l2": ("l2", "both"), "weight_decay": ("decoupled", "both")}
-
-
 def check_effective(cfg: Config) -> None:
     """Refuse settings that would be silently ignored: a regulariser's scale set while `regularization` has it off,
-    `lr_decay` with the plateau scheduler (whose reductions it would overwrite), unknown jitter stages."""
+    `lr_decay` with the plateau scheduler (whose reductions it would overwrite), devices neither GPU ids nor cpu."""
     for stage in ("pretrain", "finetune"):
         s: StageConfig = getattr(cfg.train, stage)
         key = f"train.{stage}"
-        for name in ("l2", "weight_decay", "lr_decay"):
-            if getattr(s, name) < 0:
-                raise ConfigError(f"{key}.{name}: must be >= 0, got {getattr(s, name)}")
-        for name, modes in _REGULARISERS.items():
+        for name, modes in REGULARISERS.items():
             if getattr(s, name) > 0 and s.regularization not in modes:
                 raise ConfigError(
                     f"{key}.{name}={getattr(s, name)} has no effect with {key}.regularization={s.regularization}; "
@@ -492,9 +458,6 @@ def check_effective(cfg: Config) -> None:
                 f"{key}.lr_decay cannot be combined with {key}.scheduler=plateau (the per-step decay would overwrite "
                 "the plateau reductions); use scheduler none, cosine or step, or lr_decay=0"
             )
-    bad = [s for s in cfg.augment.jitter_stages if s not in ("pretrain", "finetune")]
-    if bad:
-        raise ConfigError(f"augment.jitter_stages: unknown stage(s) {bad}; use pretrain and/or finetune")
     devices = [str(d) for d in cfg.loso.devices]
     if devices != ["cpu"] and not all(d.isdigit() for d in devices):
         raise ConfigError(f"loso.devices: {devices} is neither GPU ids (e.g. [0, 1]) nor [cpu]")
@@ -552,14 +515,14 @@ def load_config(
                     raise ConfigError(f"unknown config key '{key}'{_suggest(merged, key)}")
             OmegaConf.update(merged, key, value, merge=key not in REPLACE_WHOLE)
         cfg: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
-        _check_choices(cfg)
+        check_constraints(cfg, CONFIG_CONSTRAINTS)  # before _follow_input reads data.input
         _follow_input(cfg)
         _follow_classes(cfg)
     except ConfigError:
         raise
     except OmegaConfBaseException as exc:
-        raise ConfigError(_short(exc)) from None
-    validate(cfg)
+        raise ConfigError(error_line(exc)) from None
+    _check_rules(cfg)
     return cfg
 
 
@@ -641,24 +604,25 @@ def trainer_on_cuda(train: TrainConfig) -> tuple[bool, bool]:
     return cuda, bool(cuda and torch.cuda.is_bf16_supported())
 
 
-def write_run_info(cfg: Config, out_dir: str | Path, command: str | None = None) -> Path:
+def write_run_info(cfg: Config, out_dir: str | Path, command: str | None = None, trains: bool = True) -> Path:
     """Write `config.yaml` (fully resolved) and `run_info.json` (versions, seed, git commit, command) to out_dir,
-    each atomically (a resumed run compares against config.yaml, so it must never be half written)."""
+    each atomically (a resumed run compares against config.yaml, so it must never be half written).
+
+    `trains=False` (`mer prepare`): no training precision is resolved, which would import torch to ask for CUDA."""
     out = Path(out_dir)
     atomic_write_text(out / "config.yaml", to_yaml(cfg))
-    precision, channels_last = resolve_precision(cfg.train, *trainer_on_cuda(cfg.train))  # "auto" resolved here
-    info = {
+    numerics: dict[str, Any] = {"tf32": cfg.train.tf32, "deterministic": cfg.train.deterministic,
+                                "threads": cfg.train.threads}  # fmt: skip
+    info: dict[str, Any] = {
         "seed": cfg.seed,
         "git_commit": git_commit(),
         "command": command if command is not None else " ".join(sys.argv),
         "versions": versions(),
-        "numerics": {
-            "precision": precision,
-            "tf32": cfg.train.tf32,
-            "deterministic": cfg.train.deterministic,
-            "threads": cfg.train.threads,
-        },
-        "resolved": {"train.precision": precision, "train.channels_last": channels_last},
+        "numerics": numerics,
     }
+    if trains:
+        precision, channels_last = resolve_precision(cfg.train, *trainer_on_cuda(cfg.train))  # "auto" resolved here
+        info["numerics"] = {"precision": precision, **numerics}
+        info["resolved"] = {"train.precision": precision, "train.channels_last": channels_last}
     atomic_write_json(out / "run_info.json", info)
     return out / "config.yaml"

@@ -69,7 +69,10 @@ def test_override_types_are_converted():
         ("data.classes=[happy]", "data.classes"),
         ("svm.C=[1, 0]", "svm.C: [0.0] not allowed"),
         ("svm.C=[]", "svm.C: give at least one"),
-        ("svm.kernel=[linear, cubic]", "svm.kernel: 'cubic' is not allowed; choose from: linear, rbf, poly, sigmoid"),
+        (
+            "svm.kernel=[linear, cubic]",
+            "svm.kernel: ['cubic'] not allowed; every value must be one of: linear, rbf, poly, sigmoid",
+        ),
         ("svm.kernel=[]", "svm.kernel"),
         ("svm.gamma=[scale, 0]", "svm.gamma: '0' is not allowed; use scale, auto or a positive number"),
         ("svm.gamma=[fast]", "svm.gamma: 'fast'"),
@@ -133,3 +136,73 @@ def test_demo_trains_channels_last_on_a_cpu():
     cfg = load_config("demo")
     assert resolve_precision(cfg.train, cuda=False) == ("32-true", True)
     assert resolve_precision(load_config("paper").train, cuda=False) == ("32-true", False)  # paper: auto, as before
+
+
+def test_every_constrained_key_exists_and_the_shipped_configs_meet_the_table():
+    from mer.config import CONF_DIR, Config
+    from mer.constraints import CONFIG_CONSTRAINTS, OneOf, select
+
+    default = Config()
+    for key in CONFIG_CONSTRAINTS:
+        select(default, key)  # AttributeError for a key the config does not have
+    for path in sorted(CONF_DIR.rglob("*.yaml")):
+        load_config(path)
+    for key, constraint in CONFIG_CONSTRAINTS.items():
+        if isinstance(constraint, OneOf):
+            with pytest.raises(ConfigError, match=f"^{key}: 'bogus' is not allowed; choose one of: ") as info:
+                load_config("default", [f"{key}=bogus"])
+            assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.finetune.l2=-0.5", "train.finetune.l2: -0.5 is not allowed; must be a number >= 0"),
+        ("train.pretrain.lr_decay=-1", "train.pretrain.lr_decay: -1.0 is not allowed; must be a number >= 0"),
+        ("augment.jitter_stages=[warmup]", "augment.jitter_stages: ['warmup'] not allowed; every value must be one of"),
+        ("train.channels_last=maybe", "train.channels_last: 'maybe' is not allowed; choose one of: auto, true, false"),
+        ("svm.class_weight=even", "svm.class_weight: 'even' is not allowed; choose one of: null, balanced"),
+    ],
+)
+def test_ranges_and_lists_come_from_the_constraints_table(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_config("default", [override])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "runs/demo",
+        "a b",
+        "2024",
+        "on",
+        "null",
+        "a: b",
+        "",
+        " x",
+        "#x",
+        "é/ü",
+        1e-05,
+        0.5,
+        3,
+        True,
+        None,
+        [0, 1, 2],
+        {0: "head", 3: "all"},
+        ["x y", "z"],
+    ],  # fmt: skip
+)
+def test_the_override_writer_reads_back_exactly(value):
+    from mer.config import _parse_override, as_override
+
+    key, back = _parse_override(as_override("k", value))
+    assert key == "k" and back == value and type(back) is type(value)
+
+
+def test_override_writer_keeps_the_sweep_texts():
+    from mer.config import as_override, format_value
+
+    assert as_override("train.finetune.lr", 1e-05) == "train.finetune.lr=1.0e-05"
+    assert as_override("train.finetune.unfreeze", {0: "head", 3: "all"}) == "train.finetune.unfreeze={0: head, 3: all}"
+    assert as_override("data.prepared", "runs/demo/prepared") == "data.prepared=runs/demo/prepared"
+    assert format_value(False) == "false" and format_value("2024") == '"2024"'

@@ -263,7 +263,8 @@ def test_smic_skips_and_errors(tmp_path: Path) -> None:
     assert why["s2_ne_01"] == "apex (kept): SMIC has no apex labels; middle frame 1 (data.smic_apex=middle)"
     assert why["s2_ha_01"].startswith("unknown emotion label 'happy'")
     assert why["s2_sur_09"].startswith("no images in")
-    with pytest.raises(DataError, match="smic missing_apex option 'apex' unknown; use one of: spot, middle, skip"):
+    bad = "smic missing_apex option: 'apex' is not allowed; choose one of: spot, middle, skip"
+    with pytest.raises(ConfigError, match=bad):
         smic.read(tmp_path, missing_apex="apex")
     (tmp_path / "other" / "HS" / "x").mkdir(parents=True)
     with pytest.raises(
@@ -523,7 +524,7 @@ def test_build_manifest_names_options_and_errors(tmp_path: Path) -> None:
         build_manifest({"casme9": smic_root})
     with pytest.raises(DataError, match="no datasets given"):
         build_manifest({})
-    with pytest.raises(ConfigError, match="data.smic_apex"):
+    with pytest.raises(ConfigError, match="smic missing_apex option: .peak. is not allowed"):
         build_manifest({"smic": smic_root}, smic_apex="peak")
     with pytest.raises(DataError, match="given twice"):
         build_manifest({"smic": smic_root, "SMIC": smic_root})
@@ -688,7 +689,8 @@ def test_missing_apex_middle_and_skip(tmp_path: Path) -> None:
     assert set(manifest["apex_source"]) == {"label"}
     why = dict(zip(report["sample_id"], report["reason"], strict=True))
     assert why["sub01_EP03_02"] == "no apex label ('/'); skipped (data.missing_apex=skip)"
-    with pytest.raises(ConfigError, match="data.missing_apex: 'peak' unknown; use one of: spot, middle, skip"):
+    bad = "missing_apex option: 'peak' is not allowed; choose one of: spot, middle, skip"
+    with pytest.raises(ConfigError, match=bad):
         build_manifest(roots, missing_apex="peak")
 
 

@@ -21,16 +21,15 @@ import pandas as pd
 import pytest
 
 import mer.evaluation.loso as loso_module
-from mer.config import load_config
+from mer.config import as_override, load_config
 from mer.errors import MerError
 from mer.evaluation.loso import run_loso
 from mer.evaluation.runs import load_run
 from mer.evaluation.selection import leaky_reasons
-from mer.sweep import load_sweep, open_storage, path_override, run_sweep, sweep_from_dict
+from mer.sweep import load_sweep, open_storage, run_sweep, sweep_from_dict
 from mer.sweep.nested import chosen_trial, run_nested_loso
 from mer.sweep.objective import suggest
 from mer.sweep.scheduling import open_study
-from mer.sweep.spec import _flow
 from mer.sweep.storage import best_selection, mask_url
 from tests.helpers import BASE, TINY, all_predictions, make_prepared, spec_dict, write_prepared_dir, write_spec
 
@@ -48,8 +47,8 @@ def prepared_dir(tmp_path_factory) -> Path:
 
 def loso_cfg(prepared_dir: Path, *extra: str):
     """The LOSO config the sweeps' trials start from (tests.helpers BASE + TINY), then `extra`."""
-    tiny = [f"{k}={_flow(v)}" for k, v in TINY.items()]
-    return load_config(BASE, [*tiny, path_override("data.prepared", prepared_dir), *extra])
+    tiny = [as_override(k, v) for k, v in TINY.items()]
+    return load_config(BASE, [*tiny, as_override("data.prepared", prepared_dir), *extra])
 
 
 # ---------------------------------------------------------------- stamps
@@ -81,7 +80,7 @@ def test_leaky_reasons_compare_subject_sets() -> None:
 def test_from_study_is_leaky_exactly_when_a_test_subject_chose_parameters(prepared_dir, tmp_path, excluded):
     raw = spec_dict(tmp_path / "sw", search={"train.finetune.lr": [0.001]},
                     exclude_subjects=["casme2/s0"] if excluded else [])  # fmt: skip
-    run_sweep(sweep_from_dict(raw), [path_override("data.prepared", prepared_dir)], live=False)
+    run_sweep(sweep_from_dict(raw), [as_override("data.prepared", prepared_dir)], live=False)
     overrides, record = best_selection(f"sqlite:///{tmp_path / 'sw' / 'study.db'}::t")
     assert record["method"] == "from-study" and record["objective"] == "inner_loso"
     assert ("casme2/s0" in record["inner_subjects"]) is not excluded  # read from the study's own records
@@ -126,7 +125,7 @@ class Spy:
 
 def nested_args(tmp_path: Path, prepared_dir: Path) -> tuple[Path, list[str]]:
     spec = write_spec(tmp_path / "nested.yaml", spec_dict(tmp_path / "unused", search=dict(LR)))
-    return spec, ["loso.group_size=2", path_override("data.prepared", prepared_dir)]
+    return spec, ["loso.group_size=2", as_override("data.prepared", prepared_dir)]
 
 
 @pytest.fixture(scope="module")

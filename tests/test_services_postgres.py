@@ -22,8 +22,8 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from mer.cli import app
-from mer.config import load_config
-from mer.sweep import open_storage, path_override, run_sweep, sweep_from_dict
+from mer.config import as_override, load_config
+from mer.sweep import open_storage, run_sweep, sweep_from_dict
 from mer.sweep.objective import suggest
 from mer.sweep.scheduling import open_study, work
 from tests.helpers import (
@@ -133,7 +133,7 @@ def test_three_workers_one_killed_then_rerun_and_read_back(postgres_url, tmp_pat
     prepared = write_prepared_dir(tmp_path / "prepared", make_prepared(tmp_path / "prepared", MICRO, per_class=2,
                                                                         size=32))  # fmt: skip
     path = write_spec(tmp_path / "sweep.yaml", spec_dict(tmp_path / "sw"))
-    on_prepared = [path_override("data.prepared", prepared)]
+    on_prepared = [as_override("data.prepared", prepared)]
     run_sweep(path, on_prepared, storage=postgres_url, n_trials=0, live=False)  # create the study once (docs)
     cmd = [sys.executable, "-m", "mer.cli", "sweep", str(path), "--storage", postgres_url, "--prepared", str(prepared),
            "--no-live"]  # fmt: skip

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 import mer.sweep.objective as objective_module
-from mer.config import load_config
+from mer.config import as_override, load_config
 from mer.data.manifest import save_manifest
 from mer.errors import MerError
 from mer.sweep import (
@@ -31,7 +31,6 @@ from mer.sweep import (
     best_overrides,
     load_sweep,
     open_storage,
-    path_override,
     run_sweep,
     show_best,
     sweep_from_dict,
@@ -393,9 +392,9 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
         ({"search": {"train.finetune.batch_size": [0.5]}}, "train.finetune.batch_size"),
         ({"search": {"train.finetune.lr": {"low": 0.1, "high": 1.0}}}, "needs explicit values"),
         ({"search": {"train.pretrain.lr": [0.1]}}, "no effect with 'stage: finetune'"),
-        ({"metric": "f1"}, "metric 'f1' is not allowed"),
+        ({"metric": "f1"}, "metric: 'f1' is not allowed"),
         ({"samplr": "grid"}, "unknown field(s) ['samplr']"),
-        ({"inner_folds": 1}, "inner_folds must be an integer >= 2"),
+        ({"inner_folds": 1}, "inner_folds: 1 is not allowed; must be an integer >= 2"),
     ],
 )
 def test_bad_sweep_files_are_one_line_errors(tmp_path, data, changes, expected):
@@ -500,7 +499,7 @@ def test_shipped_sweep_files_are_valid():
 def test_the_prepared_folder_is_one_config_setting(tmp_path):
     spec = sweep_from_dict({**spec_dict(tmp_path / "sw"), "prepared": "from/file"})
     assert load_config(spec.base, spec.base_overrides()).data.prepared == "from/file"
-    flag = [path_override("data.prepared", "2024-01-01")]  # --prepared comes last and wins; a date stays a name
+    flag = [as_override("data.prepared", "2024-01-01")]  # --prepared comes last and wins; a date stays a name
     assert load_config(spec.base, spec.base_overrides(["data.prepared=other", *flag])).data.prepared == "2024-01-01"
     assert spec.identity(flag) == spec.identity()  # where the table is read from is not what the study is
 

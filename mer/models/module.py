@@ -22,13 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mer.config import ModelConfig, StageConfig
+from mer.config import REGULARISERS, ModelConfig, StageConfig
 from mer.errors import MerError
 from mer.models.backbones import build_net
 from mer.scoring import megc_scores
 
-L2_ON = ("l2", "both")  # `regularization` values with the L2 penalty on
-DECAY_ON = ("decoupled", "both")  # ... with decoupled weight decay on
 STEP_GAMMA = 0.1  # scheduler 'step': the rate is multiplied by this every third of the epochs
 
 
@@ -170,7 +168,7 @@ class MERModule(pl.LightningModule):
         logits = self.net(self._prep(x))
         ce = F.cross_entropy(logits, y)
         loss = ce
-        if self.stage_cfg.regularization in L2_ON and self.stage_cfg.l2 > 0:
+        if self.stage_cfg.regularization in REGULARISERS["l2"] and self.stage_cfg.l2 > 0:
             penalty = l2_penalty(self.net)
             loss = ce + self.stage_cfg.l2 * penalty
             self.train_means.update("train/l2", penalty, len(y))
@@ -209,7 +207,7 @@ class MERModule(pl.LightningModule):
         and its schedule: the epoch scheduler, or with `lr_decay` one per-step DecayLR that includes it."""
         s = self.stage_cfg
         params = [p for p in self.parameters() if p.requires_grad]
-        decay = s.weight_decay if s.regularization in DECAY_ON else 0.0
+        decay = s.weight_decay if s.regularization in REGULARISERS["weight_decay"] else 0.0
         # foreach: one multi-tensor update instead of a Python loop over ~300 tensors; torch picks it by itself only
         # on CUDA. Same arithmetic per tensor, bit-identical weights (tests/test_training.py), ~9 % of a CPU step less.
         if s.optimizer == "sgd":

@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from mer.sweep.spec import SweepConfig, format_value
+from mer.config import format_value
+from mer.sweep.spec import SweepConfig
 
 
 def trial_params(t: FrozenTrial) -> dict[str, Any]:

@@ -19,16 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from mer.config import Config, ignored_keys, load_config, resolve_config_path
+from mer.config import Config, as_override, error_line, format_value, ignored_keys, load_config, resolve_config_path
+from mer.constraints import CLASSIFIERS, STAGES, Constraint, Interval, OneOf, check_constraints
 from mer.errors import ConfigError
 
 SAMPLERS = ("grid", "tpe")
 OBJECTIVES = ("inner_loso", "leaky_loso")
 METRICS = ("uf1", "uar", "accuracy")
 DIRECTIONS = ("maximize", "minimize")
-CLASSIFIERS = ("svm", "softmax")
-STAGES = ("finetune", "pretrain")
 PRUNERS = ("none", "median", "hyperband", "threshold")
 
 Scalar = str | int | float | bool | None
@@ -142,7 +143,7 @@ class SweepConfig:
     def base_overrides(self, cli_overrides: list[str] | tuple[str, ...] = ()) -> list[str]:
         """The overrides every trial starts from: the sweep file's (its `prepared` as data.prepared), then the
         command line's."""
-        prepared = [path_override("data.prepared", self.prepared)] if self.prepared else []
+        prepared = [as_override("data.prepared", self.prepared)] if self.prepared else []
         return [*self.overrides, *prepared, *cli_overrides]
 
     def identity(self, cli_overrides: list[str] | tuple[str, ...] = (), extra: dict[str, Any] | None = None) -> str:
@@ -166,26 +167,6 @@ class SweepConfig:
         return json.dumps(ident, sort_keys=True, default=str)
 
 
-def format_value(value: Any) -> str:
-    """A value as `load_config` reads it back from `key=value` (floats always with a dot: 1.0e-05, not 1e-05)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, float):
-        text = repr(value)
-        if "e" in text and "." not in text.split("e")[0]:
-            mantissa, exp = text.split("e")
-            text = f"{mantissa}.0e{exp}"
-        return text
-    return str(value)
-
-
-def path_override(key: str, path: str | Path) -> str:
-    """`key="path"`: a path as a config override, quoted so that YAML keeps it a string (`2024`, `on`, `a: b`)."""
-    return f"{key}={json.dumps(str(path), ensure_ascii=False)}"
-
-
 def apply_flags(
     spec: SweepConfig,
     *,
@@ -206,13 +187,6 @@ def apply_flags(
     if pretrained:
         changes["pretrained"] = str(pretrained)
     return replace(spec, **changes)
-
-
-def _flow(value: Any) -> str:
-    """An override's value as text: scalars via `format_value`, lists and mappings as YAML flow ({0: head})."""
-    if isinstance(value, (list, dict)):
-        return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
-    return format_value(value)
 
 
 def _number(value: Any, where: str) -> Any:
@@ -270,104 +244,80 @@ def _parse_space(key: str, raw: Any, sampler: str, where: str) -> ParamSpace:
     return ParamSpace(key, low=low, high=high, log=log, step=step)
 
 
-def _pick(raw: dict[str, Any], cls: type, where: str, name: str) -> dict[str, Any]:
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown {name} field(s) {unknown}; allowed: {', '.join(sorted(names))}")
+# The sweep file's keys on their own (`mer.constraints`'s table form); `sweep_from_dict` checks them once.
+SWEEP_CONSTRAINTS: dict[str, Constraint] = {
+    "sampler": OneOf(SAMPLERS),
+    "stage": OneOf(STAGES),
+    "objective": OneOf(OBJECTIVES),
+    "metric": OneOf(METRICS),
+    "direction": OneOf(DIRECTIONS),
+    "classifier": OneOf(CLASSIFIERS),
+    "pruner.type": OneOf(PRUNERS),
+    "seed": Interval(0, integer=True),
+    "n_startup_trials": Interval(0, integer=True),
+    "inner_folds": Interval(2, integer=True),
+    "n_trials": Interval(1, integer=True, optional=True),
+}
+
+
+def _shorthands(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """The file's short forms in `SweepConfig`'s shape: `sampler: {type, seed, n_startup_trials}` → sampler, seed,
+    n_startup_trials; `pruner: median` → {type: median}; `overrides` as a mapping → `key=value` items; a
+    comma-separated `exclude_subjects` → a list. A null value means the default."""
+    raw = {k: v for k, v in raw.items() if v is not None and k != "search"}
+    if "source" in raw:  # set by the loader, never by the file
+        raise ConfigError(f"{where}: unknown field(s) ['source']")
+    sampler = raw.get("sampler")
+    if isinstance(sampler, dict):
+        extra = sorted(set(sampler) - {"type", "seed", "n_startup_trials"})
+        if extra:
+            raise ConfigError(f"{where}: unknown sampler field(s) {extra}; allowed: type, seed, n_startup_trials")
+        raw.update({k: sampler[k] for k in ("seed", "n_startup_trials") if k in sampler})
+        raw["sampler"] = sampler.get("type", "grid")
+    if isinstance(raw.get("pruner"), str):
+        raw["pruner"] = {"type": raw["pruner"]}
+    if isinstance(raw.get("overrides"), dict):
+        raw["overrides"] = [as_override(str(k), v) for k, v in raw["overrides"].items()]
+    for key in ("overrides", "exclude_subjects"):
+        if isinstance(raw.get(key), str):
+            raw[key] = raw[key].replace(",", " ").split() if key == "exclude_subjects" else [raw[key]]
     return raw
 
 
-def _choice(value: Any, allowed: tuple[str, ...], key: str, where: str) -> str:
-    if value not in allowed:
-        raise ConfigError(f"{where}: {key} '{value}' is not allowed; choose one of: {', '.join(allowed)}")
-    return str(value)
-
-
-def _int(value: Any, key: str, where: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where}: {key} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def sweep_from_dict(raw: dict[str, Any], source: str = "<sweep>", base_dir: Path | None = None) -> SweepConfig:
-    """Build and check a `SweepConfig` from a parsed YAML mapping (unknown fields and bad values: one-line errors)."""
+    """Build and check a `SweepConfig` from a parsed YAML mapping: merged into the `SweepConfig` schema by OmegaConf
+    (unknown fields, wrong types), then `SWEEP_CONSTRAINTS` and the search spaces; each error one line."""
     where = source
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping (study, base, sampler, search, ...) at the top level")
-    top = {f.name for f in fields(SweepConfig)} - {"search", "source", "pruner", "sampler"}
-    known = top | {"search", "pruner", "sampler"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {', '.join(sorted(known))}")
     if not raw.get("study"):
         raise ConfigError(f"{where}: 'study' (the Optuna study name) is missing")
-    kwargs: dict[str, Any] = {k: raw[k] for k in top if k in raw and raw[k] is not None}
-    kwargs["study"] = str(raw["study"])
-
-    sampler_raw = raw.get("sampler", "grid")
-    if isinstance(sampler_raw, dict):
-        sampler_raw = dict(sampler_raw)
-        extra = sorted(set(sampler_raw) - {"type", "seed", "n_startup_trials"})
-        if extra:
-            raise ConfigError(f"{where}: unknown sampler field(s) {extra}; allowed: type, seed, n_startup_trials")
-        for k in ("seed", "n_startup_trials"):
-            if k in sampler_raw:
-                kwargs[k] = sampler_raw[k]
-        sampler_raw = sampler_raw.get("type", "grid")
-    kwargs["sampler"] = _choice(sampler_raw, SAMPLERS, "sampler", where)
-
-    pruner_raw = raw.get("pruner") or "none"
-    if isinstance(pruner_raw, str):
-        pruner_raw = {"type": pruner_raw}
-    if not isinstance(pruner_raw, dict):
-        raise ConfigError(f"{where}: pruner must be a name (none, median, hyperband, threshold) or a mapping")
-    pruner = PrunerConfig(**_pick(pruner_raw, PrunerConfig, where, "pruner"))
-    pruner.type = _choice(pruner.type, PRUNERS, "pruner.type", where)
-    pruner.lower = _number(pruner.lower, where)
-    pruner.upper = _number(pruner.upper, where)
-    if pruner.type == "threshold" and pruner.lower is None and pruner.upper is None:
+    schema = OmegaConf.structured(SweepConfig(study="", search={}))
+    try:
+        spec: SweepConfig = OmegaConf.to_object(OmegaConf.merge(schema, _shorthands(raw, where)))  # type: ignore[assignment]
+    except ConfigKeyError as exc:
+        cls = PrunerConfig if str(exc.full_key).startswith("pruner.") else SweepConfig
+        allowed = ", ".join(sorted(f.name for f in fields(cls) if f.name != "source"))
+        raise ConfigError(f"{where}: unknown field(s) ['{exc.full_key}']; allowed: {allowed}") from None
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{where}: {error_line(exc)}") from None
+    check_constraints(spec, SWEEP_CONSTRAINTS, where)
+    if spec.pruner.type == "threshold" and spec.pruner.lower is None and spec.pruner.upper is None:
         raise ConfigError(f"{where}: the threshold pruner needs 'lower' or 'upper'")
-    kwargs["pruner"] = pruner
-
+    if spec.sampler == "tpe" and not spec.n_trials:
+        raise ConfigError(f"{where}: the tpe sampler needs n_trials (the study's budget)")
     search_raw = raw.get("search")
     if not isinstance(search_raw, dict) or not search_raw:
         raise ConfigError(
             f"{where}: 'search' is empty; map config keys to values, e.g. train.finetune.lr: [0.001, 0.01]"
         )
-    kwargs["search"] = {str(k): _parse_space(str(k), v, kwargs["sampler"], where) for k, v in search_raw.items()}
-
-    if isinstance(kwargs.get("overrides"), dict):
-        kwargs["overrides"] = [f"{k}={_flow(v)}" for k, v in kwargs["overrides"].items()]
-    for key in ("overrides", "exclude_subjects"):
-        value = kwargs.get(key, [])
-        if isinstance(value, str):
-            value = value.replace(",", " ").split() if key == "exclude_subjects" else [value]
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: {key} must be a list")
-        kwargs[key] = [str(v) for v in value]
-    for key, allowed in (("stage", STAGES), ("objective", OBJECTIVES), ("metric", METRICS),
-                         ("direction", DIRECTIONS), ("classifier", CLASSIFIERS)):  # fmt: skip
-        if key in kwargs:
-            kwargs[key] = _choice(kwargs[key], allowed, key, where)
-    for key, minimum in (("seed", 0), ("n_startup_trials", 0), ("inner_folds", 2)):
-        if key in kwargs:
-            kwargs[key] = _int(kwargs[key], key, where, minimum)
-    if "n_trials" in kwargs:
-        kwargs["n_trials"] = _int(kwargs["n_trials"], "n_trials", where, 1)
-    bases = kwargs.get("base", "default")
-    bases = [str(b) for b in bases] if isinstance(bases, list) else [str(bases)]
+    search = {str(k): _parse_space(str(k), v, spec.sampler, where) for k, v in search_raw.items()}
+    bases = [str(b) for b in spec.base] if isinstance(spec.base, list) else [str(spec.base)]
     if not bases:
         raise ConfigError(f"{where}: base is an empty list; give a config name or path (e.g. paper)")
     bases = [str(base_dir / b) if base_dir is not None and (base_dir / b).is_file() else b for b in bases]
-    kwargs["base"] = bases[0] if len(bases) == 1 else bases
-    for key in ("out", "prepared", "pretrained"):
-        if key in kwargs:
-            kwargs[key] = str(kwargs[key])
-    spec = SweepConfig(source=source, **kwargs)
-    if spec.sampler == "tpe" and not spec.n_trials:
-        raise ConfigError(f"{where}: the tpe sampler needs n_trials (the study's budget)")
-    return spec
+    base = bases[0] if len(bases) == 1 else bases
+    return replace(spec, search=search, base=base, source=source)
 
 
 def load_sweep(path: str | Path) -> SweepConfig:
@@ -394,7 +344,7 @@ def base_config(spec: SweepConfig, cli_overrides: list[str] | tuple[str, ...] = 
 
 def trial_overrides(params: dict[str, Any]) -> list[str]:
     """A trial's parameters as dotted `key=value` overrides (sorted by key)."""
-    return [f"{k}={format_value(v)}" for k, v in sorted(params.items())]
+    return [as_override(k, v) for k, v in sorted(params.items())]
 
 
 def check_space(spec: SweepConfig, cli_overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -413,7 +363,7 @@ def check_space(spec: SweepConfig, cli_overrides: list[str] | tuple[str, ...] = 
             )
         for value in _probes(space):
             try:
-                load_config(spec.base, [*overrides, f"{key}={format_value(value)}"])
+                load_config(spec.base, [*overrides, as_override(key, value)])
             except ConfigError as exc:
                 raise ConfigError(f"{spec.source}: search key '{key}': {exc}") from None
     for key in spec.search:
@@ -452,7 +402,7 @@ def _no_effect(spec: SweepConfig, key: str, cfg: Config, overrides: list[str]) -
         if other == key:
             continue
         for value in _probes(spec.search[other]):
-            if _reason(spec, key, load_config(spec.base, [*overrides, f"{other}={format_value(value)}"])) is None:
+            if _reason(spec, key, load_config(spec.base, [*overrides, as_override(other, value)])) is None:
                 return None
     return reason
 

@@ -17,8 +17,9 @@ from typing import Any
 import pandas as pd
 
 from mer import class_schemes
+from mer.constraints import MISSING_APEX
 from mer.data.datasets import casme2, casme3, ckplus, dfme, folder, fourdme, jaffe, mmew, mug, oulu, samm, smic
-from mer.data.datasets._common import APEX_KEPT, KEPT_REMARKS, MISSING_APEX, SCHEME, LabelFile
+from mer.data.datasets._common import APEX_KEPT, KEPT_REMARKS, SCHEME, LabelFile
 from mer.data.labels import resolve
 from mer.data.manifest import make_frame, make_report, skip
 from mer.data.megc import MEGC_DATASETS, select_megc
@@ -151,10 +152,6 @@ def build_manifest(
         raise DataError(
             "no datasets given: pass --data NAME=ROOT (names: " + ", ".join(DATASETS) + ") or set data.roots"
         )
-    if smic_apex not in smic.APEX_CHOICES:
-        raise ConfigError(f"data.smic_apex: {smic_apex!r} unknown; use one of: {', '.join(smic.APEX_CHOICES)}")
-    if missing_apex not in MISSING_APEX:
-        raise ConfigError(f"data.missing_apex: {missing_apex!r} unknown; use one of: {', '.join(MISSING_APEX)}")
     try:
         scheme = class_schemes.scheme_of(classes)
     except ValueError as err:

@@ -12,12 +12,12 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from mer import class_schemes
+from mer.constraints import CONFIG_CONSTRAINTS, check_value
 from mer.data.labels import resolve
 from mer.data.manifest import as_int, skip, sort_frames
 from mer.errors import DataError
 from mer.files import FRAME_SUFFIXES, natural_key
 
-MISSING_APEX = ("spot", "middle", "skip")  # what a reader does with a clip that has no apex label
 APEX_KEPT = "apex (kept):"  # report remark on a kept clip without an apex label (where its apex comes from)
 ERRATUM_FIXED = "erratum (fixed):"  # report remark on a kept row whose coding cells were corrected (CAS(ME)^3 errata)
 KEPT_REMARKS = (APEX_KEPT, ERRATUM_FIXED)  # remarks about kept rows (dropped from the report with their row)
@@ -365,9 +365,9 @@ def coded_indices(
 
 
 def check_missing_apex(dataset: str, policy: str) -> None:
-    """DataError unless `policy` is one of `MISSING_APEX` (a reader's `missing_apex` option)."""
-    if policy not in MISSING_APEX:
-        raise DataError(f"{dataset} missing_apex option {policy!r} unknown; use one of: {', '.join(MISSING_APEX)}")
+    """ConfigError unless `policy` is one of `MISSING_APEX` (a reader's `missing_apex` option; a config's
+    data.missing_apex was checked when it was loaded, this guards a reader called directly)."""
+    check_value("missing_apex", policy, CONFIG_CONSTRAINTS["data.missing_apex"], f"{dataset} missing_apex option")
 
 
 def resolve_apex(

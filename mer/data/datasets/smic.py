@@ -31,7 +31,6 @@ from mer.data.manifest import skip
 NAME = "smic"
 KIND = "micro"
 EXPECTED = "<root>/HS/s1/micro/negative/s1_ne_01/image090823.jpg"
-APEX_CHOICES = ("middle", "spot")  # the values of data.smic_apex
 APEX_KEY = "data.smic_apex"
 
 
