@@ -340,7 +340,8 @@ def _check_identities_found(spec: DemoSpec, seed: int) -> int:
     """Every identity's neutral frame: MTCNN finds one face whose eyes are where the generator put them, and finds
     the face again in the aligned crop, with the eyes where the aligner places them. Returns how many were checked."""
     from mer.config import FaceConfig
-    from mer.demo.corpus import held_out_identity, make_identities, neutral_frame
+    from mer.demo.corpus import held_out_identity, make_identities
+    from mer.demo.pictures import neutral_frame
     from mer.face.align import align, aligned_landmarks
     from mer.face.detect import FaceDetector, pick_face
 

@@ -1,5 +1,5 @@
-"""`generate_corpus`: the demo corpus written to disk, its summary, the marker that makes re-runs instant, and the
-contact-sheet preview.
+"""`generate_corpus`: the demo corpus written to disk, its identities, its summary and the marker that makes re-runs
+instant (the contact sheets and the test video are drawn by `mer.demo.pictures`).
 
 The corpus is deterministic from its seed (byte-identical files): three random streams (plan, identities, render)
 come from one `SeedSequence`, and the xlsx sheets carry fixed timestamps.
@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from mer.config import CLASSES
-from mer.demo.faces import Identity, make_identity, micro_levels, render
+from mer.demo import pictures
+from mer.demo.faces import Identity, make_identity, render
 from mer.demo.layouts import (
     CASME2_HEADER,
     CASME2_XLSX,
@@ -129,10 +130,6 @@ def _write_image(path: Path, image: np.ndarray, spec: DemoSpec) -> None:
         raise DataError(f"cannot write {path} (is the folder writable?)")
 
 
-VIDEO_SIZE = 256  # side of the held-out identity's test video
-VIDEO_FPS = 30.0
-
-
 def identity_plan(spec: DemoSpec) -> dict[int, str]:
     """Generator id → the dataset that identity belongs to; ids are unique across the corpus and never shared.
 
@@ -164,15 +161,10 @@ def make_identities(spec: DemoSpec, seed: int) -> dict[int, Identity]:
     return {i: make_identity(i, sizes[d], _identity_rng(seed, i), spec) for i, d in identity_plan(spec).items()}
 
 
-def held_out_identity(spec: DemoSpec, seed: int, size: int = VIDEO_SIZE) -> Identity:
+def held_out_identity(spec: DemoSpec, seed: int, size: int = pictures.VIDEO_SIZE) -> Identity:
     """The test video's identity: a person that appears in no dataset of the corpus."""
     ident = held_out_id(spec)
     return make_identity(ident, size, _identity_rng(seed, ident), spec)
-
-
-def neutral_frame(ident: Identity, spec: DemoSpec, seed: int, gray: bool = False) -> np.ndarray:
-    """One neutral frame of an identity (as the corpus renders it, with its own small pose change and noise)."""
-    return render(ident, None, np.zeros(1), 0.0, spec, np.random.default_rng([seed, 104729, ident.ident]), gray)[0]
 
 
 def identities_table(spec: DemoSpec, seed: int, identities: dict[int, Identity], samples: list[Sample]) -> pd.DataFrame:
@@ -189,48 +181,9 @@ def identities_table(spec: DemoSpec, seed: int, identities: dict[int, Identity],
     return pd.DataFrame(rows)
 
 
-def write_identity_sheet(path: Path, spec: DemoSpec, seed: int, identities: dict[int, Identity]) -> Path:
-    """Contact sheet: one neutral frame per identity, labelled with its generator id and dataset (gray as stored)."""
-    tile = 112
-    owners = identity_plan(spec)
-    gray_sets = {"samm", "ckplus", "jaffe"}
-    held = held_out_identity(spec, seed, spec.micro_size)
-    items = [(i, owners[i], identities[i]) for i in owners] + [(held.ident, "held out", held)]
-    cols = 10
-    rows = -(-len(items) // cols)
-    sheet = np.full((rows * (tile + 14), cols * tile, 3), 255, np.uint8)
-    for k, (i, owner, ident) in enumerate(items):
-        frame = neutral_frame(ident, spec, seed, gray=owner in gray_sets)
-        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB) if frame.ndim == 2 else frame
-        r, c = divmod(k, cols)
-        y, x = r * (tile + 14), c * tile
-        sheet[y + 14 : y + 14 + tile, x : x + tile] = cv2.resize(frame, (tile, tile), interpolation=cv2.INTER_AREA)
-        cv2.putText(sheet, f"{i} {owner}", (x + 2, y + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1, cv2.LINE_AA)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    return path
-
-
 def write_test_video(path: str | Path, spec: DemoSpec, seed: int, label: str = POS) -> dict[str, Any]:
-    """A short mp4 (cv2.VideoWriter) of the held-out identity: neutral, one micro-expression of `label`, neutral.
-
-    30 fps, 36 frames (1.2 s), the movement from frame 10 to 22 with its apex at frame 16, at the corpus's micro
-    amplitude. Returns what it shows (path, label, apex, fps, frames, identity).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ident = held_out_identity(spec, seed)
-    n, onset, apex, offset = 36, 10, 16, 22
-    frames = render(ident, label, micro_levels(n, onset, apex, offset), spec.micro_amplitude, spec,
-                    np.random.default_rng([seed, 31337]), gray=False)  # fmt: skip
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), VIDEO_FPS, (VIDEO_SIZE, VIDEO_SIZE))
-    if not writer.isOpened():
-        raise DataError(f"OpenCV cannot write the test video {path} (mp4v codec missing?)")
-    for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return {"path": str(path), "label": label, "apex": apex, "onset": onset, "offset": offset, "fps": VIDEO_FPS,
-            "n_frames": n, "identity": ident.ident}  # fmt: skip
+    """The demo's test video (`mer.demo.pictures.write_test_video`) of the identity no dataset holds."""
+    return pictures.write_test_video(path, spec, seed, held_out_identity(spec, seed, pictures.VIDEO_SIZE), label)
 
 
 def generate_corpus(out: str | Path, seed: int = 0, quick: bool = False, spec: DemoSpec | None = None) -> DemoSummary:
@@ -278,7 +231,7 @@ def generate_corpus(out: str | Path, seed: int = 0, quick: bool = False, spec: D
     from tqdm.auto import tqdm  # local, as matplotlib below: only generating a corpus shows progress and plots
 
     preview_frames: dict[int, list[np.ndarray]] = {}
-    wanted = _preview_picks(samples)
+    wanted = pictures.preview_picks(samples)
     for k, sample in enumerate(tqdm(samples, desc="demo corpus", unit="sample", leave=False)):
         rng = np.random.default_rng(render_rng.integers(0, 2**63))
         frames = render(identities[sample.identity], sample.label, sample.levels, sample.amplitude, spec, rng,
@@ -298,9 +251,10 @@ def generate_corpus(out: str | Path, seed: int = 0, quick: bool = False, spec: D
 
     long_videos, long_intervals = _write_long_videos(out, spec, seed)
     table = _samples_table(samples)
-    preview = _write_preview(out / PREVIEW, samples, preview_frames, wanted)
+    preview = pictures.write_preview(out / PREVIEW, samples, preview_frames, wanted)
     people = identities_table(spec, seed, identities, samples)
-    write_identity_sheet(out / IDENTITIES, spec, seed, identities)
+    held = held_out_identity(spec, seed, spec.micro_size)
+    pictures.write_identity_sheet(out / IDENTITIES, spec, seed, identities, owners, held)
     record = {
         "digest": digest,
         "complete": True,
@@ -476,76 +430,3 @@ def _clear(out: Path, ours: bool) -> None:
         shutil.rmtree(path)
     (out / PREVIEW).unlink(missing_ok=True)
     (out / IDENTITIES).unlink(missing_ok=True)
-
-
-def _preview_picks(samples: list[Sample]) -> dict[int, str]:
-    """Indices of the samples shown in the preview, with their class: one per class per dataset from different
-    subjects (JAFFE: a neutral image and one per class for each of two subjects)."""
-    picks: dict[int, str] = {}
-    for dataset in DATASETS:
-        mine = [i for i, s in enumerate(samples) if s.dataset == dataset]
-        subjects = list(dict.fromkeys(samples[i].subject for i in mine))
-        if dataset == "jaffe":
-            for subject in subjects[:2]:
-                for label in (None, *CLASSES):
-                    hit = next((i for i in mine if samples[i].subject == subject and samples[i].label == label), None)
-                    if hit is not None:
-                        picks[hit] = label or "neutral"
-            continue
-        for ci, label in enumerate(CLASSES):
-            kept = [i for i in mine if samples[i].keep and samples[i].label == label]
-            wanted = [i for i in kept if samples[i].subject == subjects[(ci + DATASETS.index(dataset)) % len(subjects)]]
-            if kept:
-                picks[(wanted or kept)[0]] = label
-    return picks
-
-
-def _write_preview(
-    path: Path, samples: list[Sample], frames: dict[int, list[np.ndarray]], picks: dict[int, str]
-) -> Path:
-    """Contact sheet, one row per dataset: micro onset / apex / |apex − onset| ×8 per class (CK+: first / last /
-    |last − first| ×2); JAFFE neutral and each class for two subjects."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    rows: dict[str, list[tuple[str, np.ndarray, bool]]] = {d: [] for d in DATASETS}
-    order = {"neutral": -1, **{c: k for k, c in enumerate(CLASSES)}}
-    for i in sorted(
-        picks, key=lambda k: (samples[k].subject if samples[k].dataset == "jaffe" else "", order[picks[k]])
-    ):
-        s, clip, label = samples[i], frames[i], picks[i]
-        short = f"{s.subject.split('/')[1]} {label[:3]}"
-        if s.dataset == "jaffe":
-            rows[s.dataset].append((f"{s.subject.split('/')[1]} {label} ({s.emotion})", clip[0], False))
-            continue
-        first, peak, gain = (s.onset, s.apex, 8) if s.dataset in MICRO else (0, len(clip) - 1, 2)
-        diff = np.abs(clip[peak].astype(np.float32) - clip[first].astype(np.float32))
-        diff = diff.mean(axis=2) if diff.ndim == 3 else diff
-        names = ("onset", f"apex #{s.apex}") if s.dataset in MICRO else ("first", "last")
-        rows[s.dataset] += [
-            (f"{short} {names[0]}", clip[first], False),
-            (f"{short} {names[1]}", clip[peak], False),
-            (f"|Δ|×{gain}", np.clip(diff * gain, 0, 255).astype(np.uint8), True),
-        ]
-    ncols = max(len(r) for r in rows.values())
-    fig, axes = plt.subplots(len(DATASETS), ncols, figsize=(1.5 * ncols, 1.75 * len(DATASETS)), squeeze=False)
-    for r, dataset in enumerate(DATASETS):
-        for c in range(ncols):
-            ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if c < len(rows[dataset]):
-                title, image, is_diff = rows[dataset][c]
-                ax.imshow(image, cmap="magma" if is_diff else "gray", vmin=0, vmax=255)
-                ax.set_title(title, fontsize=6.5, pad=2)
-        axes[r][0].set_ylabel(FOLDERS[dataset], fontsize=9)
-    fig.suptitle("mer demo corpus (generated: public-domain photos + synthetic expression warps)", fontsize=8)
-    fig.tight_layout(pad=0.3, h_pad=0.5, w_pad=0.2, rect=(0, 0, 1, 0.97))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    return path
