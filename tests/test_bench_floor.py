@@ -13,7 +13,8 @@ from torch import nn
 
 from mer.config import load_config
 from mer.errors import MerError
-from mer.inference.bench import interleaved, run_bench, summary
+from mer.inference.bench import interleaved, run_bench
+from mer.inference.bench_report import summary
 from mer.inference.bundle import load_bundle, openvino_model, save_bundle
 from mer.inference.floor import GemmProbe, count_flops, floor_ms, typical_gemm, x_floor
 from mer.inference.predict import use_engine

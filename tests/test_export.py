@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from mer.cli import main
-from mer.inference.bench import PAPER_MS, markdown, run_bench, summary
+from mer.inference.bench import PAPER_MS, run_bench
+from mer.inference.bench_report import markdown, summary
 from mer.inference.bundle import load_bundle, save_bundle, to_tensor
 from mer.inference.export import ExportResult, export_onnx, load_crops, load_labelled_crops
 from mer.models.backbones import MERNet, save_weights
