@@ -273,52 +273,14 @@ def loso(
     With --final, fits one model on all subjects and writes a bundle (network + scaler + SVM) for `mer predict`.
     With --nested SWEEP.yaml, each fold first runs an Optuna study over its own training subjects.
     """
-    from mer.evaluation.loso import run_final, run_loso
+    from mer.sweep.modes import run_loso_command
 
-    study: list[str] = []
-    record = None
-    if from_study:
-        from mer.sweep.storage import best_selection
-
-        study, record = best_selection(from_study)
-        typer.echo(f"using the study's best parameters: {' '.join(study)}")
     flags = _flag("data.prepared", prepared) + _flag("loso.workers", workers) + _flag("loso.seeds", _seed_list(seeds))
     flags += _flag("loso.devices", _device_list(devices)) + _flag("loso.protocol", protocol)
-    cfg = _cfg(config, [*(overrides or []), *study], flags)
-    sweep_file = nested or cfg.loso.nested
-    if final or sweep_file or cfg.loso.workers <= 1:
-        # Training in this process (one worker, --final, or nested: outer folds here, inner trials in workers that
-        # inherit the subset and use all of it): pin it before anything initialises CUDA. Parallel LOSO places its
-        # fold processes itself.
-        from mer.runtime import pin_process
-
-        pin_process(cfg.loso.devices)
-    if sweep_file and not final:
-        if from_study:
-            raise MerError("--nested chooses every fold's parameters with its own inner study; drop --from-study")
-        if cfg.loso.seeds:
-            raise MerError("--nested with --seeds is not supported yet: run one nested LOSO per seed (seed=K) into "
-                           "its own --out, then `mer report --compare` them")  # fmt: skip
-        from mer.config import as_override
-        from mer.sweep import apply_flags, load_sweep
-        from mer.sweep.nested import run_nested_loso
-
-        spec = apply_flags(load_sweep(sweep_file), base=config, pretrained=pretrained)
-        extra = [as_override("data.prepared", prepared)] if prepared is not None else []
-        extra += _flag("loso.protocol", protocol)
-        run_nested_loso(spec, out, [*(overrides or []), *extra], storage=storage, workers=max(1, cfg.loso.workers),
-                        fold_index=fold_index, folds=folds)  # fmt: skip
-        return
-    if final:
-        run_final(cfg, out, pretrained)
-        return
-    chosen = {"selection": record, "selection_key": f"from-study:{record['study']}"} if record else {}
-    if cfg.loso.seeds:
-        from mer.evaluation.seeds import run_seeds
-
-        run_seeds(cfg, out, pretrained, fold_index=fold_index, folds=folds, **chosen)
-        return
-    run_loso(cfg, out, pretrained, fold_index=fold_index, folds=folds, **chosen)
+    run_loso_command(
+        config, overrides or [], flags, out, pretrained=pretrained, prepared=prepared, final=final, nested=nested,
+        storage=storage, from_study=from_study, fold_index=fold_index, folds=folds, protocol=protocol,
+    )  # fmt: skip
 
 
 def _device_list(text: str | None) -> list[str] | None:
@@ -667,7 +629,8 @@ def bench(
     """
     from rich.console import Console
 
-    from mer.inference.bench import bench_table, markdown, run_bench, summary
+    from mer.inference.bench import run_bench
+    from mer.inference.bench_report import bench_table, markdown, summary
 
     result = run_bench(
         [b.strip() for b in backbones.split(",") if b.strip()],
