@@ -478,7 +478,22 @@ def predict(
 
 @app.command()
 def spot(
-    path: Annotated[Path, typer.Argument(help="A long video (any frame rate) or a folder of its frames.")],
+    path: Annotated[
+        Path | None, typer.Argument(help="A long video (any frame rate) or a folder of its frames (or use --data).")
+    ] = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help="Dataset mode: NAME=ROOT, repeatable (casme_sq, samm_lv): both spotters leave-one-subject-out with "
+            "seeds and a subject bootstrap, report in --out.",
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Dataset mode: folder for the report, scores and features.")] = Path(
+        "runs/spot"
+    ),
+    seeds: Annotated[int, typer.Option(help="Dataset mode: seeds of the learned spotter (0 … N-1).")] = 3,
     model: Annotated[
         Path | None,
         typer.Option(help="Label each interval's apex with this model (bundle folder, .ckpt/.pt or .onnx)."),
@@ -510,7 +525,8 @@ def spot(
     ] = None,
     engine: Annotated[str, typer.Option(help="What runs the network: auto, torch, onnxruntime, openvino.")] = "auto",
 ) -> None:
-    """Spot micro- (ME) and macro-expression (MaE) intervals in a long video with the MEGC optical-flow baseline.
+    """Spot micro- (ME) and macro-expression (MaE) intervals in a long video with the MEGC optical-flow baseline,
+    or (--data) evaluate the baseline and the learned spotter on long-video datasets, leave one subject out.
 
     Prints a table (start, apex, end in frames and seconds, type, score; label and probabilities with --model),
     writes --json and a --plot of the score curves. Frames without a face are never spotted; a video without a face
@@ -521,6 +537,14 @@ def spot(
     from mer.spotting.baseline import BaselineConfig
     from mer.spotting.features import FeatureConfig
     from mer.spotting.spot import plot_spot, spot_table, spot_video
+
+    if data:
+        if path is not None:
+            raise MerError("mer spot: give a VIDEO or --data NAME=ROOT, not both")
+        _spot_datasets(data, out, seeds, detect_every)
+        return
+    if path is None:
+        raise MerError("mer spot: give a VIDEO (or a frames folder), or --data NAME=ROOT for dataset mode")
 
     try:
         cfg = BaselineConfig(p=p, bounds=bounds, min_contrast=min_contrast)
@@ -548,6 +572,29 @@ def spot(
         console.print(f"wrote {json_out}")
     if plot is not None:
         console.print(f"wrote {plot_spot(out, result, feats, plot)}")
+
+
+def _spot_datasets(data: list[str], out: Path, seeds: int, detect_every: int) -> None:
+    """`mer spot --data`: both spotters on the datasets, LOSO, seeds, subject bootstrap; prints the report."""
+    from mer.spotting.datasets import run_spot_datasets
+    from mer.spotting.features import FeatureConfig
+
+    roots = {}
+    for item in data:
+        name, sep, root = item.partition("=")
+        if not sep or not name or not root:
+            raise MerError(f"--data {item!r}: use NAME=ROOT, e.g. --data casme_sq=/data/CASME_sq")
+        roots[name] = Path(root)
+    if seeds < 1:
+        raise MerError(f"--seeds must be at least 1, got {seeds}")
+    from mer.demo import MARKER
+
+    synthetic = any((root.expanduser().parent / MARKER).is_file() for root in roots.values())  # the demo's corpus
+    report = run_spot_datasets(
+        roots, out, seeds=range(seeds), feature_cfg=FeatureConfig(detect_every=detect_every), synthetic=synthetic
+    )
+    typer.echo(report.read_text())
+    typer.echo(f"report: {report}")
 
 
 @app.command()

@@ -21,7 +21,8 @@ of a run never saw their own subject. Two spotters live here:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -218,6 +219,20 @@ def apex_targets(video: SpotVideo, sigma_fraction: float) -> np.ndarray:
     return out
 
 
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Torch on one thread while the tiny network trains or predicts: on a 2-core machine under load, 20 epochs took
+    1.7 s on one thread and 17.7 s on two (thread hand-offs cost more than the convolutions)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _network(inputs: int, cfg: LearnedConfig) -> Any:
     import torch.nn as nn
 
@@ -248,7 +263,7 @@ class LearnedSpotter:
     def _curves(self, video: SpotVideo) -> np.ndarray:
         import torch
 
-        with torch.no_grad():
+        with torch.no_grad(), _one_thread():
             x = torch.from_numpy(_normalise(video.features).T[None])
             return torch.sigmoid(self._net(x))[0].numpy()
 
@@ -271,6 +286,15 @@ class LearnedSpotter:
         loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight.clamp(1.0, 200.0)[:, None])
         opt = torch.optim.Adam(self._net.parameters(), lr=cfg.lr)
         self._net.train()
+        with _one_thread():
+            self._train(cfg, xs, ys, videos, rng, loss_fn, opt)
+        self._net.eval()
+        self._choose(videos)
+
+    def _train(self, cfg: LearnedConfig, xs: list, ys: list, videos: Sequence[SpotVideo], rng: np.random.Generator,
+               loss_fn: Any, opt: Any) -> None:  # fmt: skip
+        import torch
+
         for _ in range(cfg.epochs):
             for i in rng.permutation(len(videos)):
                 crop = max(8, int(cfg.crop_seconds * videos[i].fps))
@@ -281,7 +305,10 @@ class LearnedSpotter:
                 loss = loss_fn(self._net(x), y)
                 loss.backward()
                 opt.step()
-        self._net.eval()
+
+    def _choose(self, videos: Sequence[SpotVideo]) -> None:
+        """Interval lengths (medians of the training truth) and each type's threshold (best training F1)."""
+        cfg = self.cfg
         for kind in KINDS:  # interval lengths: medians over the training truth, in seconds
             spans = [((i.apex if i.apex is not None else (i.onset + i.offset) // 2) - i.onset, i.offset
                       - (i.apex if i.apex is not None else (i.onset + i.offset) // 2), v.fps)
