@@ -74,7 +74,6 @@ def test_threshold_spotter_chooses_its_setting_on_training_videos() -> None:
     assert all(predictions[v.key] == v.truth for v in videos)
 
 
-@pytest.mark.slow
 def test_learned_spotter_finds_synthetic_expressions() -> None:
     videos = synthetic_videos(4)
     cfg = LearnedConfig(channels=16, layers=3, epochs=25, crop_seconds=8.0)
