@@ -27,7 +27,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, Wand
 
 from mer.config import Config, StageConfig, flatten, resolve_precision, to_dict, trainer_on_cuda, write_run_info
 from mer.data.datamodule import MERDataModule
-from mer.data.prepared import load_prepared
+from mer.data.prepared import check_scheme, load_prepared
 from mer.errors import MerError
 from mer.models.backbones import build_net, load_weights, save_weights
 from mer.models.module import MERModule
@@ -256,6 +256,7 @@ def run_pretrain(cfg: Config, out: str | Path) -> Path:
     pretrain.json to `out`."""
     out = Path(out)
     prepared = load_prepared(Path(cfg.data.prepared))
+    check_scheme(cfg.data.prepared, cfg.data.classes)
     write_run_info(cfg, out)
     result = train_stage(cfg, prepared, "pretrain", out, run_name=f"{cfg.name}-pretrain", job_type="pretrain")
     finish_wandb()

@@ -103,3 +103,12 @@ def test_cas3_4_trains_and_reports_four_classes(tmp_path: Path) -> None:
     (prepared / "config.yaml").write_text("data:\n  classes: megc3\n")
     with pytest.raises(DataError, match="prepared with data.classes=megc3, this run uses cas3_4"):
         run_loso(cfg, tmp_path / "again", None)
+
+
+def test_pretrain_refuses_a_prepared_folder_of_another_scheme(tmp_path: Path) -> None:
+    from mer.train import run_pretrain
+
+    prepared = write_prepared_dir(tmp_path / "p", make_prepared(tmp_path / "p", {"ckplus/S001": "macro"}, 2))
+    (prepared / "config.yaml").write_text("data:\n  classes: [negative, positive, surprise]\n")  # before schemes
+    with pytest.raises(DataError, match="prepared with data.classes=megc3, this run uses seven"):
+        run_pretrain(tiny_config(f"data.prepared={prepared}", "data.classes=seven"), tmp_path / "pre")
