@@ -1,6 +1,6 @@
 """Spotting throughput: frames/s of `mer spot`'s pipeline on a 640×480 video, with the stage breakdown, by batch size.
 
-Usage: python benchmarks/spot_speed.py [--frames 360] [--batches 16 32 64 128] [--threads 2] [--detect-every 10]
+Usage: python benchmarks/spot_speed.py [--frames 360] [--batches 16 32 64 128] [--threads 1 2] [--detect-every 10]
        [--device cpu|cuda] [--repeats 1] [--check]
 
 The video is the demo's held-out identity (its face ≈ 200 px high) in a 640×480 frame, 90 rendered frames (neutral, a
@@ -85,7 +85,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=360)
     ap.add_argument("--batches", type=int, nargs="+", default=[16, 32, 64, 128])
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, nargs="+", default=[2], help="flow threads (several: each is timed)")
     ap.add_argument("--detect-every", type=int, default=10)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=1)
@@ -104,23 +104,24 @@ def main() -> None:
         # loaded and warmed up before timing: loading MTCNN's weights happens once per process
         fcfg = FeatureConfig()
         detector = FaceDetector(args.device, round(fcfg.min_face_size * fcfg.detect_max_side / 640), 16)
-        run(path, args.batches[0], args.threads, args.detect_every, detector, max_frames=24)
+        run(path, args.batches[0], args.threads[0], args.detect_every, detector, max_frames=24)
         rows = []
-        for _ in range(args.repeats):  # batch sizes interleaved, so load changes hit them alike
+        for _ in range(args.repeats):  # settings interleaved, so load changes hit them alike
             for b in args.batches:
-                rows.append((b, run(path, b, args.threads, args.detect_every, detector)))
+                for th in args.threads:
+                    rows.append(((b, th), run(path, b, th, args.detect_every, detector)))
     print(f"# load after: {uptime()}")
     if args.check:
-        for b, r in rows:
+        for (b, _), r in rows:
             print(f"spotting 640x480 ({args.device}) batch {b}: {r['fps']:.1f} frames/s")
         return
     rows.sort(key=lambda r: r[0])
-    head = "| batch | frames | frames/s | " + " | ".join(f"{s} ms/frame" for s in STAGES) + " |"
+    head = "| batch | flow threads | frames | frames/s | " + " | ".join(f"{s} ms/frame" for s in STAGES) + " |"
     print(head)
-    print("|" + "---|" * (3 + len(STAGES)))
-    for b, r in rows:
+    print("|" + "---|" * (4 + len(STAGES)))
+    for (b, th), r in rows:
         cells = " | ".join(f"{r[s]:.2f}" for s in STAGES)
-        print(f"| {b} | {r['frames']:.0f} | {r['fps']:.1f} | {cells} |")
+        print(f"| {b} | {th} | {r['frames']:.0f} | {r['fps']:.1f} | {cells} |")
 
 
 if __name__ == "__main__":
