@@ -1,7 +1,8 @@
 """Face pipeline speed: images/s for MTCNN detection + alignment (cold cache) at batch 1 and batched, and warm cache.
 
 Usage: python benchmarks/prepare_speed.py [--n 32] [--batch 16] [--device cpu] [--size 256] [--image 512] [--threads N]
-       python benchmarks/prepare_speed.py --command [--quick]   # whole `mer prepare` commands, cold then warm
+       python benchmarks/prepare_speed.py --command [--quick]   # whole `mer prepare` commands, cold then warm,
+                                                                 # and what the warm one imported
 
 The images are distinct variants (rotation, scale, shift, noise) of the two public-domain photos that skimage and
 matplotlib ship, all of one size (MTCNN batches images of one shape), written as PNG files to a temporary folder;
@@ -14,6 +15,7 @@ On a CPU shared with other busy processes, `--threads 1` is several times faster
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -66,13 +68,29 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t
 
 
-def command_speed(quick: bool) -> None:
-    """Whole `mer prepare` commands on the demo corpus, as a user runs them: a cold cache, then a warm one.
+HEAVY = ("torch", "facenet_pytorch", "lightning", "timm", "albumentations", "kornia", "skimage")  # not for a warm run
 
-    Each is a fresh process, so start-up (imports) is part of the figure, as it is for the user.
+
+def warm_imports(cmd: list[str]) -> list[str]:
+    """The heavy modules a warm `mer prepare` (the same command once more, untimed) has imported when it ends."""
+    code = (
+        "import json, sys\nfrom mer.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    )
+    args = cmd[cmd.index("mer.cli") + 1 :]
+    out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def command_speed(quick: bool) -> None:
+    """Whole `mer prepare` commands on the demo corpus, as a user runs them: a cold cache, then a warm one, in one run.
+
+    Each is a fresh process, so start-up (imports) is part of the figure, as it is for the user; a third, untimed warm
+    run lists the heavy modules it imported (none expected: every crop is a cache hit).
     """
     from mer.demo import generate_corpus
 
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         summary = generate_corpus(root / "data", seed=0, quick=quick)
@@ -82,15 +100,18 @@ def command_speed(quick: bool) -> None:
         times = {}
         for run in ("cold", "warm"):
             t = time.perf_counter()
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             times[run] = time.perf_counter() - t
+        heavy = warm_imports(cmd)
         n = len((root / "prepared" / "prepared.csv").read_text().splitlines()) - 1
-    print(f"\n`mer prepare` on the {'quick ' if quick else ''}demo corpus ({n} samples), {os.cpu_count()} CPUs, "
-          f"load {os.getloadavg()[0]:.1f}\n")  # fmt: skip
+    cpu = platform.processor() or platform.machine()
+    print(f"\n`mer prepare` on the {'quick ' if quick else ''}demo corpus ({n} samples), {os.cpu_count()} CPUs, {cpu}, "
+          f"load {load_start:.1f} → {os.getloadavg()[0]:.1f}\n")  # fmt: skip
     print("| run | seconds |\n|---|---:|")
     print(f"| cold cache (detect + align every sample) | {times['cold']:.1f} |")
     print(f"| warm cache (every sample a cache hit) | {times['warm']:.1f} |")
-    print(f"\nwarm is {times['cold'] / times['warm']:.1f}× faster than cold, as a whole command")
+    print(f"\nwarm is {times['cold'] / times['warm']:.1f}× faster than cold, as a whole command; the warm run imported "
+          f"{', '.join(heavy) if heavy else 'none of ' + ', '.join(HEAVY)}")  # fmt: skip
 
 
 def main() -> None:
