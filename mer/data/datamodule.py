@@ -7,7 +7,9 @@ Balancing (`data.balance`): `epoch` tops every class up to the largest one over 
 `iteration` gives every batch the same number of samples of each class (`BalancedBatchSampler`, the paper's "the
 same number of emotion category samples is randomly selected in each training iteration"). Both samplers yield
 `(index, topup)` keys: a sample's first use in an epoch is the original, every further use a top-up copy, and
-`augment.apply: topups` shifts/flips only the copies (`all`: every training sample).
+`augment.apply: topups` shifts/flips only the copies (`all`: every training sample). `DrawKeys` adds each key's
+epoch and position, and the datasets seed that sample's augmentation from (seed, stage, epoch, position) alone, so
+the batches are the same whatever `data.num_workers` / `data.persistent_workers` are.
 
 `data.augment_on: device` keeps the training crops as uint8 on the training device (`UInt8Crops`) and augments
 whole batches there in `on_after_batch_transfer` (`BatchAugment`); validation and test batches are unchanged.
@@ -29,14 +31,15 @@ from mer.config import MOTION_INPUTS, AugmentConfig, Config, class_names, input_
 from mer.data.batch_augment import BatchAugment, UInt8Crops, keep_batch
 from mer.data.motion import MotionDataset, load_motion
 from mer.data.prepared import REBUILD_HINT
-from mer.data.transforms import normalize, resize_crops, train_transform
+from mer.data.transforms import draw_seed, normalize, resize_crops, sample_key, train_transform
 from mer.errors import DataError
 from mer.files import read_crops
 
 STAGE_KIND = {"pretrain": "macro", "finetune": "micro"}
 
 
-Key = Union[int, tuple[int, bool]]  # noqa: UP007 - a sample index, or (index, is a top-up copy)
+# a sample index, (index, is a top-up copy), or (index, topup, epoch, position in the epoch): see `DrawKeys`
+Key = Union[int, tuple[int, bool], tuple[int, bool, int, int]]  # noqa: UP007
 
 
 class CropDataset(Dataset):
@@ -44,7 +47,10 @@ class CropDataset(Dataset):
 
     Keys are indices or `(index, topup)` from the balancing samplers. Shifts/flips go on every sample
     (`augment.apply: all`) or on top-up copies only (`topups`); the pixel jitter goes on every sample when `stage`
-    is in `augment.jitter_stages` (an unknown stage, None, counts as in them).
+    is in `augment.jitter_stages` (an unknown stage, None, counts as in them). A key `(index, topup, epoch,
+    position)` (`DrawKeys`) seeds that sample's draw from `draw_seed(seed, stage, epoch, position)`, so the result
+    does not depend on which worker process draws it or what it drew before; other keys draw from the pipeline's
+    generator in turn.
     """
 
     def __init__(
@@ -57,6 +63,7 @@ class CropDataset(Dataset):
     ):
         self.crops = crops
         self.labels = torch.tensor(np.asarray(labels), dtype=torch.long)
+        self.seed, self.stage = seed, stage
         self.topups_only = augment is not None and augment.apply == "topups"
         jitter = augment is not None and (stage is None or stage in augment.jitter_stages)
         # With apply=all one pipeline (shift, flip, jitter) as before; originals under topups get the jitter alone.
@@ -67,10 +74,12 @@ class CropDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, key: Key) -> tuple[torch.Tensor, torch.Tensor]:
-        i, topup = key if isinstance(key, tuple) else (key, False)
+        i, topup, draw = sample_key(key)
         img = self.crops[i]
         transform = self.plain if self.topups_only and not topup else self.transform
         if transform is not None:
+            if draw is not None:
+                transform.set_random_seed(draw_seed(self.seed, self.stage, *draw))
             img = transform(image=img)["image"]
         return normalize(img)[0], self.labels[i]
 
@@ -168,6 +177,36 @@ class BalancedBatchSampler(Sampler[list[tuple[int, bool]]]):
                 counts[order[(b * extra + j) % n_cls]] += 1
             batch = [key for c in range(n_cls) for key in draw(c, counts[c])]
             yield [batch[i] for i in rng.permutation(len(batch))]
+
+
+class DrawKeys(Sampler):
+    """A balancing sampler whose keys carry where their augmentation is drawn: `(index, topup, epoch, position)`.
+
+    `epoch` is the epoch the wrapped sampler draws (its `epoch` when a pass starts; `set_epoch` is passed on),
+    `position` counts the samples of the pass from 0 (a batch sampler's batches sample by sample). The datasets seed
+    each sample from these (`draw_seed`), so DataLoader workers, persistent or not, cannot repeat or reorder draws.
+    """
+
+    def __init__(self, inner: BalancedSampler | BalancedBatchSampler, batched: bool = False) -> None:
+        self.inner = inner  # not `.sampler`: Lightning must not start calling set_epoch on the batch sampler
+        self.batched = batched
+
+    def set_epoch(self, epoch: int) -> None:
+        """Passed on to the wrapped sampler (Lightning calls it on a sampler each epoch)."""
+        self.inner.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __iter__(self) -> Iterator:
+        epoch, position = self.inner.epoch, 0
+        for item in self.inner:
+            if not self.batched:
+                yield (*item, epoch, position)
+                position += 1
+                continue
+            yield [(*key, epoch, position + j) for j, key in enumerate(item)]
+            position += len(item)
 
 
 def check_motion(prepared: pd.DataFrame, cfg: Config) -> None:
@@ -274,7 +313,8 @@ class MERDataModule(pl.LightningDataModule):
         crops, labels = self.arrays(split)
         data = self.cfg.data
         if self.motion:
-            ds: Dataset = MotionDataset(crops, labels, data.input, self.cfg.augment if train else None)
+            augment = self.cfg.augment if train else None
+            ds: Dataset = MotionDataset(crops, labels, data.input, augment, seed=self.cfg.seed, stage=self.stage_name)
         elif train and data.augment_on == "device":
             return self._device_loader(crops, labels)
         else:
@@ -287,11 +327,12 @@ class MERDataModule(pl.LightningDataModule):
             "persistent_workers": data.persistent_workers and data.num_workers > 0,
         }
         if train and data.balance == "iteration":
-            return DataLoader(ds, batch_sampler=BalancedBatchSampler(labels, self.batch_size, self.cfg.seed), **workers)
+            batches = DrawKeys(BalancedBatchSampler(labels, self.batch_size, self.cfg.seed), batched=True)
+            return DataLoader(ds, batch_sampler=batches, **workers)
         return DataLoader(
             ds,
             batch_size=self.batch_size,
-            sampler=BalancedSampler(labels, seed=self.cfg.seed) if train else None,
+            sampler=DrawKeys(BalancedSampler(labels, seed=self.cfg.seed)) if train else None,
             shuffle=shuffle,
             drop_last=False,
             **workers,

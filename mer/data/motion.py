@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mer.config import AugmentConfig
+from mer.data.transforms import draw_seed, sample_key
 from mer.errors import DataError
 
 FLOW_MODES = ("flow", "flow_strain")  # inputs whose channel 0 is the horizontal flow u
@@ -73,9 +74,22 @@ def augment_motion(x: torch.Tensor, cfg: AugmentConfig, mode: str, generator: to
 
 
 class MotionDataset(Dataset):
-    """In-memory scaled motion inputs (N, C, H, W) + labels; shifts/flips like `CropDataset`, never pixel jitter."""
+    """In-memory scaled motion inputs (N, C, H, W) + labels; shifts/flips like `CropDataset`, never pixel jitter.
 
-    def __init__(self, inputs: np.ndarray, labels: np.ndarray, mode: str, augment: AugmentConfig | None = None):
+    As there, a key `(index, topup, epoch, position)` seeds the sample's draw from (seed, stage, epoch, position)
+    alone; other keys draw from torch's global generator.
+    """
+
+    def __init__(
+        self,
+        inputs: np.ndarray,
+        labels: np.ndarray,
+        mode: str,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        stage: str | None = None,
+    ) -> None:
+        self.seed, self.stage = seed, stage
         self.inputs = torch.as_tensor(inputs, dtype=torch.float32)
         self.labels = torch.tensor(np.asarray(labels), dtype=torch.long)
         self.mode = mode
@@ -85,9 +99,12 @@ class MotionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, key: int | tuple[int, bool]) -> tuple[torch.Tensor, torch.Tensor]:
-        i, topup = key if isinstance(key, tuple) else (key, False)
+    def __getitem__(self, key: int | tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        i, topup, draw = sample_key(key)
         x = self.inputs[i]
         if self.augment is not None and (topup or not self.topups_only):
-            x = augment_motion(x, self.augment, self.mode)
+            generator = None
+            if draw is not None:
+                generator = torch.Generator().manual_seed(draw_seed(self.seed, self.stage, *draw))
+            x = augment_motion(x, self.augment, self.mode, generator)
         return x, self.labels[i]

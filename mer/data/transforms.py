@@ -7,6 +7,7 @@ place that mapping lives, so training, embedding, prediction and ONNX export agr
 from __future__ import annotations
 
 import os
+import zlib
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -29,6 +30,29 @@ def normalize(crops: np.ndarray | torch.Tensor) -> torch.Tensor:
     if x.ndim == 3:
         x = x[:, None]
     return (x.float() / 255.0 - MEAN) / STD
+
+
+def draw_seed(seed: int, stage: str | None, epoch: int, position: int) -> int:
+    """The seed of one sample's augmentation: a function of (seed, stage, epoch, position in the epoch) only.
+
+    Seeding each sample from its key (rather than drawing from one generator in turn) makes the draws independent
+    of who draws them: every DataLoader worker, persistent or not, gives the batches `num_workers: 0` gives.
+    """
+    words = [int(seed) % (1 << 64), zlib.crc32((stage or "").encode()), int(epoch), int(position)]
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
+
+
+def sample_key(key: int | tuple) -> tuple[int, bool, tuple[int, int] | None]:
+    """A dataset key → (index, is a top-up copy, (epoch, position) or None).
+
+    Keys are a plain index, the balancing samplers' `(index, topup)`, or `(index, topup, epoch, position)` as
+    `mer.data.datamodule.DrawKeys` hands them to the training datasets (the draw's place, see `draw_seed`).
+    """
+    if not isinstance(key, tuple):
+        return int(key), False, None
+    if len(key) == 4:
+        return int(key[0]), bool(key[1]), (int(key[2]), int(key[3]))
+    return int(key[0]), bool(key[1]), None
 
 
 def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:

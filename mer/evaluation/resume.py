@@ -18,7 +18,8 @@ from mer.files import file_sha256
 
 # Config keys (or key prefixes ending in '.') that only say how a run executes, not what it computes: resuming may
 # change them. data.prepared is where the data is read from, loso.nested where the sweep file is: what they hold
-# is checked by the data fingerprint and the selection key instead.
+# is checked by the data fingerprint and the selection key instead. Worker counts cannot change results because each
+# sample's augmentation is seeded from (seed, stage, epoch, position) alone (mer.data.transforms.draw_seed).
 EXECUTION_KEYS = ("loso.workers", "train.threads", "logging.", "data.num_workers", "data.pin_memory",
                   "data.persistent_workers", "data.prepared", "face.workers", "loso.nested",
                   "loso.devices")  # fmt: skip

@@ -33,7 +33,8 @@ DIRECTIONS = ("maximize", "minimize")
 PRUNERS = ("none", "median", "hyperband", "threshold")
 
 Scalar = str | int | float | bool | None
-# Overrides that change speed or logging, not results: a study may be resumed with other values of these.
+# Overrides that change speed or logging, not results: a study may be resumed with other values of these (worker
+# counts too: augmentation is seeded per sample from seed, stage, epoch and position, mer.data.transforms.draw_seed).
 # data.prepared (where the prepared table is read from) is here because the table's content is in the identity.
 NO_EFFECT = (
     "train.threads",
