@@ -73,7 +73,8 @@ def test_scale_keeps_direction_and_zero_fields():
     field[..., 0], field[..., 1], field[..., 2] = 2.0, -4.0, 0.01
     x = scale_motion(field, "flow_strain")
     assert x.shape == (3, 8, 8)
-    np.testing.assert_allclose(x[0], 0.5) and np.testing.assert_allclose(x[1], -1.0)  # u, v share one scale
+    np.testing.assert_allclose(x[0], 0.5)  # u, v share one scale
+    np.testing.assert_allclose(x[1], -1.0)
     np.testing.assert_allclose(x[2], 1.0)  # strain its own
     np.testing.assert_array_equal(scale_motion(np.zeros((4, 4, 2)), "flow"), 0)
 
@@ -225,13 +226,36 @@ def test_difference_input_is_apex_minus_onset(clip_rows, detector):
     assert diff.shape == (64, 64) and diff.min() < -5 and diff.max() > 5  # grey levels changed both ways
 
 
-def test_lbptop_features_are_cached_per_micro_clip(clip_rows, detector):
+def test_lbptop_features_are_cached_per_micro_clip(clip_rows, detector, monkeypatch):
     root, manifest = clip_rows
     out, report_path = _prepare(root, manifest, detector, "model.backbone=lbptop", "data.flow_fallback=skip")
     prepared = load_prepared(out).set_index("sample_id")
     report = pd.read_csv(report_path).set_index("sample_id")["reason"]
     assert "2 frame(s) is too short for LBP-TOP" in report["good"]  # every test clip has 2 frames or fewer
     assert prepared.empty or not prepared["features"].astype(bool).any()
+    # two 4-frame clips (onset → apex and back, in two orders): each gets its own feature, computed once
+    good = manifest.set_index("sample_id").loc["good"]
+    onset, apex = good["frames"]
+    clips = {"there": [onset, apex, apex, onset], "back": [apex, onset, onset, apex]}
+    base = {**good.to_dict(), "onset": 0, "apex": 1, "offset": 3}
+    rows = [{**base, "sample_id": k, "frames": f} for k, f in clips.items()]
+    long = make_frame(rows)
+    out, _ = _prepare(root, long, detector, "model.backbone=lbptop", "data.flow_fallback=zero")
+    first = load_prepared(out).set_index("sample_id")
+    assert sorted(first.index) == ["back", "there"] and not first["features_note"].astype(bool).any()
+    feats = {k: np.load(first.loc[k, "features"]) for k in clips}
+    assert feats["there"].ndim == 1 and feats["there"].any() and not np.array_equal(feats["there"], feats["back"])
+    assert first.loc["there", "features"] != first.loc["back", "features"]  # one cache entry per clip
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("LBP-TOP computed again although the clip is cached")
+
+    monkeypatch.setattr("mer.prepare.lbp_top", no_compute)
+    out, _ = _prepare(root, long, detector, "model.backbone=lbptop", "data.flow_fallback=zero")  # the same folder
+    again = load_prepared(out).set_index("sample_id")
+    for k in clips:
+        assert again.loc[k, "features"] == first.loc[k, "features"]
+        assert np.array_equal(np.load(again.loc[k, "features"]), feats[k])
 
 
 # ---------------------------------------------------------------- every method through LOSO on the demo corpus

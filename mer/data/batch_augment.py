@@ -42,7 +42,8 @@ class BatchAugment(torch.nn.Module):
 
     `augment` (a bool tensor (N,)) limits the shift and flip to some samples (`augment.apply: topups`: the balancing
     top-ups); the pixel jitter, when `jitter` is on (the stage is in `augment.jitter_stages`), goes on every sample,
-    as `mer.data.datamodule.CropDataset` does. Draws use torch's global generator (seeded by `seed_everything`).
+    as `mer.data.datamodule.CropDataset` does. Draws use torch's global generator (seeded by `seed_everything`): the
+    device loader always runs in the training process (`num_workers=0`), so no worker copies that generator.
     """
 
     def __init__(self, cfg: AugmentConfig, jitter: bool = True) -> None:
