@@ -215,14 +215,41 @@ def test_stage_without_validation_writes_no_checkpoint_unless_kept(prepared, tmp
 
 def test_epoch_means_weight_batches_by_their_samples():
     """Logged once per epoch, a value is the mean over samples (a short last batch counts less), as Lightning's was."""
-    from mer.models.module import EpochMeans
+    from mer.models.module import epoch_means
 
-    means = EpochMeans()
-    means.update("train/ce", torch.tensor(1.0), 2)
-    means.update("train/ce", torch.tensor(4.0), 1)
-    assert means.compute()["train/ce"].item() == pytest.approx(2.0)
-    means.reset()
-    assert means.compute() == {}
+    means = epoch_means("ce")
+    means["ce"].update(torch.tensor(1.0), 2)
+    means["ce"].update(torch.tensor(4.0), 1)
+    assert means["ce"].compute().item() == pytest.approx(2.0)
+    means["ce"].reset()
+    assert not means["ce"].update_called
+
+
+def test_validation_scores_equal_mer_scoring_on_the_same_predictions():
+    """The module's pooled validation acc / UAR / UF1 (what checkpointing selects on) are `mer.scoring.megc_scores`
+    of the epoch's predictions, a class predicted but absent from the labels included (MEGC leaves it out)."""
+    from mer.scoring import megc_scores
+
+    torch.manual_seed(0)
+    module = MERModule.from_config(tiny_config().model, tiny_config().train.finetune, 32)
+    gen = torch.Generator().manual_seed(1)
+    batches = []
+    for n in (5, 7, 3):  # labels 0 and 1 only; the chosen logits also predict class 2
+        y = torch.randint(0, 2, (n,), generator=gen)
+        batches.append((torch.zeros(n, 1, 32, 32), y, torch.randn(n, 3, generator=gen) + torch.tensor([0, 0, 0.5])))
+    logits = iter([b[2] for b in batches])
+    hook = module.net.register_forward_hook(lambda mod, args, out: next(logits))
+    for i, (x, y, _) in enumerate(batches):
+        module.validation_step((x, y), i)
+    hook.remove()
+    got = module.val_metrics.scores("val/")
+    truth = torch.cat([b[1] for b in batches]).tolist()
+    pred = torch.cat([b[2].argmax(-1) for b in batches]).tolist()
+    assert 2 in pred and 2 not in truth
+    want = megc_scores([str(v) for v in truth], [str(v) for v in pred], ["0", "1", "2"])
+    assert got == {"val/acc": want["accuracy"], "val/uar": want["uar"], "val/uf1": want["uf1"]}
+    module.val_metrics.reset()
+    assert module.val_metrics.scores("val/") == {}
 
 
 def test_losses_are_logged_once_per_epoch(prepared, tmp_path):

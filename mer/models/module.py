@@ -5,9 +5,10 @@ Three separate settings, each honoured whenever it is non-zero (the config refus
 norm layers) added to the loss; `weight_decay` is decoupled (AdamW-style) decay in the optimizer; `lr_decay` is
 Keras 2.2.4's optimizer `decay`, the learning rate divided by (1 + lr_decay · optimizer steps).
 
-Training and validation accuracy / UAR / UF1 are `mer.scoring.megc_scores` of the epoch's pooled predictions: the
-same function as the report, so a class absent from the validation subjects is left out of UF1 and UAR there too,
-and checkpointing / early stopping select on the headline metric.
+Training and validation accuracy / UAR / UF1 are MEGC scores of the epoch's pooled predictions: a torchmetrics
+confusion matrix over the epoch, scored with the report's `mer.scoring.confusion_metrics`, so a class absent from
+the validation subjects is left out of UF1 and UAR there too, and checkpointing / early stopping select on the
+headline metric. Losses are torchmetrics `MeanMetric`s over the epoch's samples.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics.aggregation import MeanMetric
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mer.config import REGULARISERS, ModelConfig, StageConfig
 from mer.errors import MerError
 from mer.models.backbones import build_net
-from mer.scoring import megc_scores
+from mer.scoring import confusion_metrics
 
 STEP_GAMMA = 0.1  # scheduler 'step': the rate is multiplied by this every third of the epochs
 
@@ -67,57 +70,54 @@ class DecayLR(torch.optim.lr_scheduler.LambdaLR):
     that `GradualUnfreeze` can give a new parameter group its base rate."""
 
 
-class PooledScores:
-    """An epoch's predictions and labels, scored at its end with the report's MEGC function (not a per-batch mean)."""
+class PooledScores(MulticlassConfusionMatrix):
+    """An epoch's predictions pooled into one confusion matrix (torchmetrics: kept on the device, summed across
+    processes), scored at its end with the report's MEGC formula `mer.scoring.confusion_metrics`, not a per-batch
+    mean. torchmetrics' own macro F1 / recall are not used: they count a class that was predicted but has no
+    ground-truth sample as 0, where MEGC (and the report) leave it out of UF1 and UAR."""
 
     def __init__(self, num_classes: int) -> None:
-        self.names = [str(i) for i in range(num_classes)]
-        self.true: list[torch.Tensor] = []
-        self.pred: list[torch.Tensor] = []
+        super().__init__(num_classes=num_classes, validate_args=False)  # validation would sync the device per batch
 
-    def update(self, logits: torch.Tensor, y: torch.Tensor) -> None:
-        """Add a batch."""
-        self.pred.append(logits.detach().argmax(-1).cpu())
-        self.true.append(y.detach().cpu())
+    def update(self, logits: torch.Tensor, y: torch.Tensor) -> None:  # type: ignore[override]
+        """Add a batch (logits (N, C) and labels (N,))."""
+        super().update(logits.detach().argmax(-1), y.detach())
 
-    def compute(self, prefix: str) -> dict[str, float]:
+    def scores(self, prefix: str) -> dict[str, float]:
         """{prefix+'acc', 'uar', 'uf1'} of everything added since the last reset (empty when nothing was)."""
-        if not self.true:
+        if not self.update_called:
             return {}
-        truth = [str(v) for v in torch.cat(self.true).tolist()]
-        pred = [str(v) for v in torch.cat(self.pred).tolist()]
-        s = megc_scores(truth, pred, self.names)
-        return {f"{prefix}acc": s["accuracy"], f"{prefix}uar": s["uar"], f"{prefix}uf1": s["uf1"]}
-
-    def reset(self) -> None:
-        """Forget the epoch."""
-        self.true.clear()
-        self.pred.clear()
+        accuracy, uar, uf1 = confusion_metrics(self.compute().cpu().numpy())
+        return {f"{prefix}acc": float(accuracy), f"{prefix}uar": float(uar), f"{prefix}uf1": float(uf1)}
 
 
-class EpochMeans:
-    """Per-sample means of batch values over an epoch (what `self.log(..., on_epoch=True, batch_size=n)` logs), summed
-    on the device and logged once at the epoch's end: Lightning's per-call logging cost ~2 ms a value, ~1 % of a demo
-    pre-training on a CPU."""
+class SampleMean(MeanMetric):
+    """torchmetrics' `MeanMetric` fed a batch's mean and its sample count: the per-sample mean over an epoch (what
+    `self.log(..., on_epoch=True, batch_size=n)` logs), summed on the device, no NaN check (it would wait for the
+    device every batch). `MeanMetric.update(value, weight=n)` cannot do this without that check: torchmetrics (1.9)
+    replaces the weights by ones under `nan_strategy='disable'`."""
 
     def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}
+        super().__init__(nan_strategy="disable")
 
-    def update(self, name: str, value: torch.Tensor, n: int) -> None:
+    def update(self, value: torch.Tensor, n: int) -> None:  # type: ignore[override]
         """Add a batch's mean `value` over its `n` samples."""
-        weighted = value.detach().float() * n
-        self.sums[name] = self.sums[name] + weighted if name in self.sums else weighted
-        self.counts[name] = self.counts.get(name, 0) + n
+        self.mean_value += value.detach().to(self.mean_value.dtype) * n
+        self.weight += n
 
-    def compute(self) -> dict[str, torch.Tensor]:
-        """{name: mean over the epoch's samples}; empty when nothing was added."""
-        return {k: v / self.counts[k] for k, v in self.sums.items()}
 
-    def reset(self) -> None:
-        """Forget the epoch."""
-        self.sums.clear()
-        self.counts.clear()
+def epoch_means(*names: str) -> nn.ModuleDict:
+    """One `SampleMean` per name, logged once at the epoch's end (`log_means`): Lightning's per-call logging costs
+    ~2 ms a value, ~1 % of a demo pre-training on a CPU."""
+    return nn.ModuleDict({name: SampleMean() for name in names})
+
+
+def log_means(module: pl.LightningModule, prefix: str, means: nn.ModuleDict, **kwargs: Any) -> None:
+    """Log every mean that was updated this epoch as `prefix/name`, then reset them all."""
+    for name, metric in means.items():
+        if metric.update_called:
+            module.log(f"{prefix}/{name}", metric.compute(), **kwargs.get(name, {}))
+        metric.reset()
 
 
 class MERModule(pl.LightningModule):
@@ -142,8 +142,8 @@ class MERModule(pl.LightningModule):
         n = self.model_cfg.num_classes
         self.train_metrics = PooledScores(n)
         self.val_metrics = PooledScores(n)
-        self.train_means = EpochMeans()
-        self.val_means = EpochMeans()
+        self.train_means = epoch_means("ce", "loss", "l2")
+        self.val_means = epoch_means("loss")
 
     @classmethod
     def from_config(
@@ -171,30 +171,26 @@ class MERModule(pl.LightningModule):
         if self.stage_cfg.regularization in REGULARISERS["l2"] and self.stage_cfg.l2 > 0:
             penalty = l2_penalty(self.net)
             loss = ce + self.stage_cfg.l2 * penalty
-            self.train_means.update("train/l2", penalty, len(y))
+            self.train_means["l2"].update(penalty, len(y))
         self.train_metrics.update(logits, y)
-        self.train_means.update("train/ce", ce, len(y))
-        self.train_means.update("train/loss", loss, len(y))
+        self.train_means["ce"].update(ce, len(y))
+        self.train_means["loss"].update(loss, len(y))
         return loss
 
     def on_train_epoch_end(self) -> None:
-        means = self.train_means.compute()
-        if "train/ce" in means:
-            self.log("train/ce", means.pop("train/ce"), prog_bar=True)
-        self.log_dict({**means, **self.train_metrics.compute("train/")})
-        self.train_means.reset()
+        log_means(self, "train", self.train_means, ce={"prog_bar": True})
+        self.log_dict(self.train_metrics.scores("train/"))
         self.train_metrics.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self.net(self._prep(x))
         self.val_metrics.update(logits, y)
-        self.val_means.update("val/loss", F.cross_entropy(logits, y), len(y))
+        self.val_means["loss"].update(F.cross_entropy(logits, y), len(y))
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_means.compute())
-        self.log_dict(self.val_metrics.compute("val/"), prog_bar=True)
-        self.val_means.reset()
+        log_means(self, "val", self.val_means)
+        self.log_dict(self.val_metrics.scores("val/"), prog_bar=True)
         self.val_metrics.reset()
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
