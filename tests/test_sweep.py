@@ -444,6 +444,40 @@ def test_resuming_with_another_search_space_is_refused(grid_run, data):
     assert "was made with other settings (search differ)" in one_line(exc)
 
 
+def test_resuming_on_crops_prepared_with_other_settings_is_refused(grid_run, data, tmp_path):
+    """The same samples, ids and labels, but crops from another pipeline setting (say eye mask off): other data."""
+    import shutil
+
+    path, _, _ = grid_run
+    other = data.copy()
+    crops = []
+    for crop in data["crop"]:  # as `mer prepare` lays crops out: <cache>/<cfg_hash>/<ab>/<content>.png
+        name = Path(crop).name
+        target = tmp_path / "crops" / "eyemaskoff00" / name[:2] / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(crop, target)
+        crops.append(str(target))
+    other["crop"] = crops
+    with pytest.raises(MerError) as exc:
+        run_sweep(path, prepared=other, live=False)
+    assert "was made with other settings (data differ)" in one_line(exc)
+
+
+def test_data_fingerprint_follows_the_crop_pipeline_not_the_folder():
+    from mer.sweep.spec import data_fingerprint
+
+    rows = pd.DataFrame({"sample_id": ["a", "b"], "subject": ["s1", "s2"], "label": ["negative", "positive"]})
+
+    def fingerprint(root: str, cfg_hash: str) -> str:
+        crops = [f"{root}/crops/{cfg_hash}/{h[:2]}/{h}.png" for h in ("aa11", "bb22")]
+        return data_fingerprint(rows.assign(crop=crops))
+
+    assert fingerprint("/one/prepared", "maskon") == fingerprint("/two/moved", "maskon")  # moving the folder
+    assert fingerprint("/one/prepared", "maskon") != fingerprint("/one/prepared", "maskoff")  # other settings
+    motion = rows.assign(crop="", motion=["/p/crops/h/motion/aa/k1.npy", "/p/crops/h/motion/bb/k2.npy"])
+    assert data_fingerprint(motion) != data_fingerprint(motion.assign(motion=["/p/crops/h/motion/aa/k3.npy"] * 2))
+
+
 # ---------------------------------------------------------------- CLI
 
 

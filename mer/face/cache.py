@@ -44,6 +44,16 @@ ALIGN_KEYS = ("size", "margin", "rotate", "refine_roll", "eye_mask", "eye_mask_w
 DETECT_KEYS = ("min_face_size",)
 
 
+def cache_name(path: str | Path) -> str:
+    """What a cached file's path says about its content, wherever the cache folder is: from `<cfg_hash>` on, i.e.
+    `<cfg_hash>/<ab>/<sha256>.png` of a crop and `<cfg_hash>/<kind>/<ab>/<key>.npy` of an array (the pipeline
+    settings' hash and the content key). '' (no file) stays ''."""
+    if not path:
+        return ""
+    parts = Path(path).parts
+    return "/".join(parts[-4:] if str(path).endswith(".npy") else parts[-3:])
+
+
 def _digest(values: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 

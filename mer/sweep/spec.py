@@ -24,6 +24,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from mer.config import Config, as_override, error_line, format_value, ignored_keys, load_config, resolve_config_path
 from mer.constraints import CLASSIFIERS, STAGES, Constraint, Interval, OneOf, check_constraints
+from mer.data.prepared import ARRAY_COLUMNS
 from mer.errors import ConfigError
 
 SAMPLERS = ("grid", "tpe")
@@ -35,7 +36,8 @@ PRUNERS = ("none", "median", "hyperband", "threshold")
 Scalar = str | int | float | bool | None
 # Overrides that change speed or logging, not results: a study may be resumed with other values of these (worker
 # counts too: augmentation is seeded per sample from seed, stage, epoch and position, mer.data.transforms.draw_seed).
-# data.prepared (where the prepared table is read from) is here because the table's content is in the identity.
+# data.prepared (where the prepared table is read from) is here because the table's content is in the identity
+# (data_fingerprint: ids, labels and each crop's pipeline hash + content key).
 NO_EFFECT = (
     "train.threads",
     "logging.",
@@ -409,7 +411,16 @@ def _no_effect(spec: SweepConfig, key: str, cfg: Config, overrides: list[str]) -
 
 
 def data_fingerprint(rows: Any) -> str:
-    """Short hash of the sample ids, subjects and labels a study is scored on (resuming on other data is refused)."""
-    cols = [c for c in ("sample_id", "subject", "label", "kind") if c in rows.columns]
-    text = rows[cols].astype(str).sort_values(cols).to_csv(index=False)
+    """Short hash of the data a study is scored on (resuming on other data is refused): sample ids, subjects, labels
+    and what `mer prepare` made of them, each crop / motion input / LBP-TOP feature by its cache name (the crop
+    pipeline's settings hash + content key, `mer.face.cache.cache_name`), so crops prepared with other settings (eye
+    mask off, another size) are other data, while moving the prepared folder is not."""
+    from mer.face.cache import cache_name  # the cache layout's owner; imported here to keep `mer sweep --help` light
+
+    cols = [c for c in ("sample_id", "subject", "label", "kind", "motion_input") if c in rows.columns]
+    table = rows[cols].astype(str)
+    for col in ("crop", *ARRAY_COLUMNS):
+        if col in rows.columns:
+            table[col] = [cache_name(p) if isinstance(p, str) else "" for p in rows[col]]
+    text = table.sort_values(cols).to_csv(index=False)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
