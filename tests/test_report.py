@@ -191,6 +191,25 @@ def test_compare_two_runs(tmp_path: Path) -> None:
     assert len(set(names)) == 2
 
 
+def test_methods_table_says_when_runs_are_on_unequal_sample_sets(tmp_path: Path) -> None:
+    """Issue #24 item 6: runs on different samples (146 vs 147 in the demo) are not set side by side silently."""
+    a = make_run(tmp_path / "a", seed=1, name="paper")
+    b = make_run(tmp_path / "b", seed=2, name="resnet18")
+    compare_runs([a, b], tmp_path / "cmp", resamples=20)
+    methods = json.loads((tmp_path / "cmp" / "compare.json").read_text())["methods"]
+    n_a, n_b = len(load_run(a).predictions), len(load_run(b).predictions)
+    assert [m["sample set"].split(":")[0] for m in methods] == ["A", "B"]
+    assert methods[0]["sample set"].startswith(f"A: {n_a} samples") and methods[1]["sample set"].startswith(f"B: {n_b}")
+    for m in methods:  # neither is the MEGC2019 composite, so the published figure is not comparable either
+        assert "(not comparable: " in m["published (MEGC2019 composite)"]
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "UNEQUAL SAMPLES: these runs were scored on 2 different sample sets" in md
+    compare_runs([a, a], tmp_path / "same", resamples=20)
+    same = json.loads((tmp_path / "same" / "compare.json").read_text())["methods"]
+    assert [m["sample set"][0] for m in same] == ["A", "A"]
+    assert "UNEQUAL SAMPLES" not in (tmp_path / "same" / "compare.md").read_text()
+
+
 def test_cli_report_and_compare(run_dir: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["report", str(run_dir), "--out", str(tmp_path / "r")])

@@ -13,11 +13,12 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from mer import class_schemes
 from mer.errors import MerError
-from mer.evaluation.bootstrap import RESAMPLES, SEED, bootstrap_intervals, paired_difference, seed_spread
+from mer.evaluation.bootstrap import KEY, RESAMPLES, SEED, bootstrap_intervals, paired_difference, seed_spread
 from mer.evaluation.metrics import COMPOSITE
 from mer.evaluation.render import Document
-from mer.evaluation.runs import CLASSIFIER_NAMES, CLASSIFIERS, SeedRuns, load_seeds
+from mer.evaluation.runs import CLASSIFIER_NAMES, CLASSIFIERS, RunResults, SeedRuns, load_seeds
 from mer.evaluation.selection import describe
 from mer.files import atomic_write_json, atomic_write_text, natural_key
 
@@ -37,6 +38,8 @@ PUBLISHED_BY_BACKBONE: dict[str, tuple[str, str]] = {
     "ststnet": ("STSTNet (Liong et al. 2019)", "UF1 0.7353 / UAR 0.7605"),
     "off_apexnet": ("OFF-ApexNet (Gan et al. 2019)", "UF1 0.7196 / UAR 0.7096"),
 }
+FIGURE_BY_BACKBONE = {"lbptop": "LBP-TOP", "ststnet": "STSTNet", "off_apexnet": "OFF-ApexNet"}  # → PUBLISHED_FIGURES
+PAPER_FIGURE = "Liu et al. 2022"
 PAPER_METHOD = ("Liu et al. 2022 recipe", f"accuracy {PAPER_ACCURACY:.4f} (no composite UF1 / UAR published)")
 MEGC2019_SAMPLES = 442
 MEGC2019_SUBJECTS = 68
@@ -89,6 +92,34 @@ def not_comparable(
     if (samples, subjects) != (want.samples, want.subjects):
         reasons.append(f"{samples} samples of {subjects} subjects, not {want.samples} of {want.subjects}")
     return reasons
+
+
+def sample_set(predictions: pd.DataFrame) -> tuple[int, int]:
+    """(samples, subjects) one run pooled."""
+    return len(predictions), predictions[["dataset", "subject"]].drop_duplicates().shape[0]
+
+
+def run_facts(run: RunResults) -> tuple[str, str, set[str], int, int]:
+    """(protocol, class scheme, datasets, samples, subjects) of a run: what `not_comparable` holds against a figure."""
+    protocol = str(run.notes.get("protocol") or (run.config.get("loso") or {}).get("protocol") or "composite")
+    try:
+        scheme = class_schemes.scheme_of((run.config.get("data") or {}).get("classes") or class_schemes.DEFAULT)
+    except ValueError:
+        scheme = "?"
+    return protocol, scheme, set(run.predictions["dataset"].astype(str)), *sample_set(run.predictions)
+
+
+def sample_set_names(runs: list[SeedRuns]) -> list[str]:
+    """A letter per run naming its sample set (the (dataset, subject, sample_id) keys of its first seed): runs with
+    the same letter were scored on the same samples, runs with different letters were not."""
+    sets: list[frozenset] = []
+    names = []
+    for run in runs:
+        keys = frozenset(map(tuple, run.runs[0].predictions[KEY].astype(str).to_numpy().tolist()))
+        if keys not in sets:
+            sets.append(keys)
+        names.append(chr(ord("A") + sets.index(keys)) if len(sets) <= 26 else str(sets.index(keys) + 1))
+    return names
 
 
 def comparison_table(
@@ -176,10 +207,12 @@ def _paired_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
 def method_rows(
     runs: list[SeedRuns], labels: list[str], resamples: int = RESAMPLES, seed: int = SEED
 ) -> list[dict[str, Any]]:
-    """One row per run: method (backbone), input, headline UF1 / UAR mean ± sd over seeds with the bootstrap interval
-    over subjects (of the seed mean), how its hyper-parameters were chosen, and the method's published figure."""
+    """One row per run: method (backbone), input, its sample set (a letter shared by runs on the same samples, the
+    samples and subjects), headline UF1 / UAR mean ± sd over seeds with the bootstrap interval over subjects (of the
+    seed mean), how its hyper-parameters were chosen, and the method's published figure, with why it is not
+    comparable when the run's protocol or sample set differs (`not_comparable`, as the single-run report checks)."""
     rows = []
-    for label, run in zip(labels, runs, strict=True):
+    for label, run, set_name in zip(labels, runs, sample_set_names(runs), strict=True):
         model, data = run.config.get("model") or {}, run.config.get("data") or {}
         backbone = str(model.get("backbone", "?"))
         method, published = PUBLISHED_BY_BACKBONE.get(backbone, (f"{PAPER_METHOD[0]} ({backbone})", PAPER_METHOD[1]))
@@ -191,15 +224,19 @@ def method_rows(
         mean, sd = seed_spread([r.scores() for r in run.runs])
         clf = run.headline
         ci = bootstrap_intervals(run.frames(), CLASSIFIERS[clf], resamples, seed, classes=run.runs[0].classes)
+        n, subjects = sample_set(run.runs[0].predictions)
         row: dict[str, Any] = {"run": label, "method": method, "input": mode, "classifier": CLASSIFIER_NAMES[clf],
                                "seeds": len(run.seeds)}  # fmt: skip
+        row["sample set"] = f"{set_name}: {n} samples, {subjects} subjects"
         for name, m in (("UF1", "uf1"), ("UAR", "uar")):
             mu, sigma = mean[clf][COMPOSITE][m], sd[clf][COMPOSITE][m]
             low, high = ci[COMPOSITE][m]
             row[name] = _spread_text(mu, sigma)
             row[f"{name} 95 % CI"] = "—" if low is None else f"[{low:.4f}, {high:.4f}]"
         row["hyper-parameters"] = describe(run.runs[0].notes.get("selection"))
-        row["published (MEGC2019 composite)"] = published
+        figure = next(f for f in PUBLISHED_FIGURES if f.method == FIGURE_BY_BACKBONE.get(backbone, PAPER_FIGURE))
+        why = not_comparable(figure, *run_facts(run.runs[0]))  # the single-run report's check
+        row["published (MEGC2019 composite)"] = published + (f" (not comparable: {'; '.join(why)})" if why else "")
         rows.append(row)
     return rows
 
@@ -273,6 +310,13 @@ def compare_runs(run_dirs: list[Path], out: Path, *, resamples: int = RESAMPLES,
         "headline classifier (`classifier`)."
     )
     doc.heading("Methods")
+    sets = sample_set_names(runs)
+    if len(set(sets)) > 1:
+        shown_sets = ", ".join(f"'{label}' {name} ({sample_set(run.runs[0].predictions)[0]} samples)"
+                               for label, run, name in zip(labels, runs, sets, strict=True))  # fmt: skip
+        doc.banner(f"UNEQUAL SAMPLES: these runs were scored on {len(set(sets))} different sample sets ({shown_sets}); "
+                   "rows with different letters in `sample set` are not directly comparable and are not paired "
+                   "below.", "partial")  # fmt: skip
     if methods:
         doc.para(
             "One row per run: its method and input, the headline classifier's composite UF1 and UAR (mean ± sd over "

@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mer import class_schemes
 from mer.evaluation.bootstrap import RESAMPLES, SEED, bootstrap_intervals, paired_difference, verdict
-from mer.evaluation.compare import PUBLISHED_FIGURES, comparison_table, not_comparable
+from mer.evaluation.compare import PUBLISHED_FIGURES, comparison_table, not_comparable, run_facts
 from mer.evaluation.megc_log import write_megc_log
 from mer.evaluation.metrics import COMPOSITE, per_fold_table
 from mer.evaluation.plots import confusion_png, per_fold_png
@@ -177,13 +176,7 @@ def _confusion_section(doc: Document, scores: Scores, out: Path) -> None:
 
 def _published_section(doc: Document, run: RunResults, scores: Scores) -> None:
     """Published results beside this run: only the figures whose protocol and sample set this run shares."""
-    n, n_subjects = len(run.predictions), _n_subjects(run)
-    protocol = str(run.notes.get("protocol") or (run.config.get("loso") or {}).get("protocol") or "composite")
-    try:
-        scheme = class_schemes.scheme_of((run.config.get("data") or {}).get("classes") or class_schemes.DEFAULT)
-    except ValueError:
-        scheme = "?"
-    datasets = set(run.predictions["dataset"].astype(str))
+    protocol, scheme, datasets, n, n_subjects = run_facts(run)
     doc.heading("Comparison with published results")
     this = (f"This run: protocol {protocol}, classes {scheme}, {n} samples of {n_subjects} subjects from "
             f"{', '.join(sorted(datasets))}.")  # fmt: skip
