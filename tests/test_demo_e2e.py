@@ -44,7 +44,8 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert {"corpus", "prepare", "pretrain", "loso 1 seed(s)", "final bundle"} <= set(timings["stages"])
     summary = (out / "demo_summary.md").read_text()
     assert "not comparable with published" in summary and "| mean |" in summary
-    # ready to use: the last lines print the predict command for a test video of a held-out identity; it runs
+    # ready to use: one test video per class of a held-out identity, each with what `mer predict` says beside the
+    # truth (whatever it says), then a predict command that runs
     lines = [line for line in printed.splitlines() if line.strip()]
     command = lines[-1].split()
     assert command[:2] == ["mer", "predict"] and command[3] == "--model" and len(command) == 5
@@ -52,7 +53,19 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert video.endswith(".mp4") and Path(video).is_file() and (Path(bundle) / "bundle.json").is_file()
     marker = json.loads((out / "data" / "demo_corpus.json").read_text())
     held = [p["ident"] for p in marker["identities"] if p["role"] == "held_out"]
-    assert len(held) == 1 and f"identity {held[0]} " in lines[-3]
+    heading = next(i for i, line in enumerate(lines) if line.startswith("test videos of held-out identity"))
+    assert len(held) == 1 and f"identity {held[0]} " in lines[heading]
+    rows = {}
+    for line in lines[heading + 3 : heading + 6]:  # the table under its heading and separator
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[1]] = cells
+    assert sorted(rows) == ["negative", "positive", "surprise"]
+    for shows, cells in rows.items():
+        assert cells[0].endswith(f"test_videos/{shows}.mp4") and Path(cells[0]).is_file()
+        assert cells[2] in ("negative", "positive", "surprise") and cells[4] == ("yes" if cells[2] == shows else "no")
+    right = sum(cells[2] == shows for shows, cells in rows.items())
+    assert lines[heading + 6].startswith(f"{right} of 3 test videos predicted as the class they show")
+    assert "| shows | predicted |" in summary
     assert held[0] not in {s["identity"] for s in marker["samples"]}  # the video's person is in no dataset
     result_file = tmp_path / "predict.json"
     with pytest.raises(SystemExit) as exit_info:

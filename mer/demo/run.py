@@ -137,7 +137,8 @@ def run_demo(
 
     LOSO runs once per seed (default: `seed`, `seed`+1, `seed`+2; `quick`: `seed` only) into OUT/loso/seed<k>/;
     then the `--final` bundle on every micro subject (OUT/final/bundle) and a test video of an identity that no
-    dataset holds (OUT/test_video.mp4). The last lines printed are the `mer predict` command for the two.
+    dataset holds, one per class (OUT/test_videos/<class>.mp4), each classified by the bundle; the last lines
+    printed are those predictions beside the truth and a `mer predict` command to try.
     """
     out = Path(out)
     cfg = demo_config(out, quick, seed, [*_roots(summary), *(overrides or [])])
@@ -154,11 +155,11 @@ def run_demo(
         runs = run_seeds(cfg, out / "loso", weights, seeds)
     with clock.stage("final bundle"):
         bundle = run_final(cfg, out / "final", weights)
-    with clock.stage("test video + summary"):
-        video = write_test_video(out / "test_video.mp4", summary.spec, summary.seed)
+    with clock.stage("test videos + summary"):
+        videos = test_videos(out / "test_videos", summary, bundle, list(cfg.data.classes))
         table = seed_table(runs)
         interval = bootstrap_uf1(runs, "svm", n=200 if quick else 1000)
-        text = _summary_text(cfg, summary, runs, table, interval, video, bundle)
+        text = _summary_text(cfg, summary, runs, table, interval, videos, bundle)
         (out / SUMMARY).write_text(text)
     total = time.perf_counter() - started
     clock.write(out / TIMINGS, {"load_before": load_before, "load_after": _load(), "seeds": seeds,
@@ -168,11 +169,50 @@ def run_demo(
     print(f"demo finished in {total:.0f} s ({times})")
     print(f"reports: {', '.join(str(d / 'report.md') for d in runs.values())}")
     print(f"summary: {out / SUMMARY}")
-    print(f"test video of held-out identity {video['identity']} (in no training set; it shows '{video['label']}', "
-          f"apex at frame {video['apex']}): {video['path']}")  # fmt: skip
-    print("predict it with:")
-    print(f"  mer predict {video['path']} --model {bundle}")
+    first = videos[0]
+    where = f"apex at frame {first['apex']} of {first['n_frames']}"
+    print(f"test videos of held-out identity {first['identity']} (in no training set; one per class, {where}), "
+          "as `mer predict` with the final model classifies them:")  # fmt: skip
+    print(_md(video_table(videos)))
+    print(f"{_agreement(videos)}. Predict one yourself with:")
+    print(f"  mer predict {first['path']} --model {bundle}")
     return out / SUMMARY
+
+
+def test_videos(folder: Path, summary: DemoSummary, bundle: Path, classes: Sequence[str]) -> list[dict[str, Any]]:
+    """One test video per class of the held-out identity (`folder/<class>.mp4`), each classified by the final
+    bundle as `mer predict` does: what it shows (`write_test_video`) plus `predicted`, `classifier` and the softmax
+    `probabilities`, whatever the model answers."""
+    from mer.inference.bundle import load_bundle  # torch, ONNX: only now
+    from mer.inference.predict import predict_path
+
+    model = load_bundle(bundle)
+    videos = []
+    for label in classes:
+        video = write_test_video(folder / f"{label}.mp4", summary.spec, summary.seed, label=label)
+        result = predict_path(video["path"], model, progress=False)
+        videos.append({**video, "predicted": result["label"], "classifier": result["classifier"],
+                       "probabilities": result["probabilities"], "predicted_apex": result["apex_frame"]})  # fmt: skip
+    return videos
+
+
+def video_table(videos: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Video, what it shows, what the final model predicts (and by which classifier), the softmax probabilities."""
+    rows = []
+    for v in videos:
+        row = {"video": v["path"], "shows": v["label"], "predicted": v["predicted"], "by": v["classifier"],
+               "agrees": "yes" if v["predicted"] == v["label"] else "no"}  # fmt: skip
+        row.update({f"p({c})": f"{p:.2f}" for c, p in v["probabilities"].items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _agreement(videos: Sequence[dict[str, Any]]) -> str:
+    right = sum(v["predicted"] == v["label"] for v in videos)
+    return (
+        f"{right} of {len(videos)} test videos predicted as the class they show (one clip per class: a spot "
+        "check of the bundle, not a score; the LOSO reports are the estimate)"
+    )
 
 
 def _roots(summary: DemoSummary) -> list[str]:
@@ -193,7 +233,7 @@ def _summary_text(
     runs: dict[int, Path],
     table: pd.DataFrame,
     interval: tuple[float, float],
-    video: dict[str, Any],
+    videos: Sequence[dict[str, Any]],
     bundle: Path,
 ) -> str:
     micro = summary.samples[(summary.samples["kind"] == "micro") & summary.samples["keep"]]
@@ -217,9 +257,15 @@ def _summary_text(
         "## Ready to use",
         "",
         f"- final model (every micro subject): `{bundle}`",
-        f"- test video of held-out identity {video['identity']} (shows '{video['label']}', apex at frame "
-        f"{video['apex']} of {video['n_frames']}, {video['fps']:.0f} fps): `{video['path']}`",
-        f"- `mer predict {video['path']} --model {bundle}`",
+        f"- test videos of held-out identity {videos[0]['identity']}, one per class (apex at frame "
+        f"{videos[0]['apex']} of {videos[0]['n_frames']}, {videos[0]['fps']:.0f} fps), and what the final model "
+        "predicts for each:",
+        "",
+        _md(video_table(videos)),
+        "",
+        f"{_agreement(videos)}.",
+        "",
+        f"- `mer predict {videos[0]['path']} --model {bundle}`",
         "",
     ]
     return "\n".join(lines)
