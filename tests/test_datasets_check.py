@@ -126,3 +126,13 @@ def test_the_check_never_imports_torch(trees: dict) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_datasets_check_has_help() -> None:
+    from typer.testing import CliRunner
+
+    from mer.cli import app
+
+    result = CliRunner().invoke(app, ["datasets", "check", "--help"])
+    assert result.exit_code == 0 and "--megc-list" in result.output and "--strict" in result.output
+    assert "datasets" in CliRunner().invoke(app, ["--help"]).output
