@@ -285,3 +285,18 @@ def test_missing_frames_use_the_shared_reasons(tmp_path: Path) -> None:
     a_rows = [{"cells": ["spNO.1", "a", 10, 12, 14, "4", "1", "happy"], "folder": ("spNO.1", "a"), "frames": [1, 2]}]
     _, skipped = READERS["casme3a"](make_casme3a(tmp_path / "a", a_rows))
     assert skipped[0]["reason"].startswith(NO_IMAGES)
+
+
+def test_datasets_check_on_the_fixture_trees_matches_the_published_counts(casme3a_tree, tmp_path: Path) -> None:
+    """`mer datasets check` reads every new reader's tree; the full-size CAS(ME)^3 fixtures give the published
+    counts, Part C's 165 apex-less rows included (its rows outside the classes are kept for the count)."""
+    from mer.data.check import check_roots
+
+    root, _, _ = casme3a_tree
+    result = check_roots({"casme3a": root, "casme3c": make_casme3c(tmp_path / "c")})
+    assert result.differences() == []
+    a, c = result.datasets
+    assert (a.counts["sheet_rows"], a.counts["outside_scheme"], a.counts["subjects"]) == (860, 161, 94)
+    assert (c.counts["sheet_rows"], c.counts["apex_less"], c.counts["outside_scheme"]) == (165, 165, 20)
+    manifest, _ = build_manifest({"casme3c": make_casme3c(tmp_path / "c2")})
+    assert len(manifest) == 145 and set(manifest["label"]) == {"negative", "positive", "surprise"}

@@ -276,10 +276,15 @@ def _sub_number(name: str) -> int | None:
 
 
 def read_c(
-    root: str | Path, coding: str | Path | None = None, frames_dir: str = FRAMES_DIR, missing_apex: str = "spot"
+    root: str | Path,
+    coding: str | Path | None = None,
+    frames_dir: str = FRAMES_DIR,
+    missing_apex: str = "spot",
+    keep_unmapped: bool = False,
 ) -> tuple[Rows, Rows]:
     """Manifest rows and skipped rows of a CAS(ME)^3 Part C root (`casme3c`): no apex column, so every row gets
-    its apex by `missing_apex` (spot | middle | skip); `coding` names the sheet, `frames_dir` the frame folder."""
+    its apex by `missing_apex` (spot | middle | skip); `coding` names the sheet, `frames_dir` the frame folder;
+    `keep_unmapped` keeps rows outside the classes with label "" (`mer datasets check` counts them)."""
     check_missing_apex(NAME_C, missing_apex)
     root = as_root(root, NAME_C, EXPECTED_C)
     frames_root = root / frames_dir
@@ -303,7 +308,7 @@ def read_c(
         folder = subjects.get(number)
         base = skip(NAME_C, subject, sid, folder or frames_root / f"sub{number:02d}", "")
         emotion = cell_text(cells.get("emotion"))
-        label = label_or_skip(NAME_C, emotion, base, skipped)
+        label = label_or_skip(NAME_C, emotion, base, skipped, keep_unmapped)
         if label is None:
             continue
         if onset is None or offset is None or onset > offset:
