@@ -92,8 +92,9 @@ def demo(
     """Generate a corpus in the real datasets' layouts and run the whole pipeline on it.
 
     Writes OUT/data/{CASME2,SAMM,SMIC,CK+,JAFFE} (faces from public-domain photos with synthetic expression warps),
-    then prepare → pretrain → LOSO (3 seeds; --quick: 1) → final bundle → test video, and prints the summary and the
-    `mer predict` command for the test video.
+    then prepare → pretrain → LOSO (3 seeds; --quick: 1) → final bundle → one test video per class of a held-out
+    person, and prints the summary, what `mer predict` says for each video beside the class it shows, and a
+    `mer predict` command to try.
     """
     from mer.demo.corpus import generate_corpus
 
