@@ -560,3 +560,30 @@ def test_processes_opening_one_new_sqlite_study_at_once_all_succeed(tmp_path):
         for p in procs:
             p.join()
         assert outcome == ["ok"] * 6, outcome
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"inner_folds": "x"}, "bad.yaml: inner_folds: Value 'x' of type 'str' could not be converted to Integer"),
+        ({"pruner": {"typo": 1}}, "bad.yaml: unknown field(s) ['pruner.typo']; allowed: epochs, interval_steps"),
+        ({"n_trials": 0}, "bad.yaml: n_trials: 0 is not allowed; must be an integer >= 1"),
+        ({"classifier": "knn"}, "bad.yaml: classifier: 'knn' is not allowed; choose one of: svm, softmax"),
+        ({"pruner": "fancy"}, "bad.yaml: pruner.type: 'fancy' is not allowed; choose one of: none, median"),
+        ({"sampler": {"type": "grid", "sed": 1}}, "bad.yaml: unknown sampler field(s) ['sed']"),
+        ({"source": "x.yaml"}, "bad.yaml: unknown field(s) ['source']"),
+    ],
+)
+def test_sweep_fields_go_through_the_schema_and_the_table(tmp_path, changes, expected):
+    with pytest.raises(MerError) as exc:
+        sweep_from_dict(spec_dict(tmp_path / "sw", **changes), source="bad.yaml")
+    assert one_line(exc).startswith(expected)
+
+
+def test_sweep_short_forms_and_override_mappings_become_override_lines(tmp_path):
+    overrides = {"train.finetune.unfreeze": {0: "head"}, "data.prepared": "a b"}
+    raw = spec_dict(tmp_path / "sw", exclude_subjects="casme2/sub01, samm/006", pruner="median", overrides=overrides)
+    spec = sweep_from_dict(raw)
+    assert spec.exclude_subjects == ["casme2/sub01", "samm/006"] and spec.pruner.type == "median"
+    assert spec.overrides == ["train.finetune.unfreeze={0: head}", "data.prepared=a b"]
+    assert (spec.sampler, spec.seed, spec.inner_folds) == ("grid", 0, 2)
