@@ -199,8 +199,9 @@ def paper_fold(sz: Sizes, device: str, root: Path) -> dict:
     """Wall time of one LOSO fold of the paper's fine-tuning (train_stage + embeddings) on synthetic crops."""
     import cv2
 
-    from mer.config import load_config, resolve_precision, trainer_on_cuda
+    from mer.config import load_config
     from mer.data.manifest import make_frame
+    from mer.provenance import resolve_precision, trainer_on_cuda
     from mer.train import embed_split, train_stage
 
     rng = np.random.default_rng(0)

@@ -265,12 +265,23 @@ def loso(
         str | None,
         typer.Option(help="With --nested: storage of every inner study (default OUT/nested.db; postgresql://...)."),
     ] = None,
+    allow_mixed: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mixed",
+            help="Resume (or run an array task) even when the folds already in OUT were made under another regime "
+            "(mer commit, package versions, resolved precision/TF32/deterministic/device); the report is then "
+            "stamped MIXED and lists the regime of every fold. Without it such a call is refused.",
+        ),
+    ] = False,
     config: ConfigOpt = None,
     overrides: Overrides = None,
 ) -> None:
     """Stage 2: leave-one-subject-out fine-tuning + SVM on embeddings, one fold per micro subject.
 
-    Complete folds are skipped, so rerunning resumes a killed run. Writes the report when all folds are done.
+    Complete folds are skipped, so rerunning resumes a killed run (refused when the folds there were made under
+    another regime: commit, package versions, resolved numerics; see --allow-mixed). Writes the report when all
+    folds are done.
     With --final, fits one model on all subjects and writes a bundle (network + scaler + SVM) for `mer predict`.
     With --nested SWEEP.yaml, each fold first runs an Optuna study over its own training subjects.
     """
@@ -281,6 +292,7 @@ def loso(
     run_loso_command(
         config, overrides or [], flags, out, pretrained=pretrained, prepared=prepared, final=final, nested=nested,
         storage=storage, from_study=from_study, fold_index=fold_index, folds=folds, protocol=protocol,
+        allow_mixed=allow_mixed,
     )  # fmt: skip
 
 

@@ -1,19 +1,15 @@
 """Typed experiment config: dataclasses with defaults, merged from YAML files and dotted command-line overrides.
 
 OmegaConf structured configs do the merging and type checking; this module adds `extends:` chains between YAML
-files, named configs shipped with the package (`demo`, `paper`, ...), readable one-line errors, and the
-resolved-config / provenance files every run writes.
+files, named configs shipped with the package (`demo`, `paper`, ...) and readable one-line errors. What a run records
+about the code and machine it ran on (`run_info.json`, resolved numerics) lives in `mer.provenance`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import platform
-import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any  # noqa: UP035 - OmegaConf needs typing.Optional
 
@@ -53,7 +49,6 @@ from mer.constraints import (  # noqa: F401 - the allowed values, re-exported fo
     check_constraints,
 )
 from mer.errors import ConfigError
-from mer.files import atomic_write_json, atomic_write_text
 
 CLASSES = class_schemes.SCHEMES["megc3"]  # the default scheme's classes (MEGC2019 composite)
 CLASS_SCHEMES = tuple(class_schemes.SCHEMES)  # the values of data.classes (see mer.class_schemes)
@@ -459,75 +454,3 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
-
-
-def git_commit() -> str | None:
-    """The project's git commit (with '+dirty' if the tree has changes), or None outside a checkout."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("+dirty" if dirty else "")
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python and the packages that decide results."""
-    out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for pkg in ("mer-lightning", "torch", "torchvision", "lightning", "timm", "facenet-pytorch", "scikit-learn",
-                "numpy", "pandas", "optuna", "albumentations", "opencv-python-headless"):  # fmt: skip
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def resolve_precision(train: TrainConfig, cuda: bool, bf16: bool = True) -> tuple[str, bool]:
-    """(precision, channels_last) with 'auto' resolved: bf16-mixed (16-mixed without bf16) + channels_last on CUDA,
-    32-true and the default memory format elsewhere. `cuda`: the Trainer runs on a CUDA device."""
-    precision = train.precision
-    if precision == "auto":
-        precision = ("bf16-mixed" if bf16 else "16-mixed") if cuda else "32-true"
-    channels_last = cuda if train.channels_last == "auto" else bool(train.channels_last)
-    return precision, channels_last
-
-
-def trainer_on_cuda(train: TrainConfig) -> tuple[bool, bool]:
-    """(the Trainer will run on CUDA, that device supports bf16) for `train.accelerator` on this machine."""
-    import torch  # function-local: `mer --help` and config loading need no torch
-
-    cuda = train.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return cuda, bool(cuda and torch.cuda.is_bf16_supported())
-
-
-def write_run_info(cfg: Config, out_dir: str | Path, command: str | None = None, trains: bool = True) -> Path:
-    """Write `config.yaml` (fully resolved) and `run_info.json` (versions, seed, git commit, command) to out_dir,
-    each atomically (a resumed run compares against config.yaml, so it must never be half written).
-
-    `trains=False` (`mer prepare`): no training precision is resolved, which would import torch to ask for CUDA."""
-    out = Path(out_dir)
-    atomic_write_text(out / "config.yaml", to_yaml(cfg))
-    numerics: dict[str, Any] = {"tf32": cfg.train.tf32, "deterministic": cfg.train.deterministic,
-                                "threads": cfg.train.threads}  # fmt: skip
-    info: dict[str, Any] = {
-        "seed": cfg.seed,
-        "git_commit": git_commit(),
-        "command": command if command is not None else " ".join(sys.argv),
-        "versions": versions(),
-        "numerics": numerics,
-    }
-    if trains:
-        precision, channels_last = resolve_precision(cfg.train, *trainer_on_cuda(cfg.train))  # "auto" resolved here
-        info["numerics"] = {"precision": precision, **numerics}
-        info["resolved"] = {"train.precision": precision, "train.channels_last": channels_last}
-    atomic_write_json(out / "run_info.json", info)
-    return out / "config.yaml"

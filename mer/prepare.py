@@ -40,7 +40,7 @@ from rich.console import Console
 from rich.table import Table
 from tqdm.auto import tqdm
 
-from mer.config import MOTION_INPUTS, Config, input_channels, write_run_info
+from mer.config import MOTION_INPUTS, Config, input_channels
 from mer.data import datasets
 from mer.data.check import check_roots
 from mer.data.datasets import parse_data_args  # noqa: F401 - re-exported: `mer prepare --data NAME=ROOT`
@@ -55,6 +55,7 @@ from mer.face.flow import MOTION_VERSION, align_pair, motion_channels, tvl1_avai
 from mer.face.lbptop import BASELINE, CLIP_SIZE, LBPTOP_VERSION, clip_indices, feature_length, lbp_top
 from mer.face.spot import spot_apex
 from mer.files import file_sha256, read_gray, read_image
+from mer.provenance import write_run_info
 from mer.runtime import configure_torch
 
 SPOT_VERSION = 1  # bump when apex spotting changes (invalidates the stored spotted apexes)

@@ -25,13 +25,14 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 
-from mer.config import Config, StageConfig, flatten, resolve_precision, to_dict, trainer_on_cuda, write_run_info
+from mer.config import Config, StageConfig, flatten, to_dict
 from mer.data.datamodule import MERDataModule
 from mer.data.prepared import check_scheme, load_prepared
 from mer.errors import MerError
 from mer.models.backbones import build_net, load_weights, save_weights
 from mer.models.module import MERModule
 from mer.models.unfreeze import GradualUnfreeze
+from mer.provenance import resolve_precision, trainer_on_cuda, write_run_info
 from mer.runtime import configure_torch
 
 log = logging.getLogger(__name__)

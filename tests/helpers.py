@@ -17,8 +17,9 @@ import pandas as pd
 import yaml
 from optuna.trial import TrialState
 
-from mer.config import Config, load_config, write_run_info
+from mer.config import Config, load_config
 from mer.data.manifest import make_frame, save_manifest
+from mer.provenance import write_run_info
 from mer.sweep import open_storage
 
 CLASSES = ("negative", "positive", "surprise")

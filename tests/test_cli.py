@@ -97,7 +97,8 @@ def test_pretrain_and_loso_flags_become_config_keys(captured, tmp_path):
     cfg, args, kwargs = captured["run_loso"]
     assert (cfg.data.prepared, cfg.loso.workers) == ("p2", 3)
     assert cfg.loso.folds == []  # --folds chooses among the planned folds; the plan (config) stays whole
-    assert args == (Path("runs/loso"), Path("w.pt")) and kwargs == {"fold_index": 1, "folds": "casme2/s1,samm/s2"}
+    assert args == (Path("runs/loso"), Path("w.pt"))
+    assert kwargs == {"fold_index": 1, "folds": "casme2/s1,samm/s2", "allow_mixed": False}
     invoke(["loso", "--final", "--prepared", "p3"])
     cfg, args, _ = captured["run_final"]
     assert cfg.data.prepared == "p3" and args == (Path("runs/loso"), None)

@@ -7,8 +7,9 @@ import json
 import pytest
 import yaml
 
-from mer.config import CONF_DIR, Config, load_config, to_yaml, write_run_info
+from mer.config import CONF_DIR, Config, load_config, to_yaml
 from mer.errors import ConfigError
+from mer.provenance import write_run_info
 
 
 def test_defaults_round_trip_through_yaml(tmp_path):
@@ -131,7 +132,7 @@ def test_run_info_written(tmp_path):
 
 def test_demo_trains_channels_last_on_a_cpu():
     """The demo's measured-faster CPU path (benchmarks/pretrain_speed.py): channels_last also without CUDA."""
-    from mer.config import resolve_precision
+    from mer.provenance import resolve_precision
 
     cfg = load_config("demo")
     assert resolve_precision(cfg.train, cuda=False) == ("32-true", True)

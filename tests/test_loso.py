@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from mer.errors import DataError, MerError
-from mer.evaluation.loso import fold_complete, plan_folds, run_loso
+from mer.evaluation.loso import plan_folds, run_loso
+from mer.evaluation.run_folder import RunFolder
 from mer.models.backbones import MERNet, save_weights
 from tests.helpers import all_predictions, make_prepared, tiny_config, write_prepared_dir
 
@@ -50,7 +51,7 @@ def test_full_run_outputs_and_no_leakage(full_run):
     total = len(SUBJECTS) * 9
     for subject in SUBJECTS:
         d = full_run / "folds" / subject
-        assert fold_complete(d)
+        assert RunFolder(full_run).fold_complete(subject)
         preds = pd.read_csv(d / "predictions.csv")
         m = json.loads((d / "metrics.json").read_text())
         assert set(preds.subject) == {subject}  # only the held-out subject is predicted

@@ -361,8 +361,8 @@ def test_a_bad_method_file_is_a_one_line_error(tmp_path, capsys, text, message):
 
 
 def test_methods_share_a_prepared_folder_per_input_and_reuse_a_matching_one(tmp_path):
-    from mer.config import write_run_info
     from mer.evaluation.methods import load_methods, plan_prepared, prepare_key, seed_crop_cache
+    from mer.provenance import write_run_info
 
     conf = Path(__file__).parent.parent / "conf" / "method"
     base = tmp_path / "given"

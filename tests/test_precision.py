@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mer.config import load_config, resolve_precision, trainer_on_cuda, write_run_info
+from mer.config import load_config
 from mer.errors import ConfigError
+from mer.provenance import resolve_precision, trainer_on_cuda, write_run_info
 
 
 def test_auto_resolves_per_device() -> None:

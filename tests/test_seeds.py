@@ -181,7 +181,8 @@ def test_seeds_flag_becomes_loso_seeds_and_calls_run_seeds(monkeypatch: pytest.M
     result = CliRunner().invoke(app, ["loso", "--seeds", "0,1,2", "--fold-index", "4", "loso.seeds=[9]"])
     assert result.exit_code == 0, result.output
     (cfg, out, pretrained), kwargs = calls.pop("run_seeds")
-    assert cfg.loso.seeds == [0, 1, 2] and kwargs == {"fold_index": 4, "folds": None}  # the flag wins
+    assert cfg.loso.seeds == [0, 1, 2]  # the flag wins
+    assert kwargs == {"fold_index": 4, "folds": None, "allow_mixed": False}
     assert not calls
     CliRunner().invoke(app, ["loso", "--fold-index", "1"])
     assert "run_loso" in calls and "run_seeds" not in calls  # no seeds: the plain run, as before

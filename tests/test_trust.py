@@ -21,10 +21,11 @@ import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, TensorDataset
 
-from mer.config import load_config, write_run_info
+from mer.config import load_config
 from mer.errors import ConfigError
 from mer.models.module import MERModule
 from mer.models.unfreeze import GradualUnfreeze
+from mer.provenance import write_run_info
 from mer.runtime import configure_torch
 from mer.train import train_stage
 from tests.helpers import tiny_config

@@ -22,9 +22,9 @@ from mer.demo.corpus import DemoSummary, write_test_video
 from mer.evaluation.bootstrap import bootstrap_intervals
 from mer.evaluation.loso import run_final
 from mer.evaluation.methods import load_methods, run_compare
-from mer.evaluation.runs import CLASSIFIERS, load_run
+from mer.evaluation.run_folder import CLASSIFIERS, RunFolder
+from mer.evaluation.runs import load_run
 from mer.evaluation.seeds import run_seeds as run_seed_study
-from mer.evaluation.seeds import seed_dir
 from mer.prepare import run_prepare
 from mer.train import run_pretrain
 
@@ -74,7 +74,7 @@ def run_seeds(cfg: Config, out: Path, weights: Path | None, seeds: Sequence[int]
     """LOSO once per seed into `out/seed<k>/` (`loso.seeds`, `mer.evaluation.seeds`); returns {seed: run folder}."""
     study = load_config(text=to_yaml(cfg), overrides=[f"loso.seeds={list(seeds)}"])
     run_seed_study(study, out, weights)
-    return {k: seed_dir(out, k) for k in seeds}
+    return {k: RunFolder(out).seed(k).path for k in seeds}
 
 
 def seed_table(runs: dict[int, Path]) -> pd.DataFrame:

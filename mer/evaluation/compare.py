@@ -18,7 +18,8 @@ from mer.errors import MerError
 from mer.evaluation.bootstrap import KEY, RESAMPLES, SEED, bootstrap_intervals, paired_difference, seed_spread
 from mer.evaluation.metrics import COMPOSITE
 from mer.evaluation.render import Document
-from mer.evaluation.runs import CLASSIFIER_NAMES, CLASSIFIERS, RunResults, SeedRuns, load_seeds
+from mer.evaluation.run_folder import CLASSIFIER_NAMES, CLASSIFIERS
+from mer.evaluation.runs import RunResults, SeedRuns, load_seeds
 from mer.evaluation.selection import describe
 from mer.files import atomic_write_json, atomic_write_text, natural_key
 
@@ -300,6 +301,9 @@ def compare_runs(run_dirs: list[Path], out: Path, *, resamples: int = RESAMPLES,
         if run.leaky:
             doc.banner(f"LEAKY: run '{label}' selected its model on the LOSO test folds; its numbers are optimistic.",
                        "leaky")  # fmt: skip
+        if run.mixed:
+            doc.banner(f"MIXED: run '{label}' pools folds made under {len(run.regime_groups)} regimes (code, package "
+                       "versions or numerics); see its report's Provenance.", "partial")  # fmt: skip
         if run.partial:
             missing = sum(len(r.missing) for r in run.runs)
             doc.banner(f"PARTIAL: run '{label}' has {missing} fold(s) and {len(run.missing_seeds)} seed(s) missing.",

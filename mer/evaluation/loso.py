@@ -6,10 +6,10 @@ Each fold's seed derives from the config seed and the fold's name, never from ru
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import shutil
+import sys
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -25,26 +25,21 @@ from lightning.pytorch.callbacks import Callback
 from sklearn.pipeline import Pipeline
 from tqdm.auto import tqdm
 
-from mer.config import FEATURE_BACKBONES, LOSO_PROTOCOLS, Config, class_names, load_config, to_yaml, write_run_info
+from mer.config import FEATURE_BACKBONES, LOSO_PROTOCOLS, Config, class_names, load_config, to_yaml
 from mer.data.prepared import check_scheme, load_prepared
 from mer.errors import DataError, MerError
 from mer.evaluation.pool import fold_pool
 from mer.evaluation.report import write_report
-from mer.evaluation.resume import check_same_config, check_same_inputs, prepared_fingerprint
+from mer.evaluation.resume import check_same_config, check_same_inputs, check_same_regime, prepared_fingerprint
+from mer.evaluation.run_folder import CONFIG, HELD_OUT_DIR, RUN_INFO, FoldMetrics, FoldResult, RunFolder
 from mer.evaluation.selection import fixed_selection
 from mer.evaluation.svm import fit_svm
 from mer.evaluation.tracking import log_summary
-from mer.files import atomic_write_json, atomic_write_text, file_sha256
+from mer.files import file_sha256
 from mer.inference.bundle import save_bundle
+from mer.provenance import regime, write_run_info
 from mer.runtime import device_placement
 from mer.train import StageResult, check_pretrained, embed_split, finish_wandb, train_stage
-
-BASE_COLUMNS = ["sample_id", "dataset", "subject", "label", "svm_pred", "softmax_pred"]
-
-
-def pred_columns(classes: Sequence[str]) -> list[str]:
-    """Columns of a fold's predictions.csv: ids, label, both predictions, one `prob_<class>` per config class."""
-    return BASE_COLUMNS + [f"prob_{c}" for c in classes]
 
 
 @dataclass(frozen=True)
@@ -63,10 +58,6 @@ class Fold:
             return prepared
         keep = (prepared["kind"] != "micro") | prepared["subject"].isin(set(self.pool))
         return prepared[keep].reset_index(drop=True)
-
-    def dir(self, out: Path) -> Path:
-        """Folder of this fold's results (`folds/casme2/sub01`)."""
-        return out / "folds" / self.name
 
     @property
     def seed_offset(self) -> int:
@@ -159,11 +150,6 @@ def select_folds(folds: Sequence[Fold], names: Sequence[str]) -> list[Fold]:
     if unknown:
         raise MerError(f"unknown fold(s) {', '.join(unknown)}; folds are: {', '.join(sorted(known)[:10])}, ...")
     return [f for f in folds if f.name in set(names)]
-
-
-def fold_complete(fold_dir: Path) -> bool:
-    """A fold is complete when both of its result files exist (they are written atomically, metrics last)."""
-    return (fold_dir / "predictions.csv").is_file() and (fold_dir / "metrics.json").is_file()
 
 
 def check_inputs(cfg: Config, prepared: pd.DataFrame, pretrained: str | Path | None) -> None:
@@ -265,23 +251,31 @@ def run_fold(
     pretrained: str | Path | None,
     callbacks: Sequence[Callback] = (),
     extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Fine-tune on the other subjects, embed, fit the SVM on training subjects only, predict the held-out ones.
+) -> FoldResult:
+    """Fine-tune on the other subjects, embed, fit the SVM on training subjects only, predict the held-out ones;
+    write the fold's result into the run folder `out` with the regime it ran under, and return it.
 
     `callbacks` go to the fold's Lightning Trainer (a sweep's per-epoch pruning callback, for instance); `extra`
     fields join the fold's metrics.json (a nested fold's `selection`: its inner study and chosen parameters).
     """
-    fold_dir = fold.dir(out)
-    fold_dir.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(out)
+    folder.start_fold(fold.name)
     prepared = fold.restrict(prepared)
     seed = cfg.seed + fold.seed_offset
     start = time.perf_counter()
-    if cfg.model.backbone in FEATURE_BACKBONES:
-        return _write_feature_fold(cfg, prepared, fold, fold_dir, seed, start, extra)
+    where = {"fold": fold.name, "index": fold.index, "held_out": fold.held_out, "seed": seed}
+    classes = list(class_names(cfg.data))
+    if cfg.model.backbone in FEATURE_BACKBONES:  # no network: the SVM's prediction, no softmax, no probabilities
+        train, test, feats, svm, svm_info = run_feature_fold(cfg, prepared, fold.held_out, seed)
+        result = FoldResult.build(test, classes, svm_pred=svm.predict(feats) if len(feats) else [], probs=None,
+                                  n_train=len(train), svm_params=svm_info, seconds=time.perf_counter() - start,
+                                  provenance=regime(cfg), extra=extra, **where)  # fmt: skip
+        folder.write_fold(fold.name, result)
+        return result
     fitted = fit_network_and_svm(
         cfg,
         prepared,
-        out / "train" / fold.name,
+        folder.train_dir(fold.name),
         held_out=fold.held_out,
         pretrained=pretrained,
         seed=seed,
@@ -291,69 +285,31 @@ def run_fold(
         enable_progress=False,
         callbacks=callbacks,
     )
-    res, svm, svm_info = fitted.result, fitted.svm, fitted.svm_info
+    res, svm = fitted.result, fitted.svm
     dm = res.datamodule
     test = embed_split(res.module, dm, "test")
     emb_te = test["embeddings"]
-    classes = list(class_names(cfg.data))
-    preds = dm.test_df[["sample_id", "dataset", "subject", "label"]].copy()
-    if svm is not None:
-        preds["svm_pred"] = svm.predict(emb_te) if len(emb_te) else []
-    else:  # softmax-only ablation: no SVM is fitted, its column stays empty
-        preds["svm_pred"] = ""
-    preds["softmax_pred"] = [classes[i] for i in test["probs"].argmax(1)] if len(emb_te) else []
-    for i, c in enumerate(classes):  # the network's outputs are in data.classes order (the datamodule's label ids)
-        preds[f"prob_{c}"] = test["probs"][:, i] if len(emb_te) else []
-    seconds = time.perf_counter() - start
-    metrics = {
-        "fold": fold.name,
-        "index": fold.index,
-        "held_out": list(fold.held_out),
-        "seed": seed,
-        "n_train": len(dm.train_df),
-        "n_val": len(dm.val_df),
-        "n_test": len(preds),
-        "val_subjects": sorted(dm.val_df["subject"].unique().tolist()),
-        "svm_accuracy": float((preds["svm_pred"] == preds["label"]).mean()) if len(preds) and svm_info else None,
-        "softmax_accuracy": float((preds["softmax_pred"] == preds["label"]).mean()) if len(preds) else None,
-        "svm_params": svm_info,
-        "best_epoch": res.best_epoch,
-        "best_val": res.best_score,
-        "monitor": res.monitor,
-        "epochs": res.epochs_run,
-        "seconds": round(seconds, 2),
-        **(extra or {}),
-    }
-    atomic_write_text(fold_dir / "predictions.csv", preds[pred_columns(classes)].to_csv(index=False))
-    atomic_write_json(fold_dir / "metrics.json", metrics, default=float)
-    return metrics
-
-
-def _write_feature_fold(
-    cfg: Config,
-    prepared: pd.DataFrame,
-    fold: Fold,
-    fold_dir: Path,
-    seed: int,
-    start: float,
-    extra: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """A feature fold's predictions.csv and metrics.json (the SVM's prediction; no softmax, no probabilities)."""
-    train, test, feats, svm, svm_info = run_feature_fold(cfg, prepared, fold.held_out, seed)
-    preds = test[["sample_id", "dataset", "subject", "label"]].copy()
-    preds["svm_pred"] = svm.predict(feats) if len(feats) else []
-    preds["softmax_pred"] = ""  # no network, no softmax head
-    for c in class_names(cfg.data):
-        preds[f"prob_{c}"] = np.nan
-    metrics = {"fold": fold.name, "index": fold.index, "held_out": list(fold.held_out), "seed": seed,
-               "n_train": len(train), "n_val": 0, "n_test": len(preds), "val_subjects": [],
-               "svm_accuracy": float((preds["svm_pred"] == preds["label"]).mean()) if len(preds) else None,
-               "softmax_accuracy": None, "svm_params": svm_info, "best_epoch": None, "best_val": None,
-               "monitor": None, "epochs": 0, "seconds": round(time.perf_counter() - start, 2),
-               **(extra or {})}  # fmt: skip
-    atomic_write_text(fold_dir / "predictions.csv", preds[pred_columns(class_names(cfg.data))].to_csv(index=False))
-    atomic_write_json(fold_dir / "metrics.json", metrics, default=float)
-    return metrics
+    svm_pred = None if svm is None else (svm.predict(emb_te) if len(emb_te) else [])  # None: softmax-only ablation
+    result = FoldResult.build(
+        dm.test_df,
+        classes,
+        svm_pred=svm_pred,
+        probs=test["probs"],
+        n_train=len(dm.train_df),
+        n_val=len(dm.val_df),
+        val_subjects=sorted(dm.val_df["subject"].unique().tolist()),
+        svm_params=fitted.svm_info,
+        best_epoch=res.best_epoch,
+        best_val=res.best_score,
+        monitor=res.monitor,
+        epochs=res.epochs_run,
+        seconds=time.perf_counter() - start,
+        provenance=regime(cfg),
+        extra=extra,
+        **where,
+    )
+    folder.write_fold(fold.name, result)
+    return result
 
 
 def _worker_init(threads: int, gpu_queue: Any) -> None:
@@ -362,7 +318,9 @@ def _worker_init(threads: int, gpu_queue: Any) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_fold_in_worker(config_yaml: str, prepared_dir: str, fold: Fold, out: str, pretrained: str | None) -> dict:
+def _run_fold_in_worker(
+    config_yaml: str, prepared_dir: str, fold: Fold, out: str, pretrained: str | None
+) -> FoldResult:
     return run_fold(load_config(text=config_yaml), load_prepared(Path(prepared_dir)), fold, Path(out), pretrained)
 
 
@@ -375,7 +333,8 @@ def run_loso(
     folds: str | Sequence[str] | None = None,
     selection: dict[str, Any] | Callable[[list[Fold], pd.DataFrame], dict[str, Any]] | None = None,
     selection_key: str = "fixed",
-    fold_runner: Callable[[Fold, pd.DataFrame, str | Path | None], dict[str, Any]] | None = None,
+    fold_runner: Callable[[Fold, pd.DataFrame, str | Path | None], FoldResult] | None = None,
+    allow_mixed: bool = False,
 ) -> Path:
     """`mer loso`: run the planned folds that are not complete yet; write the report once every fold is done.
 
@@ -384,9 +343,11 @@ def run_loso(
     `selection` is loso.json's record of how hyper-parameters were chosen (default: fixed; a callable gets the
     plan and the prepared table), `selection_key` what a resumed run must share with it, and `fold_runner(fold,
     prepared, pretrained)` replaces `run_fold` (the nested driver runs each fold's inner study first; folds then
-    run one after another in this process).
+    run one after another in this process). Folds already there that recorded another regime (code, package
+    versions, resolved numerics) refuse the call unless `allow_mixed` (the report is then stamped MIXED).
     """
     out = Path(out)
+    folder = RunFolder(out)
     prepared_dir = Path(cfg.data.prepared)
     prepared = load_prepared(prepared_dir)
     # The run's plan (config `loso.folds` or every subject) decides when the report is due; --folds and
@@ -412,9 +373,12 @@ def run_loso(
              "data_fingerprint": prepared_fingerprint(prepared_dir), "selection_key": selection_key,
              "selection": chosen_by, "planned_folds": planned, "protocol": cfg.loso.protocol}  # fmt: skip
     check_same_inputs(notes, out)
+    current = fold_regime(cfg)
+    check_same_regime(out, [folder], current, allow_mixed)
     write_run_info(cfg, out)
-    atomic_write_json(out / "loso.json", notes)
-    todo = [f for f in plan if not fold_complete(f.dir(out))]
+    folder.append_run_record(run_record(cfg, current, [f.name for f in plan], allow_mixed))
+    folder.write_notes(notes)
+    todo = [f for f in plan if not folder.fold_complete(f.name)]
     done = len(plan) - len(todo)
     if done:
         print(f"{done} of {len(plan)} folds already complete in {out}; running the other {len(todo)}")
@@ -427,11 +391,11 @@ def run_loso(
             else:
                 m = run_fold(cfg, prepared, fold, out, pretrained)
             bar.update()
-            bar.write(_fold_line(m))
+            bar.write(_fold_line(m.metrics))
     else:
         _run_parallel(cfg, prepared_dir, todo, out, pretrained, n_workers, bar)
     bar.close()
-    missing = [f.name for f in everything if not fold_complete(f.dir(out))]
+    missing = [f.name for f in everything if not folder.fold_complete(f.name)]
     if missing:
         print(f"{len(everything) - len(missing)} of {len(everything)} folds complete; run again (or the other array "
               f"tasks) to finish, then `mer report {out}`")  # fmt: skip
@@ -445,27 +409,25 @@ def run_loso(
     return out
 
 
-HELD_OUT_DIR = "held_out"  # a lodo / dfme run's report per held-out dataset or test split: held_out/<fold>/
-
-
 def held_out_reports(out: Path, folds: Sequence[Fold]) -> list[Path]:
     """One report per fold of a lodo or dfme run (per held-out dataset / test split), beside the pooled one.
 
     Each is a run folder of its own (`held_out/<fold>/`: the run's config, notes restricted to that fold, a copy of
     the fold's results), so its scores and its bootstrap resample only that dataset's subjects.
     """
-    notes = json.loads((out / "loso.json").read_text())
+    folder = RunFolder(out)
+    notes = folder.read_notes()
     paths = []
     for fold in folds:
-        target = out / HELD_OUT_DIR / fold.name
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(fold.dir(out), target / "folds" / fold.name)
-        for name in ("config.yaml", "run_info.json"):
-            if (out / name).is_file():
-                shutil.copy2(out / name, target / name)
-        atomic_write_json(target / "loso.json", {**notes, "planned_folds": [fold.name], "held_out_of": str(out)})
-        paths.append(write_report(target))
+        target = folder.held_out(fold.name)
+        if target.path.exists():
+            shutil.rmtree(target.path)
+        shutil.copytree(folder.fold_dir(fold.name), target.fold_dir(fold.name))
+        for name in (CONFIG, RUN_INFO):
+            if folder.file(name).is_file():
+                shutil.copy2(folder.file(name), target.file(name))
+        target.write_notes({**notes, "planned_folds": [fold.name], "held_out_of": str(out)})
+        paths.append(write_report(target.path))
     return paths
 
 
@@ -493,13 +455,26 @@ def _run_parallel(
         ]
         for fut in as_completed(futures):
             bar.update()
-            bar.write(_fold_line(fut.result()))
+            bar.write(_fold_line(fut.result().metrics))
 
 
-def _fold_line(m: dict[str, Any]) -> str:
-    svm = f"svm acc={m['svm_accuracy']:.2f} " if m["svm_accuracy"] is not None else ""
-    soft = f"softmax acc={m['softmax_accuracy']:.2f} " if m["softmax_accuracy"] is not None else ""
-    return f"fold {m['fold']}: n={m['n_test']} {svm}{soft}({m['seconds']:.0f} s)"
+def _fold_line(m: FoldMetrics) -> str:
+    svm = f"svm acc={m.svm_accuracy:.2f} " if m.svm_accuracy is not None else ""
+    soft = f"softmax acc={m.softmax_accuracy:.2f} " if m.softmax_accuracy is not None else ""
+    return f"fold {m.fold}: n={m.n_test} {svm}{soft}({m.seconds or 0:.0f} s)"
+
+
+def fold_regime(cfg: Config) -> dict[str, Any]:
+    """The regime this call's folds will run under (`mer.provenance.regime`), GPUs hidden by `loso.devices: [cpu]`
+    taken into account (fold processes then see none)."""
+    return regime(cfg, cuda=False if [str(d) for d in cfg.loso.devices] == ["cpu"] else None)
+
+
+def run_record(cfg: Config, current: dict[str, Any], folds: Sequence[str], allow_mixed: bool) -> dict[str, Any]:
+    """One call's line in runs.jsonl: when, the command, the seed, the folds it was asked to run and its regime."""
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {"time": when, "command": " ".join(sys.argv), "seed": cfg.seed, "folds": list(folds),
+            "allow_mixed": allow_mixed, "regime": current}  # fmt: skip
 
 
 def run_final(cfg: Config, out: str | Path, pretrained: str | Path | None = None) -> Path:
@@ -521,7 +496,7 @@ def run_final(cfg: Config, out: str | Path, pretrained: str | Path | None = None
     fitted = fit_network_and_svm(
         cfg,
         prepared,
-        out / "train" / "final",
+        RunFolder(out).train_dir("final"),
         pretrained=pretrained,
         seed=cfg.seed,
         run_name=f"{cfg.name}-final",

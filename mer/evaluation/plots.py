@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mer.evaluation.metrics import COMPOSITE
-from mer.evaluation.runs import CLASSIFIER_NAMES
+from mer.evaluation.run_folder import CLASSIFIER_NAMES
 
 Scores = dict[str, dict[str, dict[str, Any]]]  # {classifier: {"composite" or dataset: pooled scores}}
 

@@ -13,19 +13,23 @@ import pandas as pd
 from mer.evaluation.bootstrap import RESAMPLES, SEED, seed_spread
 from mer.evaluation.metrics import COMPOSITE
 from mer.evaluation.render import Document
-from mer.evaluation.run_report import (
+from mer.evaluation.report_parts import (
     Intervals,
     Scores,
-    _bootstrap_meta,
-    _ci,
-    _classifier_difference,
-    _compact,
-    _intervals,
-    _uncertainty_section,
-    _with_ci,
-    write_run_report,
+    bootstrap_meta,
+    ci_of,
+    classifier_difference,
+    compact_scores,
+    mixed_banner,
+    regime_records,
+    regimes_section,
+    score_intervals,
+    uncertainty_section,
+    with_ci,
 )
-from mer.evaluation.runs import CLASSIFIER_NAMES, SeedRuns, is_multi_seed, load_seeds
+from mer.evaluation.run_folder import CLASSIFIER_NAMES, REPORT_HTML, REPORT_MD, SCORES, RunFolder
+from mer.evaluation.run_report import write_run_report
+from mer.evaluation.runs import SeedRuns, is_multi_seed, load_seeds
 from mer.files import atomic_write_json
 
 __all__ = ["write_report", "write_run_report", "write_seeds_report"]
@@ -55,8 +59,8 @@ def write_seeds_report(
     out = Path(out) if out is not None else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     for s, run in zip(study.seeds, study.runs, strict=True):
-        target = out / f"seed{s}"
-        if refresh_seeds or not (target / "report.md").is_file():
+        target = RunFolder(out).seed(s).path
+        if refresh_seeds or not RunFolder(target).file(REPORT_MD).is_file():
             write_report(run.run_dir, target if out != Path(run_dir) else None, resamples=resamples, seed=seed)
     per_seed = [r.scores() for r in study.runs]
     classifiers = study.classifiers
@@ -64,8 +68,8 @@ def write_seeds_report(
     frames = study.frames()
     same = len({frozenset(map(tuple, f[["dataset", "subject", "sample_id"]].astype(str).to_numpy().tolist()))
                 for f in frames}) == 1  # fmt: skip
-    intervals = _intervals(frames, classifiers, resamples, seed, study.runs[0].classes) if same else {}
-    versus = _classifier_difference(frames, classifiers, resamples, seed, study.runs[0].classes) if same else None
+    intervals = score_intervals(frames, classifiers, resamples, seed, study.runs[0].classes) if same else {}
+    versus = classifier_difference(frames, classifiers, resamples, seed, study.runs[0].classes) if same else None
     n_subjects = study.runs[0].predictions[["dataset", "subject"]].drop_duplicates().shape[0]
     headline = study.headline
 
@@ -78,6 +82,8 @@ def write_seeds_report(
             "These numbers are optimistic and must not be reported as unbiased LOSO results.",
             "leaky",
         )
+    if study.mixed:
+        doc.banner(mixed_banner(study.regime_groups), "partial")
     partial = [s for s, r in zip(study.seeds, study.runs, strict=True) if r.partial]
     if study.partial:
         parts = [f"seed(s) {', '.join(map(str, study.missing_seeds))} not run yet"] if study.missing_seeds else []
@@ -94,7 +100,7 @@ def write_seeds_report(
             f"Headline ({CLASSIFIER_NAMES[headline]}, pooled per seed; mean ± sd over seeds, 95 % bootstrap interval "
             "over subjects): "
             + ", ".join(
-                f"{label} {_with_ci(comp[m], _ci(intervals, headline, COMPOSITE, m), comp_sd[m])}"
+                f"{label} {with_ci(comp[m], ci_of(intervals, headline, COMPOSITE, m), comp_sd[m])}"
                 for label, m in (("accuracy", "accuracy"), ("UAR", "uar"), ("UF1", "uf1"))
             ),
         ]
@@ -107,7 +113,7 @@ def write_seeds_report(
     doc.table(_seed_rows(study, per_seed, mean, sd, classifiers))
     doc.heading("Scores over seeds (mean ± sd [95 % interval])")
     doc.table(_seed_scores_table(mean, sd, intervals, per_seed[0]))
-    _uncertainty_section(doc, n_subjects, resamples if same else 0, seed, versus, seeds=len(study.seeds))
+    uncertainty_section(doc, n_subjects, resamples if same else 0, seed, versus, seeds=len(study.seeds))
     doc.heading("Per-seed reports")
     doc.bullets([f"seed {s}: `seed{s}/report.md`" for s in study.seeds])
     doc.heading("Provenance")
@@ -115,13 +121,15 @@ def write_seeds_report(
     doc.bullets(
         [f"Git commit: `{info.get('git_commit') or 'unknown'}`", f"Command: `{info.get('command') or 'unknown'}`"]
     )
+    regimes_section(doc, study.regime_groups, RunFolder(study.run_dir).run_records())
     doc.heading("Resolved config")
     if study.config_text is not None:
         doc.code(study.config_text, "yaml", summary="config.yaml (click to expand)")
     else:
         doc.para("config.yaml is missing from the folder; see each seed's report.")
-    md_path = out / "report.md"
-    doc.write(md_path, out / "report.html")
+    target = RunFolder(out)
+    md_path = target.file(REPORT_MD)
+    doc.write(md_path, target.file(REPORT_HTML))
     summary = {
         "name": study.name,
         "multi_seed": True,
@@ -129,15 +137,17 @@ def write_seeds_report(
         "missing_seeds": study.missing_seeds,
         "partial": study.partial,
         "leaky": study.leaky,
+        "mixed": study.mixed,
+        "regimes": regime_records(study.regime_groups),
         "headline": headline,
-        "per_seed": {str(s): _compact(p) for s, p in zip(study.seeds, per_seed, strict=True)},
+        "per_seed": {str(s): compact_scores(p) for s, p in zip(study.seeds, per_seed, strict=True)},
         "mean": mean,
         "sd": sd,
         "intervals": intervals,
-        "bootstrap": _bootstrap_meta(resamples if same else 0, seed),
+        "bootstrap": bootstrap_meta(resamples if same else 0, seed),
         "svm_minus_softmax": versus,
     }
-    atomic_write_json(out / "scores.json", summary)
+    atomic_write_json(target.file(SCORES), summary)
     return md_path
 
 
@@ -173,8 +183,8 @@ def _seed_scores_table(mean: dict, sd: dict, intervals: Intervals, first: Scores
         row: dict[str, Any] = {"set": scope}
         for clf in mean:
             for label, m in (("acc", "accuracy"), ("UAR", "uar"), ("UF1", "uf1")):
-                row[f"{CLASSIFIER_NAMES[clf]} {label}"] = _with_ci(
-                    mean[clf][scope][m], _ci(intervals, clf, scope, m), sd[clf][scope][m]
+                row[f"{CLASSIFIER_NAMES[clf]} {label}"] = with_ci(
+                    mean[clf][scope][m], ci_of(intervals, clf, scope, m), sd[clf][scope][m]
                 )
         row["classes scored"] = ", ".join(first[next(iter(mean))][scope]["classes_scored"])
         rows.append(row)

@@ -3,18 +3,22 @@
 A run folder is resumable: `mer loso` skips complete folds. Resuming with another config (beyond how it executes),
 another pre-trained checkpoint, other prepared data or another way of choosing hyper-parameters would pool folds made
 from different inputs into one report, so each is recorded in `config.yaml` / `loso.json` and checked before any
-fold runs.
+fold runs. So is the regime (mer commit, package versions, resolved numerics: `mer.provenance.regime`) that every
+fold records in its metrics.json: a resume or array task under another regime is refused unless `--allow-mixed`,
+and then the report is stamped MIXED.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mer.config import Config, class_names, flatten, load_config, to_dict
 from mer.errors import MerError
+from mer.evaluation.run_folder import CONFIG, NOTES, RunFolder, regimes_of
 from mer.files import file_sha256
+from mer.provenance import regime_differences
 
 # Config keys (or key prefixes ending in '.') that only say how a run executes, not what it computes: resuming may
 # change them. data.prepared is where the data is read from, loso.nested where the sweep file is: what they hold
@@ -34,21 +38,18 @@ def prepared_fingerprint(prepared_dir: str | Path) -> str:
     return file_sha256(Path(prepared_dir) / "prepared.csv")
 
 
-def has_folds(out: Path) -> bool:
-    """`out` already holds at least one complete fold (only then is there anything to mix with)."""
-    return (out / "folds").is_dir() and any((out / "folds").rglob("metrics.json"))
-
-
 def check_same_inputs(notes: dict[str, Any], out: Path) -> None:
     """Resuming with another pre-trained checkpoint, other prepared data or another way of choosing hyper-parameters
     would mix runs: refuse in one line naming what differs (runs from before these records are not checked)."""
-    previous = out / "loso.json"
-    if not previous.is_file() or not has_folds(out):
+    folder = RunFolder(out)
+    if not folder.file(NOTES).is_file() or not folder.has_folds():
         return
     try:
-        old = json.loads(previous.read_text())
-    except (OSError, json.JSONDecodeError):
-        raise MerError(f"{previous}: not valid JSON; it records what the complete folds were made from") from None
+        old = folder.read_notes()
+    except MerError:
+        raise MerError(
+            f"{folder.file(NOTES)}: not valid JSON; it records what the complete folds were made from"
+        ) from None
     for key, what in RESUME_FACTS.items():
         if key in old and old[key] != notes[key]:
             raise MerError(
@@ -63,8 +64,9 @@ def _execution_key(key: str) -> bool:
 
 def check_same_config(cfg: Config, out: Path) -> None:
     """Resuming into a folder made with another config would mix results: refuse with the difference."""
-    previous = out / "config.yaml"
-    if not previous.is_file() or not has_folds(out):
+    folder = RunFolder(out)
+    previous = folder.file(CONFIG)
+    if not previous.is_file() or not folder.has_folds():
         return
     before = load_config(previous)
     old, new = flatten(to_dict(before)), flatten(to_dict(cfg))
@@ -77,3 +79,25 @@ def check_same_config(cfg: Config, out: Path) -> None:
             f"{out} holds folds from another config ({'; '.join(changed[:3])}); "
             "use a new --out folder or the same config to resume"
         )
+
+
+def check_same_regime(out: Path, folders: Sequence[RunFolder], regime: dict[str, Any], allow_mixed: bool) -> bool:
+    """Refuse, in one line naming the first fold and field that differ, to add folds made under `regime` to
+    `folders` (the run folder, or every seed folder of a study) when their complete folds recorded another one.
+    With `allow_mixed` the folds are pooled anyway (the report is then stamped MIXED); returns True when they will
+    be mixed. Folds from before regimes were recorded are not compared."""
+    for fold, old in regimes_of(folders, out).items():
+        diffs = regime_differences(old, regime)
+        if not diffs:
+            continue
+        more = f" (+{len(diffs) - 1} more)" if len(diffs) > 1 else ""
+        if allow_mixed:
+            print(f"note: {out} holds folds made under another regime (fold {fold}: {diffs[0]}{more}); --allow-mixed: "
+                  "pooling them, the report will be stamped MIXED")  # fmt: skip
+            return True
+        raise MerError(
+            f"{out} holds folds made under another regime (fold {fold}: {diffs[0]}{more}); resume with the same "
+            "code, packages and numerics, use a new --out folder, or pass --allow-mixed to pool them (the report "
+            "is then stamped MIXED)"
+        )
+    return False

@@ -2,36 +2,54 @@
 
 `write_run_report` reads the run (`mer.evaluation.runs.load_run`), then adds one section after another to a
 `Document` (rendered to Markdown and to a self-contained HTML page). A report is stamped PARTIAL when folds are
-missing and LEAKY when model selection touched the test folds. Every headline number carries a 95 % bootstrap
-interval over subjects (`mer.evaluation.bootstrap`). Multi-seed folders: `mer.evaluation.report`.
+missing, LEAKY when model selection touched the test folds and MIXED when its folds ran under different regimes
+(code, package versions, resolved numerics; each regime is listed with its folds). Every headline number carries a
+95 % bootstrap interval over subjects (`mer.evaluation.bootstrap`). Multi-seed folders: `mer.evaluation.report`;
+the pieces both reports use (intervals, the Uncertainty and regimes sections) are in `mer.evaluation.report_parts`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mer.evaluation.bootstrap import RESAMPLES, SEED, bootstrap_intervals, paired_difference, verdict
+from mer.evaluation.bootstrap import RESAMPLES, SEED
 from mer.evaluation.compare import PUBLISHED_FIGURES, comparison_table, not_comparable, run_facts
 from mer.evaluation.megc_log import write_megc_log
 from mer.evaluation.metrics import COMPOSITE, per_fold_table
 from mer.evaluation.plots import confusion_png, per_fold_png
 from mer.evaluation.render import Document, fmt
-from mer.evaluation.runs import CLASSIFIER_NAMES, CLASSIFIERS, RunResults, load_run
+from mer.evaluation.report_parts import (
+    Intervals,
+    Scores,
+    bootstrap_meta,
+    ci_of,
+    classifier_difference,
+    mixed_banner,
+    regime_records,
+    regimes_section,
+    score_intervals,
+    uncertainty_section,
+    with_ci,
+)
+from mer.evaluation.run_folder import (
+    CLASSIFIER_NAMES,
+    CLASSIFIERS,
+    CONFUSION_PNG,
+    MEGC_LOG,
+    PER_FOLD_PNG,
+    REPORT_HTML,
+    REPORT_MD,
+    SCORES,
+    RunFolder,
+)
+from mer.evaluation.runs import RunResults, load_run
 from mer.evaluation.selection import describe as describe_selection
 from mer.files import atomic_write_bytes, atomic_write_json, natural_key
-
-Scores = dict[str, dict[str, dict[str, Any]]]  # {classifier: {"composite" or dataset: pooled scores}}
-Intervals = dict[str, dict[str, dict[str, list[float | None]]]]  # {classifier: {scope: {metric: [low, high]}}}
-
-CONFUSION_PNG = "confusion_matrix.png"
-PER_FOLD_PNG = "per_fold_accuracy.png"
-MEGC_LOG = "megc_log.txt"
 
 
 def write_run_report(run_dir: Path, out: Path | None = None, *, resamples: int = RESAMPLES, seed: int = SEED) -> Path:
@@ -45,14 +63,14 @@ def write_run_report(run_dir: Path, out: Path | None = None, *, resamples: int =
     out = Path(out) if out is not None else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     scores = run.scores()
-    intervals = _intervals([run.predictions], run.classifiers, resamples, seed, run.classes)
-    versus = _classifier_difference([run.predictions], run.classifiers, resamples, seed, run.classes)
+    intervals = score_intervals([run.predictions], run.classifiers, resamples, seed, run.classes)
+    versus = classifier_difference([run.predictions], run.classifiers, resamples, seed, run.classes)
     fold_table = _fold_table(run)
 
     doc = Document(f"LOSO report: {run.name}{_stamp_suffix(run)}")
     _overview(doc, run, scores, intervals)
     _scores_section(doc, scores, intervals)
-    _uncertainty_section(doc, _n_subjects(run), resamples, seed, versus)
+    uncertainty_section(doc, _n_subjects(run), resamples, seed, versus)
     _per_class_section(doc, scores)
     _confusion_section(doc, scores, out)
     _published_section(doc, run, scores)
@@ -64,9 +82,10 @@ def write_run_report(run_dir: Path, out: Path | None = None, *, resamples: int =
     _provenance_section(doc, run)
     _config_section(doc, run)
 
-    md_path = out / "report.md"
-    doc.write(md_path, out / "report.html")
-    _write_scores(run, scores, out / "scores.json", intervals, _bootstrap_meta(resamples, seed), versus)
+    target = RunFolder(out)
+    md_path = target.file(REPORT_MD)
+    doc.write(md_path, target.file(REPORT_HTML))
+    _write_scores(run, scores, target.file(SCORES), intervals, bootstrap_meta(resamples, seed), versus)
     return md_path
 
 
@@ -90,6 +109,8 @@ def _overview(doc: Document, run: RunResults, scores: Scores, intervals: Interva
             "optimistic, reproduce a leaky protocol only, and must not be reported as unbiased LOSO results.",
             "leaky",
         )
+    if run.mixed:
+        doc.banner(mixed_banner(run.regime_groups), "partial")
     if run.partial:
         shown = ", ".join(run.missing[:12]) + (f" … (+{len(run.missing) - 12} more)" if len(run.missing) > 12 else "")
         doc.banner(
@@ -107,7 +128,7 @@ def _overview(doc: Document, run: RunResults, scores: Scores, intervals: Interva
             + ", ".join(f"{d} {k}" for d, k in pred.groupby("dataset").size().items()),
             f"Headline ({CLASSIFIER_NAMES[run.headline]}, pooled; 95 % bootstrap interval over subjects): "
             + ", ".join(
-                f"{label} {_with_ci(comp[m], _ci(intervals, run.headline, COMPOSITE, m))}"
+                f"{label} {with_ci(comp[m], ci_of(intervals, run.headline, COMPOSITE, m))}"
                 for label, m in (("accuracy", "accuracy"), ("UAR", "uar"), ("UF1", "uf1"))
             ),
         ]
@@ -127,36 +148,6 @@ def _scores_section(doc: Document, scores: Scores, intervals: Intervals) -> None
     doc.table(_scores_table(scores, intervals))
 
 
-def _uncertainty_section(
-    doc: Document, n_subjects: int, resamples: int, seed: int, versus: dict[str, Any] | None, seeds: int = 1
-) -> None:
-    """How the intervals were made, and the paired SVM − softmax difference when both classifiers predicted."""
-    doc.heading("Uncertainty (bootstrap over subjects)")
-    if resamples <= 0:
-        doc.para("No bootstrap was run (`--resamples 0`).")
-        return
-    over = f"the mean over the {seeds} seeds of each seed's pooled score" if seeds > 1 else "the pooled score"
-    doc.para(
-        f"Intervals are 95 % percentile intervals of {resamples} resamples (seed {seed}) of the {n_subjects} test "
-        "subjects, drawn with replacement within each dataset; each resample recomputes "
-        f"{over} on the drawn subjects. They say how much the number depends on which subjects were tested — "
-        "resampling samples instead would ignore that a subject's samples are alike, and give intervals far too "
-        "narrow. "
-        + (
-            "The ± figure is the spread between seeds (training noise); the interval is over subjects, for the "
-            "seed mean."
-            if seeds > 1
-            else "Seed spread (training noise) is not in a one-seed interval: run several seeds for that."
-        )
-    )
-    if versus:
-        doc.para(
-            "**SVM − softmax** on the same samples (paired: both scored on each resample's subjects): "
-            + "; ".join(_diff_text(label, versus[COMPOSITE][m]) for label, m in (("UF1", "uf1"), ("UAR", "uar")))
-            + "."
-        )
-
-
 def _per_class_section(doc: Document, scores: Scores) -> None:
     """Support, TP/FP/FN, recall and F1 of each class (composite)."""
     doc.heading("Per-class scores (composite)")
@@ -167,7 +158,7 @@ def _confusion_section(doc: Document, scores: Scores, out: Path) -> None:
     """The confusion matrices as a figure (written to `out`) and as one table per classifier."""
     doc.heading("Confusion matrices (composite)")
     png = confusion_png(scores)
-    atomic_write_bytes(out / CONFUSION_PNG, png)
+    atomic_write_bytes(RunFolder(out).file(CONFUSION_PNG), png)
     doc.image(CONFUSION_PNG, "confusion matrices", png)
     for clf, pooled in scores.items():
         doc.para(f"**{CLASSIFIER_NAMES[clf]}** (rows: true class, columns: predicted class)")
@@ -200,7 +191,7 @@ def _per_fold_section(doc: Document, run: RunResults, scores: Scores, fold_table
     """Per-fold accuracy as a figure (written to `out`) and a table: diagnostic, never averaged."""
     doc.heading("Per-fold results")
     png = per_fold_png(fold_table, run.classifiers, scores)
-    atomic_write_bytes(out / PER_FOLD_PNG, png)
+    atomic_write_bytes(RunFolder(out).file(PER_FOLD_PNG), png)
     doc.image(PER_FOLD_PNG, "per-fold accuracy", png)
     doc.para("Per-fold accuracy is a diagnostic table; it is never averaged into the headline.")
     doc.table(_shown_fold_table(fold_table, run))
@@ -265,7 +256,7 @@ def _megc_log_section(doc: Document, run: RunResults, out: Path) -> None:
     headline = run.headline
     log_path = write_megc_log(
         run.predictions,
-        out / MEGC_LOG,
+        RunFolder(out).file(MEGC_LOG),
         pred_col=CLASSIFIERS[headline],
         run_name=run.name,
         classifier=headline,
@@ -281,7 +272,7 @@ def _megc_log_section(doc: Document, run: RunResults, out: Path) -> None:
 
 
 def _provenance_section(doc: Document, run: RunResults) -> None:
-    """Seed, git commit, command, run notes and package versions."""
+    """Seed, git commit, command, run notes, package versions, the regimes per fold and the calls."""
     doc.heading("Provenance")
     info = run.run_info
     doc.bullets(
@@ -296,6 +287,7 @@ def _provenance_section(doc: Document, run: RunResults) -> None:
     versions = info.get("versions") or {}
     if versions:
         doc.table(pd.DataFrame({"package": list(versions), "version": [str(v) for v in versions.values()]}))
+    regimes_section(doc, run.regime_groups, run.run_records)
 
 
 def _config_section(doc: Document, run: RunResults) -> None:
@@ -320,7 +312,9 @@ def _write_scores(
         "name": run.name,
         "partial": run.partial,
         "leaky": run.leaky,
+        "mixed": run.mixed,
         "leaky_reasons": run.leaky_reasons,
+        "regimes": regime_records(run.regime_groups),
         "selection": run.notes.get("selection"),
         "complete_folds": len(run.folds),
         "planned_folds": run.n_planned,
@@ -345,7 +339,7 @@ def _scores_table(scores: Scores, intervals: Intervals) -> pd.DataFrame:
         for clf, pooled in scores.items():
             name = CLASSIFIER_NAMES[clf]
             for label, m in (("acc", "accuracy"), ("UAR", "uar"), ("UF1", "uf1")):
-                row[f"{name} {label}"] = _with_ci(pooled[scope][m], _ci(intervals, clf, scope, m))
+                row[f"{name} {label}"] = with_ci(pooled[scope][m], ci_of(intervals, clf, scope, m))
         row["classes scored"] = ", ".join(first[scope]["classes_scored"])
         rows.append(row)
     return pd.DataFrame(rows)
@@ -423,59 +417,3 @@ def _shown_fold_table(table: pd.DataFrame, run: RunResults) -> pd.DataFrame:
 def _hms(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-# ------------------------------------------------------------------------------------------ uncertainty
-
-
-def _intervals(
-    frames: list[pd.DataFrame], classifiers: list[str], resamples: int, seed: int, classes: Sequence[str]
-) -> Intervals:
-    """Bootstrap intervals per classifier (of the seed mean when `frames` holds several seeds); {} without resamples."""
-    if resamples <= 0:
-        return {}
-    return {c: bootstrap_intervals(frames, CLASSIFIERS[c], resamples, seed, classes=classes) for c in classifiers}
-
-
-def _classifier_difference(
-    frames: list[pd.DataFrame], classifiers: list[str], resamples: int, seed: int, classes: Sequence[str]
-) -> dict[str, Any] | None:
-    """Paired SVM − softmax difference over subjects, when both classifiers predicted (else None)."""
-    if resamples <= 0 or not {"svm", "softmax"} <= set(classifiers):
-        return None
-    return paired_difference(
-        frames, frames, CLASSIFIERS["svm"], CLASSIFIERS["softmax"], resamples, seed, classes=classes
-    )
-
-
-def _bootstrap_meta(resamples: int, seed: int) -> dict[str, Any]:
-    return {"resamples": resamples, "seed": seed, "level": 0.95, "unit": "subject", "stratified_by": "dataset",
-            "interval": "percentile"}  # fmt: skip
-
-
-def _ci(intervals: Intervals, clf: str, scope: str, metric: str) -> list[float | None] | None:
-    return ((intervals.get(clf) or {}).get(scope) or {}).get(metric)
-
-
-def _with_ci(value: float | None, ci: list[float | None] | None, sd: float | None = None) -> str:
-    """`0.7218 [0.5815, 0.9030]`, with ` ± sd` after the value when given; an em dash for no value."""
-    if value is None or not np.isfinite(value):
-        return "—"
-    text = f"{value:.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
-    if ci and ci[0] is not None and ci[1] is not None:
-        text += f" [{ci[0]:.4f}, {ci[1]:.4f}]"
-    return text
-
-
-def _diff_text(label: str, d: dict[str, Any]) -> str:
-    """`ΔUF1 +0.0512 [-0.0200, 0.1300] (not significant)`."""
-    return f"Δ{label} {d['diff']:+.4f} [{d['low']:.4f}, {d['high']:.4f}] ({verdict(d)})"
-
-
-# ------------------------------------------------------------------------------------------ several seeds
-
-
-def _compact(scores: Scores) -> dict[str, dict[str, dict[str, Any]]]:
-    """n, accuracy, UAR and UF1 of every classifier and scope (per-seed rows of scores.json)."""
-    return {c: {scope: {k: s[k] for k in ("n", "accuracy", "uar", "uf1")} for scope, s in pooled.items()}
-            for c, pooled in scores.items()}  # fmt: skip

@@ -12,21 +12,22 @@ SLURM arrays: `--fold-index I` runs one fold of one seed, I = seed_index · n_fo
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mer.config import Config, write_run_info
+from mer.config import Config
 from mer.data.prepared import load_prepared
 from mer.errors import MerError
-from mer.evaluation.loso import fold_complete, plan_folds, run_loso
+from mer.evaluation.loso import fold_regime, plan_folds, run_loso, run_record
 from mer.evaluation.pool import shared_fold_pool
 from mer.evaluation.report import write_seeds_report
-from mer.evaluation.runs import SEEDS_FILE, seed_dir
+from mer.evaluation.resume import check_same_regime
+from mer.evaluation.run_folder import SEEDS_FILE, RunFolder
 from mer.evaluation.tracking import log_summary
 from mer.files import atomic_write_json
+from mer.provenance import write_run_info
 
 
 def study_seeds(cfg: Config) -> list[int]:
@@ -45,15 +46,6 @@ def seed_config(cfg: Config, seed: int) -> Config:
     )
 
 
-def seed_complete(run_dir: Path) -> bool:
-    """A seed is complete when every fold planned in its loso.json is complete and its report's scores.json exists."""
-    notes_path = run_dir / "loso.json"
-    if not notes_path.is_file() or not (run_dir / "scores.json").is_file():
-        return False
-    planned = json.loads(notes_path.read_text()).get("planned_folds") or []
-    return bool(planned) and all(fold_complete(run_dir / "folds" / f) for f in planned)
-
-
 def run_seeds(
     cfg: Config,
     out: str | Path,
@@ -61,20 +53,26 @@ def run_seeds(
     *,
     fold_index: int | None = None,
     folds: str | Sequence[str] | None = None,
+    allow_mixed: bool = False,
     **chosen: Any,
 ) -> Path:
     """Run LOSO once per seed of `loso.seeds` into `OUT/seed<k>/`, skipping complete seeds; report when all are done.
 
     `folds` and `loso.workers` apply within each seed; `fold_index` I runs fold I % n_folds of seed I // n_folds.
     `chosen` (`selection`, `selection_key`: how hyper-parameters were chosen) goes to every seed's `run_loso`.
+    Folds of any seed that recorded another regime refuse the call unless `allow_mixed` (the report says MIXED).
     """
     out = Path(out)
+    study = RunFolder(out)
     seeds = study_seeds(cfg)
-    if (out / "folds").is_dir() and any((out / "folds").rglob("metrics.json")):
+    if study.has_folds():
         raise MerError(f"{out} holds a single-seed LOSO run (folds/); use a new --out folder for a seed study")
+    current = fold_regime(cfg)
+    check_same_regime(out, list(study.seed_folders().values()), current, allow_mixed)
     out.mkdir(parents=True, exist_ok=True)
     write_run_info(cfg, out)
-    atomic_write_json(out / SEEDS_FILE, {"name": cfg.name, "seeds": seeds})
+    study.append_run_record(run_record(cfg, current, [], allow_mixed))
+    atomic_write_json(study.file(SEEDS_FILE), {"name": cfg.name, "seeds": seeds})
     if fold_index is not None:
         prepared = load_prepared(Path(cfg.data.prepared))
         n_folds = len(plan_folds(prepared, cfg.loso.group_size, cfg.loso.folds, cfg.loso.protocol))
@@ -84,17 +82,19 @@ def run_seeds(
                 f"0..{n_folds * len(seeds) - 1} (task = seed index · {n_folds} + fold index)"
             )
         s_i, f_i = divmod(fold_index, n_folds)
-        run_loso(seed_config(cfg, seeds[s_i]), seed_dir(out, seeds[s_i]), pretrained, fold_index=f_i, **chosen)
+        run_loso(seed_config(cfg, seeds[s_i]), study.seed(seeds[s_i]).path, pretrained, fold_index=f_i,
+                 allow_mixed=allow_mixed, **chosen)  # fmt: skip
     else:
         with shared_fold_pool():  # the seeds' LOSO runs share one set of fold processes
             for i, seed in enumerate(seeds):
-                folder = seed_dir(out, seed)
-                if seed_complete(folder):
-                    print(f"seed {seed} ({i + 1}/{len(seeds)}) already complete in {folder}")
+                folder = study.seed(seed)
+                if folder.finished():
+                    print(f"seed {seed} ({i + 1}/{len(seeds)}) already complete in {folder.path}")
                     continue
-                print(f"seed {seed} ({i + 1}/{len(seeds)}) → {folder}")
-                run_loso(seed_config(cfg, seed), folder, pretrained, folds=folds, **chosen)
-    done = [s for s in seeds if seed_complete(seed_dir(out, s))]
+                print(f"seed {seed} ({i + 1}/{len(seeds)}) → {folder.path}")
+                run_loso(seed_config(cfg, seed), folder.path, pretrained, folds=folds, allow_mixed=allow_mixed,
+                         **chosen)  # fmt: skip
+    done = [s for s in seeds if study.seed(s).finished()]
     if len(done) < len(seeds):
         print(f"{len(done)} of {len(seeds)} seeds complete; run again (or the other array tasks) to finish, then "
               f"`mer report {out}`")  # fmt: skip

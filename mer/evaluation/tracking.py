@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mer.config import Config, flatten
-from mer.evaluation.runs import SEEDS_FILE
+from mer.evaluation.run_folder import SCORES, SEEDS_FILE, RunFolder
 from mer.train import log_wandb_summary
 
 
@@ -42,13 +42,15 @@ def _difference(versus: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _stamp(saved: dict[str, Any]) -> str:
-    return " / ".join(s for s, on in (("LEAKY", saved.get("leaky")), ("PARTIAL", saved.get("partial"))) if on) or "none"
+    stamps = (("LEAKY", saved.get("leaky")), ("MIXED", saved.get("mixed")), ("PARTIAL", saved.get("partial")))
+    return " / ".join(s for s, on in stamps if on) or "none"
 
 
 def summary_values(saved: dict[str, Any]) -> dict[str, Any]:
     """The W&B summary of a scores.json (one run or a multi-seed study): scores, intervals, spread, stamps."""
     common = {"stamp": _stamp(saved), "leaky": bool(saved.get("leaky")), "partial": bool(saved.get("partial")),
-              "headline": saved.get("headline"), **_difference(saved.get("svm_minus_softmax"))}  # fmt: skip
+              "mixed": bool(saved.get("mixed")), "headline": saved.get("headline"),
+              **_difference(saved.get("svm_minus_softmax"))}  # fmt: skip
     if saved.get("multi_seed"):
         flat = _flat_scores(saved["mean"], saved.get("intervals") or {}, saved.get("sd") or {})
         return {**flat, **common, "n_seeds": len(saved["seeds"]), "seeds": ",".join(map(str, saved["seeds"]))}
@@ -63,8 +65,8 @@ def summary_values(saved: dict[str, Any]) -> dict[str, Any]:
 
 def _fold_history(run_dir: Path) -> list[dict[str, Any]]:
     rows = []
-    for path in sorted((run_dir / "folds").rglob("metrics.json")):
-        m = json.loads(path.read_text())
+    for metrics in RunFolder(run_dir).fold_metrics().values():
+        m = metrics.to_dict()
         rows.append({f"fold/{k}": m.get(k) for k in ("index", "n_test", "svm_accuracy", "softmax_accuracy", "seconds")
                      if isinstance(m.get(k), (int, float))})  # fmt: skip
     return sorted(rows, key=lambda r: r.get("fold/index", 0))
@@ -76,11 +78,11 @@ def log_summary(cfg: Config, run_dir: str | Path) -> None:
     A seed folder of a study (its parent holds seeds.json) logs job_type `seed`; a plain run or a whole study
     logs job_type `summary`.
     """
-    run_dir = Path(run_dir)
-    if not cfg.logging.wandb or not (run_dir / "scores.json").is_file():
+    folder = RunFolder(run_dir)
+    if not cfg.logging.wandb or not folder.file(SCORES).is_file():
         return
-    saved = json.loads((run_dir / "scores.json").read_text())
-    notes = json.loads((run_dir / "loso.json").read_text()) if (run_dir / "loso.json").is_file() else {}
+    saved = json.loads(folder.file(SCORES).read_text())
+    notes = folder.read_notes()
     extra = {f"loso/{k}": v for k, v in flatten(notes).items() if k != "planned_folds"}
     if saved.get("multi_seed"):
         # history keys differ from the summary's: W&B would otherwise end with the last seed's value as summary
@@ -88,7 +90,7 @@ def log_summary(cfg: Config, run_dir: str | Path) -> None:
                    for s, scores in saved["per_seed"].items()]  # fmt: skip
         job = "summary"
     else:
-        history = _fold_history(run_dir)
-        job = "seed" if (run_dir.parent / SEEDS_FILE).is_file() else "summary"
+        history = _fold_history(folder.path)
+        job = "seed" if RunFolder(folder.path.parent).file(SEEDS_FILE).is_file() else "summary"
     extra["bootstrap"] = json.dumps(saved.get("bootstrap"))
-    log_wandb_summary(cfg, run_dir, f"{cfg.name}-summary", job, summary_values(saved), extra, history)
+    log_wandb_summary(cfg, folder.path, f"{cfg.name}-summary", job, summary_values(saved), extra, history)

@@ -30,13 +30,14 @@ def run_loso_command(
     fold_index: int | None = None,
     folds: str | None = None,
     protocol: str | None = None,
+    allow_mixed: bool = False,
 ) -> None:
     """Load the config (`files` ← `overrides` ← a study's best parameters ← the `flags`' overrides) and run the mode
     it asks for: --final, nested (--nested or loso.nested), several seeds (loso.seeds), or plain LOSO.
 
     `fold_index` / `folds` run part of the plan (a SLURM array task, chosen subjects); `prepared` and `protocol`
     (--prepared, --protocol) also reach every inner study of nested LOSO. MerError for mode combinations that are
-    not supported.
+    not supported. `allow_mixed` (--allow-mixed) pools folds made under another regime (the report says MIXED).
     """
     from mer.evaluation.loso import run_final, run_loso
 
@@ -67,7 +68,7 @@ def run_loso_command(
         extra = [as_override("data.prepared", prepared)] if prepared is not None else []
         extra += [as_override("loso.protocol", protocol)] if protocol is not None else []
         run_nested_loso(spec, out, [*overrides, *extra], storage=storage, workers=max(1, cfg.loso.workers),
-                        fold_index=fold_index, folds=folds)  # fmt: skip
+                        fold_index=fold_index, folds=folds, allow_mixed=allow_mixed)  # fmt: skip
         return
     if final:
         run_final(cfg, out, pretrained)
@@ -76,6 +77,6 @@ def run_loso_command(
     if cfg.loso.seeds:
         from mer.evaluation.seeds import run_seeds
 
-        run_seeds(cfg, out, pretrained, fold_index=fold_index, folds=folds, **chosen)
+        run_seeds(cfg, out, pretrained, fold_index=fold_index, folds=folds, allow_mixed=allow_mixed, **chosen)
         return
-    run_loso(cfg, out, pretrained, fold_index=fold_index, folds=folds, **chosen)
+    run_loso(cfg, out, pretrained, fold_index=fold_index, folds=folds, allow_mixed=allow_mixed, **chosen)

@@ -25,6 +25,7 @@ import pandas as pd
 from mer.config import Config, class_names, load_config
 from mer.errors import MerError
 from mer.evaluation.loso import Fold, run_fold, run_loso
+from mer.evaluation.run_folder import FoldResult
 from mer.evaluation.selection import nested_selection
 from mer.sweep.objective import selection_subjects, training_frame
 from mer.sweep.runner import run_sweep
@@ -84,6 +85,7 @@ def run_nested_loso(
     fold_index: int | None = None,
     folds: str | list[str] | None = None,
     live: bool | None = False,
+    allow_mixed: bool = False,
 ) -> Path:
     """Nested LOSO: per outer fold, an inner study over its training subjects, then the fold with its best values.
 
@@ -110,7 +112,7 @@ def run_nested_loso(
                               "inner_subjects": selection_subjects(frame)}  # fmt: skip
         return nested_selection(mask_url(url), spec.study, spec.source, rec)
 
-    def one_fold(fold: Fold, prepared: pd.DataFrame, pretrained: str | Path | None) -> dict[str, Any]:
+    def one_fold(fold: Fold, prepared: pd.DataFrame, pretrained: str | Path | None) -> FoldResult:
         inner = fold_spec(spec, fold, out)
         print(f"fold {fold.name}: inner study {inner.study} over its training subjects")
         run_sweep(inner, overrides, prepared=prepared, storage=url, workers=workers, live=live)
@@ -126,7 +128,8 @@ def run_nested_loso(
                         extra={"selection": record})  # fmt: skip
 
     return run_loso(cfg, out, spec.pretrained, fold_index=fold_index, folds=folds, selection=plan_record,
-                    selection_key=_identity_key(spec, overrides), fold_runner=one_fold)  # fmt: skip
+                    selection_key=_identity_key(spec, overrides), fold_runner=one_fold,
+                    allow_mixed=allow_mixed)  # fmt: skip
 
 
 def fold_config(spec: SweepConfig, overrides: list[str], params: dict[str, Any], run_cfg: Config) -> Config:

@@ -23,11 +23,13 @@ import optuna
 import pandas as pd
 from sklearn.model_selection import GroupKFold
 
-from mer.config import Config, class_names, load_config, write_run_info
+from mer.config import Config, class_names, load_config
 from mer.errors import DataError, MerError
 from mer.evaluation.loso import Fold, plan_folds, run_fold
 from mer.evaluation.metrics import pooled_scores
+from mer.evaluation.run_folder import CLASSIFIERS, PREDICTIONS, RunFolder
 from mer.files import atomic_write_json, atomic_write_text
+from mer.provenance import write_run_info
 from mer.sweep.spec import SweepConfig, trial_overrides
 
 EPOCH_MONITOR = "val/uf1"
@@ -96,7 +98,7 @@ def scoring_folds(spec: SweepConfig, frame: pd.DataFrame, cfg: Config) -> list[F
 
 def pooled_metric(predictions: pd.DataFrame, metric: str, classifier: str, classes: Sequence[str]) -> float:
     """The sweep metric (uf1, uar or accuracy) of the pooled predictions of the folds run so far (composite)."""
-    scores = pooled_scores(predictions, pred_col=f"{classifier}_pred", classes=classes)
+    scores = pooled_scores(predictions, pred_col=CLASSIFIERS[classifier], classes=classes)
     return float(scores["composite"][metric])
 
 
@@ -285,7 +287,7 @@ class TrialObjective:
                 record.update(state="PRUNED", fold_values=values, seconds=round(time.perf_counter() - start, 2))
                 atomic_write_json(trial_dir / "trial.json", record, default=str)
                 raise
-            fold_preds = pd.read_csv(fold.dir(trial_dir) / "predictions.csv")
+            fold_preds = RunFolder(trial_dir).read_fold(fold.name, classes).predictions
             stray = set(fold_preds["subject"]) - set(fold.held_out)
             if stray:
                 raise AssertionError(f"fold {fold.name} predicted subjects it did not hold out: {sorted(stray)}")
@@ -302,7 +304,7 @@ class TrialObjective:
                     f"pruned after inner fold {i + 1}/{len(folds)}: pooled {spec.metric} {value:.4f}"
                 )
         pooled = pd.concat(preds, ignore_index=True)
-        atomic_write_text(trial_dir / "predictions.csv", pooled.to_csv(index=False))
+        atomic_write_text(RunFolder(trial_dir).file(PREDICTIONS), pooled.to_csv(index=False))
         seconds = round(time.perf_counter() - start, 2)
         record.update(state="COMPLETE", value=values[-1], fold_values=values, n_scored=len(pooled), seconds=seconds)
         atomic_write_json(trial_dir / "trial.json", record, default=str)
