@@ -263,5 +263,5 @@ def test_cli_dispatches_nested_from_flag_or_config(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     (first, kw1), (second, _) = seen
     assert first.study == "t" and first.base == BASE and kw1 == {"storage": "x", "workers": 3, "fold_index": 1,
-                                                                 "folds": None}  # fmt: skip
+                                                                 "folds": None, "allow_mixed": False}  # fmt: skip
     assert second.base == ["default", "tiny"]  # --config replaces the sweep's base
