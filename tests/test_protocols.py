@@ -10,7 +10,8 @@ import pytest
 
 from mer.errors import ConfigError, DataError
 from mer.evaluation.loso import plan_folds, run_loso
-from tests.helpers import make_prepared, tiny_config, write_prepared_dir
+from mer.evaluation.run_folder import ID_COLUMNS, FoldResult
+from tests.helpers import CLASSES, make_prepared, tiny_config, write_prepared_dir
 
 SUBJECTS = {f"{d}/s{i}": "micro" for d in ("casme2", "samm") for i in range(2)}
 
@@ -153,7 +154,9 @@ def test_a_fold_runner_sees_only_its_pool(tmp_path: Path) -> None:
 
     def runner(fold, table, pretrained):  # noqa: ANN001, ANN202 - run_loso's fold_runner signature
         seen[fold.name] = set(table.loc[table["kind"] == "micro", "subject"])
-        return {"fold": fold.name, "n_test": 0, "svm_accuracy": None, "softmax_accuracy": None, "seconds": 0.0}
+        empty = pd.DataFrame(columns=list(ID_COLUMNS))
+        return FoldResult.build(empty, CLASSES, svm_pred=None, probs=None, fold=fold.name, index=fold.index,
+                                held_out=fold.held_out, seed=0, n_train=0)  # fmt: skip
 
     run_loso(cfg(prepared, "loso.protocol=per_dataset"), tmp_path / "run", None, fold_runner=runner)
     assert seen == {s: {t for t in SUBJECTS if t.split("/")[0] == s.split("/")[0]} for s in SUBJECTS}
