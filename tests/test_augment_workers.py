@@ -1,5 +1,5 @@
 """Augmentation draws depend on (seed, stage, epoch, sample position) only: any DataLoader worker count, persistent
-or not, gives the batches of `data.num_workers: 0`, and two epochs draw differently (issue #24, item 2)."""
+or not, gives the batches of `data.num_workers: 0`, and two epochs draw differently."""
 
 from __future__ import annotations
 

@@ -192,7 +192,7 @@ def test_compare_two_runs(tmp_path: Path) -> None:
 
 
 def test_methods_table_says_when_runs_are_on_unequal_sample_sets(tmp_path: Path) -> None:
-    """Issue #24 item 6: runs on different samples (146 vs 147 in the demo) are not set side by side silently."""
+    """Runs on different samples (146 vs 147 in the demo) are not set side by side silently."""
     a = make_run(tmp_path / "a", seed=1, name="paper")
     b = make_run(tmp_path / "b", seed=2, name="resnet18")
     compare_runs([a, b], tmp_path / "cmp", resamples=20)

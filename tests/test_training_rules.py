@@ -1,4 +1,4 @@
-"""Issue #13 "Results you can trust": each test here failed on the code before its fix.
+"""Training rules that results depend on; each test here failed on the code before its fix.
 
 Frozen BatchNorm is frozen, the paper's two regularisation settings are two honoured keys, a searched key that has
 no effect is a load-time error, model selection uses the MEGC pooled metric, class balance per iteration with
