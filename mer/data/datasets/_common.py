@@ -371,9 +371,10 @@ def check_missing_apex(dataset: str, policy: str) -> None:
 
 
 def resolve_apex(
-    sample: dict[str, Any], policy: str, why: str, key: str = "data.missing_apex"
-) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """Give a row without an apex label its apex by `policy`: (the row or None when skipped, its report row).
+    sample: dict[str, Any], policy: str, why: str, skipped: list[dict[str, Any]], key: str = "data.missing_apex"
+) -> dict[str, Any] | None:
+    """Give a row without an apex label its apex by `policy`: the row, or None when skipped; its report row goes to
+    `skipped` either way (kept rows are reported too, so nothing changes silently).
 
     spot: apex left None with apex_source "spotted" (`mer prepare` spots it); middle: the middle frame of
     onset..offset; skip: no row. `why` says why there is no label (e.g. "no apex label ('/')"), `key` names the
@@ -382,14 +383,47 @@ def resolve_apex(
     frames = sample["frames"]
     base = skip(sample["dataset"], sample["subject"], sample["sample_id"], Path(frames[0]).parent if frames else "", "")
     if policy == "skip":
-        return None, {**base, "reason": f"{why}; skipped ({key}=skip)"}
+        skipped.append({**base, "reason": f"{why}; skipped ({key}=skip)"})
+        return None
     onset, offset = sample["onset"] or 0, sample["offset"] if sample["offset"] is not None else len(frames) - 1
     if policy == "middle" or len(frames) == 1:
         index = onset + middle(offset - onset + 1)
-        kept = {**sample, "apex": index, "apex_source": "middle"}
-        return kept, {**base, "reason": f"{APEX_KEPT} {why}; middle frame {index} ({key}={policy})"}
-    kept = {**sample, "apex": None, "apex_source": "spotted"}
-    return kept, {**base, "reason": f"{APEX_KEPT} {why}; spotted by optical flow ({key}={policy})"}
+        skipped.append({**base, "reason": f"{APEX_KEPT} {why}; middle frame {index} ({key}={policy})"})
+        return {**sample, "apex": index, "apex_source": "middle"}
+    skipped.append({**base, "reason": f"{APEX_KEPT} {why}; spotted by optical flow ({key}={policy})"})
+    return {**sample, "apex": None, "apex_source": "spotted"}
+
+
+def coded_sample(
+    name: str,
+    subject: str,
+    sample_id: str,
+    emotion: str,
+    label: str,
+    folder: Path,
+    cells: dict[str, Any],
+    keys: Sequence[str],
+    missing_apex: str,
+    skipped: list[dict[str, Any]],
+    kind: str = "micro",
+) -> dict[str, Any] | None:
+    """The manifest row of one coding-sheet row whose frames are in `folder` (`keys[2:5]`: onset, apex, offset
+    columns), or None with the reason in `skipped`: no frames, frame numbers that do not fit, or an apex-less row
+    that `missing_apex` skips. The coded readers (CASME II-like sheets, DFME, MMEW) share it."""
+    base = skip(name, subject, sample_id, folder, "")
+    frames = images(folder)
+    if not frames:
+        what = NO_IMAGES if folder.is_dir() else NO_FOLDER
+        skipped.append({**base, "reason": f"{what} {folder}"})
+        return None
+    idx = coded_indices(frames, cells.get(keys[2]), cells.get(keys[3]), cells.get(keys[4]), folder)
+    if isinstance(idx, str):
+        skipped.append({**base, "reason": idx})
+        return None
+    sample = row(name, subject, sample_id, kind, emotion, label, frames, *idx)
+    if idx[1] is not None:
+        return sample
+    return resolve_apex(sample, missing_apex, f"no apex label ({apex_cell(cells.get(keys[3]))})", skipped)
 
 
 def apex_cell(value: Any) -> str:
@@ -448,24 +482,11 @@ def read_coded(
         label = label_or_skip(name, emotion, base, skipped, keep_unmapped)
         if label is None:
             continue
-        frames = images(folder)
-        if not frames:
-            what = NO_IMAGES if folder.is_dir() else NO_FOLDER
-            skipped.append({**base, "reason": f"{what} {folder}"})
+        sample = coded_sample(name, subject, sid, emotion, label, folder, cells, keys, missing_apex, skipped)
+        if sample is None:
             continue
-        idx = coded_indices(frames, cells.get(keys[2]), cells.get(keys[3]), cells.get(keys[4]), folder)
-        if isinstance(idx, str):
-            skipped.append({**base, "reason": idx})
-            continue
-        sample = row(name, subject, sid, "micro", emotion, label, frames, *idx)
         if aus is not None:
             sample["aus"] = parse_aus(cells.get(column_key(aus)))
-        if idx[1] is None:
-            kept, remark = resolve_apex(sample, missing_apex, f"no apex label ({apex_cell(cells.get(keys[3]))})")
-            skipped.append(remark)
-            if kept is None:
-                continue
-            sample = kept
         rows.append(sample)
 
     for sub in subdirs(frames_root):

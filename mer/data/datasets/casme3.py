@@ -179,9 +179,7 @@ def interval_sample(
             why = f"apex frame {apex} listed in {left_out[apex]}"
         else:
             why = f"apex {apex} outside onset..offset {onset}..{offset}"
-        kept, remark = resolve_apex(sample, missing_apex, why)
-        skipped.append(remark)
-        return kept
+        return resolve_apex(sample, missing_apex, why, skipped)
     return sample
 
 

@@ -13,22 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from mer.data.datasets._common import (
-    NO_FOLDER,
-    NO_IMAGES,
     LabelFile,
-    apex_cell,
     as_root,
     cell_text,
     check_missing_apex,
-    coded_indices,
+    coded_sample,
     column_key,
-    images,
     label_or_skip,
     layout_error,
     parse_aus,
     read_sheet,
-    resolve_apex,
-    row,
     sheet_rows,
     subdirs,
 )
@@ -103,24 +97,10 @@ def read(root: str | Path, splits: list[str] | None = None, missing_apex: str = 
             label = label_or_skip(NAME, emotion, base, skipped)
             if label is None:
                 continue
-            frames = images(folder)
-            if not frames:
-                what = NO_IMAGES if folder.is_dir() else NO_FOLDER
-                skipped.append({**base, "reason": f"{what} {folder}"})
+            sample = coded_sample(NAME, subject, filename, emotion, label, folder, cells, keys, missing_apex, skipped)
+            if sample is None:
                 continue
-            idx = coded_indices(frames, cells.get(keys[2]), cells.get(keys[3]), cells.get(keys[4]), folder)
-            if isinstance(idx, str):
-                skipped.append({**base, "reason": idx})
-                continue
-            sample = row(NAME, subject, filename, KIND, emotion, label, frames, *idx)
-            fps = as_int(cells.get("fps"))
-            sample.update(fps=fps, split=split, aus=parse_aus(cells.get("au")))
-            if idx[1] is None:
-                kept, remark = resolve_apex(sample, missing_apex, f"no apex label ({apex_cell(cells.get(keys[3]))})")
-                skipped.append(remark)
-                if kept is None:
-                    continue
-                sample = kept
+            sample.update(fps=as_int(cells.get("fps")), split=split, aus=parse_aus(cells.get("au")))
             rows.append(sample)
     return rows, skipped
 

@@ -98,11 +98,9 @@ def read(
                     dataset, subject, sample_id, kind, label_dir.name, label, frames, 0, apex_i, len(frames) - 1
                 )
                 if apex_i is None:
-                    kept, remark = resolve_apex(sample, missing_apex, f"no apex label (no {APEX_FILE})")
-                    skipped.append(remark)
-                    if kept is None:
+                    sample = resolve_apex(sample, missing_apex, f"no apex label (no {APEX_FILE})", skipped)
+                    if sample is None:
                         continue
-                    sample = kept
                 rows.append(sample)
     return rows, skipped
 

@@ -15,22 +15,17 @@ from typing import Any
 
 from mer.data.datasets._common import (
     NO_FOLDER,
-    NO_IMAGES,
     LabelFile,
-    apex_cell,
     as_root,
     cell_text,
     check_missing_apex,
-    coded_indices,
     coded_label_file,
+    coded_sample,
     column_key,
-    images,
     label_or_skip,
     layout_error,
     parse_aus,
     read_sheet,
-    resolve_apex,
-    row,
     subdirs,
 )
 from mer.data.manifest import as_int, skip
@@ -118,23 +113,13 @@ def read(root: str | Path, coding: str | Path | None = None, missing_apex: str =
         label = label_or_skip(NAME, emotion, base, skipped)
         if label is None:
             continue
-        frames = images(folder) if folder else []
-        if folder is None or not frames:
-            where = f"{NO_IMAGES} {folder}" if folder is not None else f"{NO_FOLDER} {micro}/<emotion>/{filename}"
-            skipped.append({**base, "reason": where})
+        if folder is None:
+            skipped.append({**base, "reason": f"{NO_FOLDER} {micro}/<emotion>/{filename}"})
             continue
-        idx = coded_indices(frames, cells.get(keys[2]), cells.get(keys[3]), cells.get(keys[4]), folder)
-        if isinstance(idx, str):
-            skipped.append({**base, "reason": idx})
+        sample = coded_sample(NAME, subject, filename, emotion, label, folder, cells, keys, missing_apex, skipped)
+        if sample is None:
             continue
-        sample = row(NAME, subject, filename, KIND, emotion, label, frames, *idx)
         sample["aus"] = parse_aus(cells.get("actionunits"))
-        if idx[1] is None:
-            kept, remark = resolve_apex(sample, missing_apex, f"no apex label ({apex_cell(cells.get(keys[3]))})")
-            skipped.append(remark)
-            if kept is None:
-                continue
-            sample = kept
         rows.append(sample)
     for folder in clips.values():
         if folder not in used and as_int(folder.name.split("-")[-1]) is not None:

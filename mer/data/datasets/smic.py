@@ -100,8 +100,7 @@ def read(
                     skipped.append({**base, "reason": f"{NO_IMAGES} {clip}"})
                     continue
                 sample = row(NAME, subject, clip.name, KIND, class_dir.name, label, frames, 0, None, len(frames) - 1)
-                kept, remark = resolve_apex(sample, missing_apex, "SMIC has no apex labels", APEX_KEY)
-                skipped.append(remark)
+                kept = resolve_apex(sample, missing_apex, "SMIC has no apex labels", skipped, APEX_KEY)
                 if kept is not None:
                     rows.append(kept)
     return rows, skipped
