@@ -111,15 +111,7 @@ TABLES: dict[str, dict[str, str | None]] = {
         "other": None,
     },
     # DFME's seven emotions all map (train 1352 / 206 / 298).
-    "dfme": {
-        "anger": NEG,
-        "contempt": NEG,
-        "disgust": NEG,
-        "fear": NEG,
-        "sadness": NEG,
-        "happiness": POS,
-        "surprise": SUR,
-    },
+    "dfme": {emotion: cls for emotion, cls in MACRO.items() if cls is not None},  # the macro sets' table, no neutral
 }
 for _name in ("ckplus", "oulu", "jaffe", "mug"):
     TABLES[_name].update({syn: MACRO[name] for syn, name in MACRO_SYNONYMS.items()})

@@ -6,10 +6,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mer.data.datasets._common import frame_number, images
+from mer.data.datasets._common import cell_text, frame_number, images
 from mer.data.intervals import Interval
 from mer.data.longvideo import KEPT, FrameIndex, LongVideo
 from mer.data.manifest import skip
+
+# A type cell's words (CAS(ME)^2 "macro-expression", SAMM-LV "Macro" / "Micro - 1/2") → the interval kind.
+TYPES = {"macro": "MaE", "micro": "ME"}
+
+
+def interval_type(value: Any) -> str | None:
+    """ME or MaE from an annotation's type cell, None when it names neither (the row is reported)."""
+    text = cell_text(value).lower()
+    return next((kind for word, kind in TYPES.items() if word in text), None)
 
 
 def frame_index(folder: Path, cache: dict[Path, tuple[list[str], FrameIndex]]) -> tuple[list[str], FrameIndex]:

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from mer.data.datasets._common import as_root, cell_text, column_key, find_one, layout_error, subdirs
-from mer.data.datasets._long import assemble, frame_index
+from mer.data.datasets._long import assemble, frame_index, interval_type
 from mer.data.intervals import Interval
 from mer.data.labels import resolve
 from mer.data.longvideo import FIXED, FrameIndex, LongVideo, check_onset_zero, coded_interval
@@ -34,7 +34,6 @@ CODING_GLOBS = ["CAS(ME)^2code_final*.xlsx", "CAS(ME)2code_final*.xlsx", "code_f
 EXPECTED = f"<root>/{FRAMES_DIR}/s15/15_0101disgustingteeth/img001.jpg and <root>/CAS(ME)^2code_final.xlsx"
 COLUMNS = ["subject", "video", "onset", "apex", "offset", "au", "emotion", "type", "self_report"]
 RULE1, RULE2 = "namingrule1", "namingrule2"  # column_key of the naming-rule worksheets
-TYPES = {"macro": "MaE", "micro": "ME"}
 _DIGITS = re.compile(r"\d+")
 
 
@@ -64,11 +63,6 @@ def _rules(book: dict[str, pd.DataFrame], sheet: Path) -> tuple[dict[str, int], 
         if code.isdigit() and name:
             videos[name.lower()] = f"{int(code):04d}"
     return subjects, videos
-
-
-def _type(value: Any) -> str | None:
-    text = cell_text(value).lower()
-    return next((kind for word, kind in TYPES.items() if word in text), None)
 
 
 def read(
@@ -120,7 +114,7 @@ def read(
             continue
         folder = matches[0]
         base = skip(NAME, subject, folder.name, folder, "")
-        kind = _type(values["type"])
+        kind = interval_type(values["type"])
         if kind is None:
             report.append({**base, "reason": f"{where}: type {cell_text(values['type'])!r} is neither micro nor macro"})
             continue

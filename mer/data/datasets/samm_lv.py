@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mer.data.datasets._common import as_root, cell_text, column_key, find_one, layout_error, read_sheet, subdirs
-from mer.data.datasets._long import assemble, frame_index
+from mer.data.datasets._long import assemble, frame_index, interval_type
 from mer.data.intervals import Interval
 from mer.data.longvideo import FIXED, FrameIndex, LongVideo, check_onset_zero, coded_interval
 from mer.data.manifest import skip
@@ -27,12 +27,6 @@ CODING_GLOBS = ["SAMM_LongVideos*.xlsx"]
 WORKSHEET = "FACS_Movement_Only"
 EXPECTED = f"<root>/{FRAMES_DIR}/009_4/009_4_0007.jpg and <root>/SAMM_LongVideos_V1_Release.xlsx"
 COLUMNS = ["Subject", "Filename", "Onset", "Apex", "Offset", "Type"]
-TYPES = {"macro": "MaE", "micro": "ME"}
-
-
-def _type(value: Any) -> str | None:
-    text = cell_text(value).lower()
-    return next((kind for word, kind in TYPES.items() if word in text), None)
 
 
 def read(
@@ -67,7 +61,7 @@ def read(
             continue
         folder = frames_root / f"{parts[0]}_{parts[1]}"
         base = skip(NAME, subject, folder.name, folder, "")
-        kind = _type(cells.get(keys[5]))
+        kind = interval_type(cells.get(keys[5]))
         if kind is None:
             report.append(
                 {**base, "reason": f"{where}: Type {cell_text(cells.get(keys[5]))!r} is neither micro nor macro"}
