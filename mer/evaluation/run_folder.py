@@ -26,14 +26,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mer import constraints
 from mer.config import CLASSES
 from mer.errors import MerError
 from mer.files import atomic_write_json, atomic_write_text, natural_key
 from mer.provenance import CONFIG_FILE, RUN_INFO_FILE
 
 ID_COLUMNS = ("sample_id", "dataset", "subject", "label")
-CLASSIFIERS = {"svm": "svm_pred", "softmax": "softmax_pred"}  # classifier → its prediction column
-CLASSIFIER_NAMES = {"svm": "SVM", "softmax": "softmax"}
+# classifier (the allowed names are mer.constraints.CLASSIFIERS) → its prediction column and its name in reports
+CLASSIFIERS = {name: f"{name}_pred" for name in constraints.CLASSIFIERS}
+CLASSIFIER_NAMES = {name: {"svm": "SVM"}.get(name, name) for name in constraints.CLASSIFIERS}
 BASE_COLUMNS = (*ID_COLUMNS, *CLASSIFIERS.values())
 
 PREDICTIONS = "predictions.csv"
