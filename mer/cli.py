@@ -507,6 +507,14 @@ def spot(
         "runs/spot"
     ),
     seeds: Annotated[int, typer.Option(help="Dataset mode: seeds of the learned spotter (0 … N-1).")] = 3,
+    recognise: Annotated[
+        str | None,
+        typer.Option(
+            help="Dataset mode: also spot-then-recognize (STR) with this method config (e.g. method/lbptop: LBP-TOP "
+            "+ SVM): per fold it is trained on the training subjects' annotated intervals and labels the held-out "
+            "subject's spotted intervals; STRS, UF1 and UAR join the report. Methods with model.backbone lbptop."
+        ),
+    ] = None,
     model: Annotated[
         Path | None,
         typer.Option(help="Label each interval's apex with this model (bundle folder, .ckpt/.pt or .onnx)."),
@@ -554,10 +562,12 @@ def spot(
     if data:
         if path is not None:
             raise MerError("mer spot: give a VIDEO or --data NAME=ROOT, not both")
-        _spot_datasets(data, out, seeds, detect_every)
+        _spot_datasets(data, out, seeds, detect_every, recognise)
         return
     if path is None:
         raise MerError("mer spot: give a VIDEO (or a frames folder), or --data NAME=ROOT for dataset mode")
+    if recognise is not None:
+        raise MerError("mer spot: --recognise is for dataset mode (--data); to label a video's intervals use --model")
 
     try:
         cfg = BaselineConfig(p=p, bounds=bounds, min_contrast=min_contrast)
@@ -587,9 +597,10 @@ def spot(
         console.print(f"wrote {plot_spot(out, result, feats, plot)}")
 
 
-def _spot_datasets(data: list[str], out: Path, seeds: int, detect_every: int) -> None:
-    """`mer spot --data`: both spotters on the datasets, LOSO, seeds, subject bootstrap; prints the report."""
-    from mer.spotting.datasets import run_spot_datasets
+def _spot_datasets(data: list[str], out: Path, seeds: int, detect_every: int, recognise: str | None = None) -> None:
+    """`mer spot --data`: both spotters on the datasets, LOSO, seeds, subject bootstrap (and STR with a recognition
+    method); prints the report."""
+    from mer.spotting.datasets import check_recogniser, run_spot_datasets
     from mer.spotting.features import FeatureConfig
 
     roots = {}
@@ -602,9 +613,18 @@ def _spot_datasets(data: list[str], out: Path, seeds: int, detect_every: int) ->
         raise MerError(f"--seeds must be at least 1, got {seeds}")
     from mer.demo import MARKER
 
+    method = None
+    if recognise is not None:
+        method = _cfg([recognise], [])
+        check_recogniser(method)
     synthetic = any((root.expanduser().parent / MARKER).is_file() for root in roots.values())  # the demo's corpus
     report = run_spot_datasets(
-        roots, out, seeds=range(seeds), feature_cfg=FeatureConfig(detect_every=detect_every), synthetic=synthetic
+        roots,
+        out,
+        seeds=range(seeds),
+        feature_cfg=FeatureConfig(detect_every=detect_every),
+        synthetic=synthetic,
+        recognise=method,
     )
     typer.echo(report.read_text())
     typer.echo(f"report: {report}")

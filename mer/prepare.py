@@ -52,7 +52,14 @@ from mer.face.align import align, region_mask, warp_face
 from mer.face.cache import CropCache
 from mer.face.detect import FaceDetector
 from mer.face.flow import MOTION_VERSION, align_pair, motion_channels, tvl1_available
-from mer.face.lbptop import BASELINE, CLIP_SIZE, LBPTOP_VERSION, clip_indices, feature_length, lbp_top
+from mer.face.lbptop import (
+    BASELINE,
+    CLIP_SIZE,
+    LBPTOP_VERSION,
+    aligned_clip_lbptop,
+    clip_indices,
+    feature_length,
+)
 from mer.face.spot import spot_apex
 from mer.files import file_sha256, read_gray, read_image
 from mer.provenance import write_run_info
@@ -336,11 +343,9 @@ def _add_lbptop(
             path = cache.array_get("lbptop", key)
             if path is None:
                 try:
-                    ref = align(read_image(apex.source), apex.landmarks, cfg.face, apex.box)
-                    clip = [warp_face(read_image(frames[k]), ref.matrix, cfg.face, ref.landmarks[:2]) for k in picks]
-                    if side != cfg.face.size:
-                        clip = [cv2.resize(c, (side, side), interpolation=cv2.INTER_AREA) for c in clip]
-                    path = cache.array_put("lbptop", key, lbp_top(np.stack(clip), **BASELINE))
+                    feature = aligned_clip_lbptop([read_image(frames[k]) for k in picks], read_image(apex.source),
+                                                  apex.landmarks, cfg.face, apex.box)  # fmt: skip
+                    path = cache.array_put("lbptop", key, feature)
                 except (DataError, OSError, ValueError, cv2.error) as exc:
                     reason = f"cannot compute LBP-TOP ({exc})"
         note = ""

@@ -28,6 +28,8 @@ def _spot(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str
         (["--data", "casme_sq"], "--data 'casme_sq': use NAME=ROOT"),
         (["video.mp4", "--data", "casme_sq=/x"], "give a VIDEO or --data NAME=ROOT, not both"),
         (["--data", "casme2=/x"], "unknown long-video dataset 'casme2'"),
+        (["--data", "casme_sq=/x", "--recognise", "method/paper"], "cannot be used for STR yet"),
+        (["video.mp4", "--recognise", "method/lbptop"], "--recognise is for dataset mode"),
     ],
 )
 def test_dataset_mode_user_errors_are_one_line(capsys, tmp_path: Path, args: list[str], message: str) -> None:
@@ -48,10 +50,13 @@ def test_both_spotters_on_the_demo_long_videos(capsys, tmp_path: Path, monkeypat
     monkeypatch.setattr(datasets, "run_spot_datasets", short)
     out = tmp_path / "spot"
     args = ["--data", f"casme_sq={corpus.long_roots['casme_sq']}", "--data", f"samm_lv={corpus.long_roots['samm_lv']}"]
-    code, stdout, _ = _spot(capsys, *args, "--out", str(out), "--seeds", "2")
+    code, stdout, _ = _spot(capsys, *args, "--out", str(out), "--seeds", "2", "--recognise", "method/lbptop")
     assert code == 0
     text = (out / "spot_report.md").read_text()
     assert "Synthetic data" in text and "context only" not in text  # demo numbers are never put beside published ones
+    # STR: CAS(ME)^2's sheet has classes, SAMM-LV's has none
+    assert "## Spot-then-recognize (STR)" in text and "| casme_sq | learned | lbptop | 2 | ME |" in text
+    assert "| samm_lv | – | – | – | – | no interval of the sheet has an emotion class" in text
     scores = json.loads((out / "spot_scores.json").read_text())
     assert set(scores) == {"casme_sq", "samm_lv"}
     assert scores["casme_sq"]["learned"]["seeds"] == [0, 1] and scores["casme_sq"]["baseline"]["seeds"] == [0]
@@ -61,7 +66,20 @@ def test_both_spotters_on_the_demo_long_videos(capsys, tmp_path: Path, monkeypat
             low, high = scores[name][spotter]["bootstrap"]["overall"]
             assert 0.0 <= low <= high <= 1.0 and 0.0 <= s["f1"] <= 1.0
             predictions = pd.read_csv(out / f"predictions_{name}_{spotter}.csv")
-            assert set(predictions["kind"]) <= {"ME", "MaE"}
+            assert set(predictions["kind"]) <= {"ME", "MaE"} and "label" in predictions
+    for spotter in ("baseline", "learned"):
+        run = scores["casme_sq"][spotter]["str"]
+        for seed in run["seeds"]:  # every fold's recogniser was trained on the other subjects only
+            folds = run["recognisers"][str(seed)]
+            assert len(folds) == scores["casme_sq"]["subjects"]
+            assert all(held_out not in info["subjects"] and info["subjects"] for held_out, info in folds.items())
+        me = run["scores"]["ME"]
+        assert 0.0 <= me["bootstrap"]["strs"][0] <= me["bootstrap"]["strs"][1] <= 1.0
+        for row in me["per_seed"]:
+            assert row["strs"] == pytest.approx(row["f1_spot"] * row["f1_analysis"])
+    assert "str" not in scores["samm_lv"]["learned"]
+    assert set(pd.read_csv(out / "predictions_casme_sq_learned.csv")["label"].dropna()) <= {
+        "negative", "positive", "surprise"}  # fmt: skip
     # a rerun reuses the cached features (no second extraction)
     cached = sorted((out / "features").glob("*.pkl"))
     assert len(cached) == 4

@@ -27,6 +27,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mer.config import FaceConfig
+from mer.face.align import align, warp_face
+
 PLANES = ("xy", "xt", "yt")
 METHODS = ("uniform", "nri_uniform", "ror", "default")
 
@@ -125,3 +128,20 @@ def clip_indices(onset: int, offset: int, most: int = CLIP_FRAMES) -> list[int]:
     if n <= most:
         return list(range(onset, offset + 1))
     return sorted({int(round(v)) for v in np.linspace(onset, offset, most)})
+
+
+def aligned_clip_lbptop(
+    frames: Sequence[np.ndarray], reference: np.ndarray, landmarks: np.ndarray, cfg: FaceConfig,
+    box: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """The MEGC2019 baseline's LBP-TOP (`BASELINE`) of a clip, every frame warped with the transform that aligns the
+    `reference` frame (the apex) from its 5 `landmarks`, then resized to at most `CLIP_SIZE`: one geometry for the
+    whole clip, so head jitter between frames is not read as texture change. Shared by `mer prepare` and STR."""
+    import cv2
+
+    ref = align(reference, landmarks, cfg, box)
+    clip = [warp_face(frame, ref.matrix, cfg, ref.landmarks[:2]) for frame in frames]
+    side = min(cfg.size, CLIP_SIZE)
+    if side != cfg.size:
+        clip = [cv2.resize(c, (side, side), interpolation=cv2.INTER_AREA) for c in clip]
+    return lbp_top(np.stack(clip), **BASELINE)

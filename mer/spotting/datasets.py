@@ -4,7 +4,10 @@ and the published MEGC2020 baselines beside the results (as context only).
 Per dataset: read the videos (`mer.data.datasets.long_videos.read_long`), extract each video's region features once
 (`mer.spotting.features.extract_features`, at the baseline's windows; cached in OUT/features, so a rerun reuses them),
 then leave one subject out: the MEGC baseline with p chosen on the training subjects (`ThresholdSpotter`) and the
-learned spotter trained on them (`LearnedSpotter`, once per seed). Writes OUT/spot_report.md, OUT/spot_scores.json,
+learned spotter trained on them (`LearnedSpotter`, once per seed). With a recognition method (`recognise`, a config
+whose `model.backbone` is in `mer.spotting.recognise.RECOGNISERS`), spot-then-recognize too: per fold, a recogniser
+trained on the training subjects' annotated intervals labels the held-out subject's spotted intervals, and STR is
+scored (`mer.spotting.recognise.evaluate_str`). Writes OUT/spot_report.md, OUT/spot_scores.json,
 OUT/reader_report.csv and OUT/predictions_<dataset>_<spotter>.csv.
 """
 
@@ -21,9 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mer.config import Config, class_names
 from mer.data.datasets.long_videos import long_name, read_long
 from mer.data.intervals import KINDS
 from mer.data.longvideo import LongVideo
+from mer.errors import ConfigError
 from mer.spotting.baseline import BaselineConfig, required_windows, spot_baseline
 from mer.spotting.evaluate import (
     PUBLISHED,
@@ -35,6 +40,7 @@ from mer.spotting.evaluate import (
 )
 from mer.spotting.features import FeatureConfig, VideoFeatures, extract_features
 from mer.spotting.metrics import OVERALL
+from mer.spotting.recognise import RECOGNISERS, STR_KINDS, ClipFeatures, LbpTopRecogniser, str_labels
 
 P_GRID = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2).tolist())  # the baseline's p, chosen on training subjects
 SPOTTERS = ("baseline", "learned")
@@ -87,10 +93,31 @@ def baseline_spot(video: SpotVideo, p: float) -> list:
     return spot_baseline(video.extra, BaselineConfig(p=p)).intervals
 
 
+PREDICTION_COLUMNS = ["dataset", "subject", "video", "kind", "onset", "apex", "offset", "score", "label"]
+
+
 def _predictions_frame(predictions: Mapping[Any, list]) -> pd.DataFrame:
     rows = [{"dataset": k[0], "subject": k[1], "video": k[2], "kind": i.kind, "onset": i.onset, "apex": i.apex,
-             "offset": i.offset, "score": i.score} for k, ivs in predictions.items() for i in ivs]  # fmt: skip
-    return pd.DataFrame(rows, columns=["dataset", "subject", "video", "kind", "onset", "apex", "offset", "score"])
+             "offset": i.offset, "score": i.score, "label": i.label} for k, ivs in predictions.items()
+            for i in ivs]  # fmt: skip
+    return pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
+
+
+def check_recogniser(cfg: Config) -> None:
+    """ConfigError unless `cfg` names a method STR can train per fold here (`RECOGNISERS`)."""
+    if cfg.model.backbone not in RECOGNISERS:
+        raise ConfigError(
+            f"--recognise: method '{cfg.name}' (model.backbone {cfg.model.backbone}) cannot be used for STR yet; "
+            f"use a method with model.backbone {' or '.join(RECOGNISERS)}, e.g. --recognise method/lbptop"
+        )
+
+
+def recogniser_factory(cfg: Config, videos: Sequence[LongVideo], spot: Sequence[SpotVideo]) -> Any:
+    """A factory of fresh `LbpTopRecogniser`s sharing one feature cache over `videos` (their frames and tracks)."""
+    check_recogniser(cfg)
+    clips = ClipFeatures({v.key: v.frames for v in videos}, {v.key: v.extra for v in spot}, cfg.face)
+    classes = list(class_names(cfg.data))
+    return lambda: LbpTopRecogniser(clips, cfg.svm, classes)
 
 
 def run_spot_datasets(
@@ -102,8 +129,12 @@ def run_spot_datasets(
     n_resamples: int = 1000,
     synthetic: bool = False,
     progress: bool = True,
+    recognise: Config | None = None,
 ) -> Path:
-    """Both spotters on every dataset in `roots` (name → root); returns OUT/spot_report.md."""
+    """Both spotters on every dataset in `roots` (name → root), and STR when `recognise` (a method config) is given;
+    returns OUT/spot_report.md."""
+    if recognise is not None:
+        check_recogniser(recognise)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     feature_cfg = feature_cfg or FeatureConfig()
@@ -122,8 +153,17 @@ def run_spot_datasets(
         }
         makers = {"baseline": lambda: ThresholdSpotter(baseline_spot, P_GRID),
                   "learned": lambda: LearnedSpotter(learned)}  # fmt: skip
+        recogniser = None
+        if recognise is not None:
+            scored = set(class_names(recognise.data))
+            if any(set(str_labels(spot, kinds)) & scored for kinds in STR_KINDS.values()):
+                recogniser = recogniser_factory(recognise, videos, spot)
+                results[name]["recogniser"] = recognise.name
+            else:
+                results[name]["str_note"] = "no interval of the sheet has an emotion class: STR cannot be scored"
         for spotter, make in makers.items():
-            run = evaluate_spotter(spot, make, seeds if spotter == "learned" else (seeds[0],), n_resamples, progress)
+            run = evaluate_spotter(spot, make, seeds if spotter == "learned" else (seeds[0],), n_resamples, progress,
+                                   recogniser)  # fmt: skip
             _predictions_frame(run.pop("predictions")).to_csv(out / f"predictions_{name}_{spotter}.csv", index=False)
             results[name][spotter] = run
     pd.concat(reports, ignore_index=True).to_csv(out / "reader_report.csv", index=False)
@@ -138,6 +178,55 @@ def _cell(run: dict[str, Any], kind: str) -> str:
     sd = f" ± {s['f1_sd']:.3f}" if s["f1_sd"] is not None else ""
     low, high = run["bootstrap"][kind]
     return f"{s['f1']:.3f}{sd} [{low:.3f}, {high:.3f}]"
+
+
+def _str_cell(scores: dict[str, Any], metric: str) -> str:
+    s = scores["summary"]
+    sd = f" ± {s[f'{metric}_sd']:.3f}" if s[f"{metric}_sd"] is not None else ""
+    low, high = scores["bootstrap"][metric]
+    return f"{s[metric]:.3f}{sd} [{low:.3f}, {high:.3f}]"
+
+
+def _str_lines(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The STR section of the report (empty when no dataset was run with a recogniser)."""
+    if not any("recogniser" in r or "str_note" in r for r in results.values()):
+        return []
+    lines = [
+        "",
+        "## Spot-then-recognize (STR)",
+        "",
+        "Each fold's recogniser is trained on the training subjects' annotated intervals (ME and MaE with a class) "
+        "and labels the held-out subject's spotted intervals. Spotting F1 over the scored types; analysis on the "
+        "true-positive pairs (F1_analysis = 2·P̄·R̄ / (P̄ + R̄) over the truth's classes, UF1, UAR); "
+        "STRS = F1_spot × F1_analysis (MEGC2024/2025: types ME). Mean ± sd over seeds [95 % subject bootstrap "
+        "interval]; the baseline and the SVM are deterministic (one run).",
+        "",
+        "| dataset | spotter | recogniser | seeds | types | F1 spot | F1 analysis | UF1 | UAR | STRS |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        if "str_note" in r:
+            lines.append(f"| {name} | – | – | – | – | {r['str_note']} | | | | |")
+            continue
+        if "recogniser" not in r:
+            continue
+        for spotter in SPOTTERS:
+            run = r[spotter]["str"]
+            for scores in run["scores"].values():
+                cells = " | ".join(_str_cell(scores, m) for m in ("f1_spot", "f1_analysis", "uf1", "uar", "strs"))
+                lines.append(f"| {name} | {spotter} | {r['recogniser']} | {len(run['seeds'])} | "
+                             f"{'+'.join(scores['kinds'])} | {cells} |")  # fmt: skip
+    for name, r in results.items():
+        if "recogniser" in r:
+            folds = r["learned"]["str"]["recognisers"][r["learned"]["str"]["seeds"][0]]
+            n = sorted({f["n_train"] for f in folds.values()})
+            sizes = f"{n[0]}" if n[0] == n[-1] else f"{n[0]}–{n[-1]}"
+            lines.append("")
+            lines.append(
+                f"- {name}: {len(folds)} fold recognisers, {sizes} training intervals each; none was trained "
+                "on its held-out subject (checked; spot_scores.json lists their subjects)"
+            )
+    return lines
 
 
 def report_text(results: dict[str, dict[str, Any]], synthetic: bool = False) -> str:
@@ -164,6 +253,7 @@ def report_text(results: dict[str, dict[str, Any]], synthetic: bool = False) -> 
             pub = PUBLISHED[name]
             lines.append(f"| {name} | *MEGC2020 baseline, published (context only)* | – | {pub['ME']:.4f} | "
                          f"{pub['MaE']:.4f} | {pub[OVERALL]:.4f} | – | – |")  # fmt: skip
+    lines += _str_lines(results)
     lines += ["", "## Data", ""]
     for name, r in results.items():
         lines.append(f"- {name}: {r['videos']} videos of {r['subjects']} subjects, {r['truth']['ME']} ME and "

@@ -33,6 +33,7 @@ from mer.data.intervals import KINDS, Interval
 from mer.evaluation.bootstrap import LEVEL, RESAMPLES, SEED, resample_weights
 from mer.files import natural_key
 from mer.spotting.metrics import OVERALL, Counts, pooled_counts, spotting_scores
+from mer.spotting.recognise import Recogniser, evaluate_str
 
 THRESHOLDS = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2).tolist())  # learned spotter: peak heights tried
 # MEGC2020 baseline F1 (He et al. 2020), shown beside results as context only: other splits, thresholds and data
@@ -349,17 +350,24 @@ def evaluate_spotter(
     seeds: Sequence[int] = (0,),
     n_resamples: int = RESAMPLES,
     progress: bool = False,
+    recognise: Callable[[], Recogniser] | None = None,
 ) -> dict[str, Any]:
     """LOSO per seed; per-seed scores, their mean ± sd, the subject bootstrap interval of the seed-mean F1, and the
-    settings each fold chose. `predictions` holds the last seed's intervals per video."""
+    settings each fold chose. `predictions` holds the last seed's intervals per video.
+
+    With `recognise` (a recogniser factory), each seed's spotted intervals are also labelled by a recogniser fitted
+    per fold on the training subjects only (`mer.spotting.recognise.evaluate_str`): `str` holds the STR scores and
+    `predictions` the labelled intervals."""
     scores, counts, chosen = [], [], {}
     predictions: dict[Hashable, list[Interval]] = {}
+    runs = []
     truth = {v.key: v.truth for v in videos}
     for seed in seeds:
         predictions, chosen[seed] = run_loso(videos, make, seed, progress)
+        runs.append((seed, predictions))
         scores.append(spotting_scores(predictions, truth))
         counts.append(subject_counts(videos, predictions))
-    return {
+    out = {
         "seeds": list(seeds),
         "per_seed": scores,
         "summary": seed_summary(scores),
@@ -367,3 +375,7 @@ def evaluate_spotter(
         "chosen": chosen,
         "predictions": predictions,
     }
+    if recognise is not None:
+        out["str"] = evaluate_str(videos, runs, recognise, n_resamples)
+        out["predictions"] = out["str"].pop("labelled")
+    return out
