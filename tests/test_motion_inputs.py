@@ -250,7 +250,7 @@ def test_lbptop_features_are_cached_per_micro_clip(clip_rows, detector, monkeypa
     def no_compute(*args, **kwargs):
         raise AssertionError("LBP-TOP computed again although the clip is cached")
 
-    monkeypatch.setattr("mer.prepare.lbp_top", no_compute)
+    monkeypatch.setattr("mer.prepare.aligned_clip_lbptop", no_compute)
     out, _ = _prepare(root, long, detector, "model.backbone=lbptop", "data.flow_fallback=zero")  # the same folder
     again = load_prepared(out).set_index("sample_id")
     for k in clips:
