@@ -201,11 +201,15 @@ def pretrain(
     """Stage 1: train the network on the macro-expression rows (CK+, Oulu, JAFFE, MUG).
 
     Keeps the best checkpoint by validation accuracy on held-out macro subjects; writes OUT/best.ckpt,
-    OUT/pretrain.json (its path and metrics), OUT/config.yaml and OUT/run_info.json.
+    OUT/pretrain.json (its path and metrics), OUT/config.yaml and OUT/run_info.json. pretrained.pt records how the
+    hyper-parameters were chosen (the study named by selected_by=STORAGE_URL::STUDY, from `mer sweep --best` of a
+    stage: pretrain sweep, or fixed), and `mer loso --pretrained` stamps its report from it.
     """
+    from mer.sweep.storage import selection_of
     from mer.train import run_pretrain
 
-    run_pretrain(_cfg(config, overrides, _flag("data.prepared", prepared)), out)
+    cfg = _cfg(config, overrides, _flag("data.prepared", prepared))
+    run_pretrain(cfg, out, selection_of(cfg))
 
 
 @app.command()

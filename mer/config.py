@@ -207,6 +207,9 @@ class Config:
     name: str = "default"
     seed: int = 42
     out: str = "runs"
+    # STORAGE_URL::STUDY whose best trial chose the values set here (`mer sweep --best` prints it with them): `mer
+    # loso` checks the study's subjects against its test subjects, `mer pretrain` records it in pretrained.pt
+    selected_by: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     face: FaceConfig = field(default_factory=FaceConfig)
     data: DataConfig = field(default_factory=DataConfig)

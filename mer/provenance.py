@@ -12,7 +12,7 @@ from __future__ import annotations
 import platform
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,10 @@ CONFIG_FILE = "config.yaml"  # the resolved config every run folder (prepare, pr
 RUN_INFO_FILE = "run_info.json"  # the last call's provenance in that folder
 # Regime fields that are recorded but do not make two regimes differ (the GPU model is shown, the device type counts).
 INFORMATIONAL = ("device_name",)
+# How hyper-parameters were chosen (a `selection` record: loso.json, a nested fold's metrics.json, the `meta` of a
+# pretrained.pt): by hand, by a study's best trial, by a study that could not be opened, or per fold (nested).
+SELECTION_METHODS = ("fixed", "from-study", "unverified", "nested")
+CHECKPOINT_SELECTION = "selection"  # the key of a pretrained.pt's `meta` that holds its selection record
 
 
 def git_state() -> tuple[str | None, bool]:
@@ -180,3 +184,51 @@ def write_run_info(cfg: Config, out_dir: str | Path, command: str | None = None,
         info["resolved"] = {"train.precision": precision, "train.channels_last": channels_last}
     atomic_write_json(out / RUN_INFO_FILE, info)
     return out / CONFIG_FILE
+
+
+def fixed_selection() -> dict[str, Any]:
+    """The selection record of values that come from the config alone (set by hand, no search)."""
+    return {"method": "fixed"}
+
+
+def from_study_selection(
+    study: str,
+    storage: str | None,
+    objective: str,
+    inner_subjects: Iterable[str] | None,
+    params: Mapping[str, Any],
+    **facts: Any,
+) -> dict[str, Any]:
+    """The record of values taken from a study: its objective, storage (password masked) and the subjects its trials
+    were scored on (`inner_subjects` None: the study does not say); `facts` adds e.g. the trial or edited keys."""
+    return {
+        "method": "from-study",
+        "study": study,
+        "storage": storage,
+        "objective": objective,
+        "inner_subjects": sorted(inner_subjects) if inner_subjects is not None else None,
+        "params": dict(params),
+        **facts,
+    }
+
+
+def unverified_selection(reference: str, reason: str) -> dict[str, Any]:
+    """The record of values said to come from study `reference` when that study could not be read (`reason`)."""
+    return {"method": "unverified", "study": reference, "reason": reason}
+
+
+def nested_selection(
+    storage: str, study_prefix: str, sweep: str, folds: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The record of a nested run: the storage, the study prefix and, per outer fold, its study, test and inner
+    subjects (`{fold: {"study", "test_subjects", "inner_subjects"}}`)."""
+    return {"method": "nested", "storage": storage, "study_prefix": study_prefix, "sweep": sweep,
+            "folds": {name: dict(rec) for name, rec in folds.items()}}  # fmt: skip
+
+
+def config_selection(cfg: Config) -> dict[str, Any]:
+    """The record a command that opens no study can write for `cfg`: fixed, or unverified when the config names the
+    study that chose its values (`selected_by`; `mer loso` and `mer pretrain` open it instead)."""
+    if cfg.selected_by:
+        return unverified_selection(cfg.selected_by, "this command does not open studies")
+    return fixed_selection()

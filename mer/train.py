@@ -32,7 +32,13 @@ from mer.errors import MerError
 from mer.models.backbones import build_net, load_weights, save_weights
 from mer.models.module import MERModule
 from mer.models.unfreeze import GradualUnfreeze
-from mer.provenance import resolve_precision, trainer_on_cuda, write_run_info
+from mer.provenance import (
+    CHECKPOINT_SELECTION,
+    config_selection,
+    resolve_precision,
+    trainer_on_cuda,
+    write_run_info,
+)
 from mer.runtime import configure_torch
 
 log = logging.getLogger(__name__)
@@ -252,16 +258,22 @@ def embed_split(module: MERModule, dm: MERDataModule, split: str, batch_size: in
     return {k: np.concatenate(v) if v else empty[k] for k, v in outs.items()}
 
 
-def run_pretrain(cfg: Config, out: str | Path) -> Path:
+def run_pretrain(cfg: Config, out: str | Path, selection: dict[str, Any] | None = None) -> Path:
     """`mer pretrain`: macro-expression pre-training on `data.prepared`; writes best.ckpt, pretrained.pt and
-    pretrain.json to `out`."""
+    pretrain.json to `out`.
+
+    `selection` records how the config's hyper-parameters were chosen (`mer.provenance`'s records; default
+    `config_selection`: fixed, or unverified when `selected_by` names a study that this caller did not open); it goes
+    into pretrained.pt, where `mer loso --pretrained` reads it to stamp its report."""
     out = Path(out)
     prepared = load_prepared(Path(cfg.data.prepared))
     check_scheme(cfg.data.prepared, cfg.data.classes)
     write_run_info(cfg, out)
     result = train_stage(cfg, prepared, "pretrain", out, run_name=f"{cfg.name}-pretrain", job_type="pretrain")
     finish_wandb()
-    weights = save_weights(result.module.net, out / "pretrained.pt", {"stage": "pretrain", "config": cfg.name})
+    chosen = selection or config_selection(cfg)
+    meta = {"stage": "pretrain", "config": cfg.name, CHECKPOINT_SELECTION: chosen}
+    weights = save_weights(result.module.net, out / "pretrained.pt", meta)
     val_acc = result.best_score
     summary = {
         "weights": str(weights),
@@ -276,6 +288,7 @@ def run_pretrain(cfg: Config, out: str | Path) -> Path:
         "train_subjects": int(result.datamodule.train_df["subject"].nunique()),
         "val_subjects": sorted(result.datamodule.val_df["subject"].unique().tolist()),
         "stage": asdict(cfg.train.pretrain),
+        "selection": chosen,
     }
     (out / "pretrain.json").write_text(json.dumps(summary, indent=2, default=str))
     shown = f"{val_acc:.3f}" if val_acc is not None else "n/a (no validation subjects)"

@@ -234,7 +234,10 @@ def method_rows(
             low, high = ci[COMPOSITE][m]
             row[name] = _spread_text(mu, sigma)
             row[f"{name} 95 % CI"] = "—" if low is None else f"[{low:.4f}, {high:.4f}]"
-        row["hyper-parameters"] = describe(run.runs[0].notes.get("selection"))
+        notes = run.runs[0].notes
+        row["hyper-parameters"] = describe(notes.get("selection"))
+        if (notes.get("pretrained_selection") or {}).get("method") not in (None, "fixed"):
+            row["hyper-parameters"] += f"; pre-trained weights: {describe(notes['pretrained_selection'])}"
         figure = next(f for f in PUBLISHED_FIGURES if f.method == FIGURE_BY_BACKBONE.get(backbone, PAPER_FIGURE))
         why = not_comparable(figure, *run_facts(run.runs[0]))  # the single-run report's check
         row["published (MEGC2019 composite)"] = published + (f" (not comparable: {'; '.join(why)})" if why else "")

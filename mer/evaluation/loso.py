@@ -32,12 +32,12 @@ from mer.evaluation.pool import fold_pool
 from mer.evaluation.report import write_report
 from mer.evaluation.resume import check_same_config, check_same_inputs, check_same_regime, prepared_fingerprint
 from mer.evaluation.run_folder import CONFIG, HELD_OUT_DIR, RUN_INFO, FoldMetrics, FoldResult, RunFolder
-from mer.evaluation.selection import fixed_selection
 from mer.evaluation.svm import fit_svm
 from mer.evaluation.tracking import log_summary
 from mer.files import file_sha256
 from mer.inference.bundle import save_bundle
-from mer.provenance import regime, write_run_info
+from mer.models.backbones import read_checkpoint
+from mer.provenance import CHECKPOINT_SELECTION, config_selection, regime, write_run_info
 from mer.runtime import device_placement
 from mer.train import StageResult, check_pretrained, embed_split, finish_wandb, train_stage
 
@@ -340,11 +340,13 @@ def run_loso(
 
     The plan is the config's (`loso.folds`, or every micro subject); `folds` (names) or `fold_index` only choose
     which of its folds this call runs, so they change neither the run's config nor when its report is due.
-    `selection` is loso.json's record of how hyper-parameters were chosen (default: fixed; a callable gets the
-    plan and the prepared table), `selection_key` what a resumed run must share with it, and `fold_runner(fold,
-    prepared, pretrained)` replaces `run_fold` (the nested driver runs each fold's inner study first; folds then
-    run one after another in this process). Folds already there that recorded another regime (code, package
-    versions, resolved numerics) refuse the call unless `allow_mixed` (the report is then stamped MIXED).
+    `selection` is loso.json's record of how hyper-parameters were chosen (default: `config_selection`, fixed unless
+    the config names a study; a callable gets the plan and the prepared table); the `pretrained` checkpoint's own
+    record goes beside it (`pretrained_selection`). `selection_key` is what a resumed run must share with it, and
+    `fold_runner(fold, prepared, pretrained)` replaces `run_fold` (the nested driver runs each fold's inner study
+    first; folds then run one after another in this process). Folds already there that recorded another regime
+    (code, package versions, resolved numerics) refuse the call unless `allow_mixed` (the report is then stamped
+    MIXED).
     """
     out = Path(out)
     folder = RunFolder(out)
@@ -367,9 +369,10 @@ def run_loso(
     check_inputs(cfg, prepared, pretrained)
     check_same_config(cfg, out)
     planned = [f.name for f in everything]
-    chosen_by = selection(everything, prepared) if callable(selection) else (selection or fixed_selection())
+    chosen_by = selection(everything, prepared) if callable(selection) else (selection or config_selection(cfg))
     notes = {"pretrained": str(pretrained) if pretrained else None, "prepared": str(prepared_dir),
              "pretrained_sha256": file_sha256(pretrained) if pretrained else None,
+             "pretrained_selection": checkpoint_selection(pretrained) if pretrained else None,
              "data_fingerprint": prepared_fingerprint(prepared_dir), "selection_key": selection_key,
              "selection": chosen_by, "planned_folds": planned, "protocol": cfg.loso.protocol}  # fmt: skip
     check_same_inputs(notes, out)
@@ -407,6 +410,13 @@ def run_loso(
         for path in held_out_reports(out, everything):
             print(f"held out {path.parent.relative_to(out / HELD_OUT_DIR)}: report → {path}")
     return out
+
+
+def checkpoint_selection(path: str | Path) -> dict[str, Any] | None:
+    """How a pre-trained checkpoint's hyper-parameters were chosen, as its pretrained.pt records it (None: it does
+    not say, e.g. a file from before these records)."""
+    record = read_checkpoint(path)[1].get(CHECKPOINT_SELECTION)
+    return dict(record) if isinstance(record, dict) else None
 
 
 def held_out_reports(out: Path, folds: Sequence[Fold]) -> list[Path]:

@@ -282,12 +282,24 @@ def _provenance_section(doc: Document, run: RunResults) -> None:
             f"Command: `{info.get('command') or 'unknown'}`",
         ]
         + [f"Hyper-parameters: {describe_selection(run.notes.get('selection'))}"]
-        + [f"{k}: {v}" for k, v in run.notes.items() if k not in ("planned_folds", "selection")]
+        + _pretrained_line(run)
+        + [f"{k}: {v}" for k, v in run.notes.items() if k not in ("planned_folds", "selection", "pretrained_selection")]
     )
     versions = info.get("versions") or {}
     if versions:
         doc.table(pd.DataFrame({"package": list(versions), "version": [str(v) for v in versions.values()]}))
     regimes_section(doc, run.regime_groups, run.run_records)
+
+
+def _pretrained_line(run: RunResults) -> list[str]:
+    """How the `--pretrained` checkpoint's own hyper-parameters were chosen (its pretrained.pt's record); none
+    without a checkpoint."""
+    if not run.notes.get("pretrained"):
+        return []
+    missing = "not recorded in the checkpoint (written before selection records, or not by mer)"
+    return [
+        f"Pre-trained weights' hyper-parameters: {describe_selection(run.notes.get('pretrained_selection'), missing)}"
+    ]
 
 
 def _config_section(doc: Document, run: RunResults) -> None:
@@ -316,6 +328,7 @@ def _write_scores(
         "leaky_reasons": run.leaky_reasons,
         "regimes": regime_records(run.regime_groups),
         "selection": run.notes.get("selection"),
+        "pretrained_selection": run.notes.get("pretrained_selection"),
         "complete_folds": len(run.folds),
         "planned_folds": run.n_planned,
         "missing_folds": run.missing,

@@ -85,7 +85,7 @@ class RunResults:
         """Why a LOSO test subject took part in choosing the hyper-parameters (empty: none did); see selection.py."""
         rows = self.folds.to_dict("records") if "selection" in self.folds.columns else []
         fold_sel = {str(r["fold"]): r["selection"] for r in rows if isinstance(r["selection"], dict)}
-        return leaky_reasons(self.notes.get("selection"), self.tested, fold_sel)
+        return leaky_reasons(self.notes.get("selection"), self.tested, fold_sel, self.notes.get("pretrained_selection"))
 
     @property
     def leaky(self) -> bool:

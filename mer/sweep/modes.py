@@ -49,6 +49,10 @@ def run_loso_command(
         study, record = best_selection(from_study)
         print(f"using the study's best parameters: {' '.join(study)}")
     cfg = load_config(list(files or ["default"]), [*overrides, *study, *flags])
+    if record is None and cfg.selected_by:  # an override line of `mer sweep --best`: read what the study says
+        from mer.sweep.storage import selection_of
+
+        record = selection_of(cfg)
     sweep_file = nested or cfg.loso.nested
     if final or sweep_file or cfg.loso.workers <= 1:
         # Training in this process (one worker, --final, or nested: outer folds here, inner trials in workers that
@@ -56,8 +60,9 @@ def run_loso_command(
         # fold processes itself.
         pin_process(cfg.loso.devices)
     if sweep_file and not final:
-        if from_study:
-            raise MerError("--nested chooses every fold's parameters with its own inner study; drop --from-study")
+        if record is not None:
+            raise MerError("--nested chooses every fold's parameters with its own inner study; drop --from-study "
+                           f"and the study's values (selected_by={cfg.selected_by})")  # fmt: skip
         if cfg.loso.seeds:
             raise MerError("--nested with --seeds is not supported yet: run one nested LOSO per seed (seed=K) into "
                            "its own --out, then `mer report --compare` them")  # fmt: skip
@@ -73,7 +78,7 @@ def run_loso_command(
     if final:
         run_final(cfg, out, pretrained)
         return
-    chosen = {"selection": record, "selection_key": f"from-study:{record['study']}"} if record else {}
+    chosen = {"selection": record, "selection_key": f"{record['method']}:{record['study']}"} if record else {}
     if cfg.loso.seeds:
         from mer.evaluation.seeds import run_seeds
 

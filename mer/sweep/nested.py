@@ -26,7 +26,7 @@ from mer.config import Config, class_names, load_config
 from mer.errors import MerError
 from mer.evaluation.loso import Fold, run_fold, run_loso
 from mer.evaluation.run_folder import FoldResult
-from mer.evaluation.selection import nested_selection
+from mer.provenance import nested_selection
 from mer.sweep.objective import selection_subjects, training_frame
 from mer.sweep.runner import run_sweep
 from mer.sweep.scheduling import holds

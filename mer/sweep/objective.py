@@ -29,8 +29,9 @@ from mer.evaluation.loso import Fold, plan_folds, run_fold
 from mer.evaluation.metrics import pooled_scores
 from mer.evaluation.run_folder import CLASSIFIERS, PREDICTIONS, RunFolder
 from mer.files import atomic_write_json, atomic_write_text
-from mer.provenance import write_run_info
+from mer.provenance import CHECKPOINT_SELECTION, from_study_selection, write_run_info
 from mer.sweep.spec import SweepConfig, trial_overrides
+from mer.sweep.storage import mask_url
 
 EPOCH_MONITOR = "val/uf1"
 # Lightning messages that every tiny trial would repeat and that say nothing about the trial.
@@ -177,8 +178,10 @@ class TrialObjective:
         pretrained: str | Path | None = None,
         threads: int | None = None,
         on_progress: Callable[[], None] | None = None,
+        storage: str | None = None,
     ) -> None:
         self.spec = spec
+        self.storage = mask_url(storage) if storage else None  # recorded in a pretrain trial's pretrained.pt
         self.frame = frame
         self.out = Path(out)
         self.overrides = spec.base_overrides(list(cli_overrides))
@@ -236,7 +239,9 @@ class TrialObjective:
                 seconds = time.perf_counter() - start
                 _log_wandb(cfg, self.spec, trial.number, params, self.fold_values, state, value, seconds, trial_dir)
 
-    def _pretrain(self, cfg: Config, trial_dir: Path) -> str:
+    def _pretrain(self, cfg: Config, trial_dir: Path, number: int, params: dict[str, Any]) -> str:
+        """Pre-train this trial's weights into trial_dir/pretrained.pt, which records that this study chose their
+        hyper-parameters on its training subjects (`mer loso --pretrained` stamps its report from that)."""
         # lazy: mer.train loads timm and albumentations, which `import mer.sweep` (`mer sweep --best`) does not need
         from mer.models.backbones import save_weights
         from mer.train import train_stage
@@ -252,7 +257,10 @@ class TrialObjective:
             keep_checkpoint=False,
             enable_progress=False,
         )
-        return str(save_weights(res.module.net, trial_dir / "pretrained.pt", {"stage": "pretrain", "config": cfg.name}))
+        chosen = from_study_selection(self.spec.study, self.storage, self.spec.objective,
+                                      selection_subjects(self.frame), params, trial=number)  # fmt: skip
+        meta = {"stage": "pretrain", "config": cfg.name, CHECKPOINT_SELECTION: chosen}
+        return str(save_weights(res.module.net, trial_dir / "pretrained.pt", meta))
 
     def _evaluate(self, trial: optuna.Trial, cfg: Config, params: dict[str, Any], trial_dir: Path) -> float:
         spec = self.spec
@@ -264,7 +272,7 @@ class TrialObjective:
         if spec.stage == "pretrain":
             trial.set_user_attr("progress", "pre-training")
             self.on_progress()
-            pretrained = self._pretrain(cfg, trial_dir)
+            pretrained = self._pretrain(cfg, trial_dir, trial.number, params)
         folds = scoring_folds(spec, self.frame, cfg)
         offset = cfg.train.finetune.epochs if self.epoch_pruning else 0
         classes = list(class_names(cfg.data))

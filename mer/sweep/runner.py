@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from optuna.trial import TrialState
 
-from mer.config import class_names
+from mer.config import as_override, class_names
 from mer.data.prepared import load_prepared
 from mer.errors import MerError
 from mer.evaluation.loso import check_inputs
@@ -28,7 +28,14 @@ from mer.sweep.display import Display
 from mer.sweep.objective import TrialObjective, scoring_folds, selection_subjects, training_frame
 from mer.sweep.scheduling import FINISHED, Job, Slots, open_study, run_workers, work
 from mer.sweep.spec import SweepConfig, check_space, data_fingerprint, load_sweep, trial_overrides
-from mer.sweep.storage import best_trial, default_storage, leaky_warning, load_existing_study, mask_url
+from mer.sweep.storage import (
+    best_trial,
+    default_storage,
+    leaky_warning,
+    load_existing_study,
+    mask_url,
+    study_reference,
+)
 
 
 @dataclass
@@ -49,8 +56,12 @@ class SweepSummary:
     leaky: bool = False
 
     def override_line(self) -> str:
-        """The best parameters as `key=value` overrides for `mer loso` (empty when no trial finished)."""
-        return " ".join(trial_overrides(self.best_params))
+        """The best parameters as `key=value` overrides for `mer loso` / `mer pretrain`, then `selected_by=URL::STUDY`
+        so that the run records (and checks) where they came from; empty when no trial finished."""
+        if self.best_number is None:
+            return ""
+        reference = as_override("selected_by", study_reference(self.storage, self.study))
+        return " ".join([*trial_overrides(self.best_params), reference])
 
 
 def summarize(study: optuna.Study, url: str) -> SweepSummary:
@@ -102,6 +113,8 @@ def show_best(spec: SweepConfig | str | Path, storage: str | None = None) -> Swe
     if summary.best_number is None:
         raise MerError(f"study '{spec.study}' in {mask_url(url)} has no complete trial yet")
     print(summary.override_line())
+    print("# selected_by names the study: mer loso checks its subjects against every fold's test subjects (LEAKY "
+          "when they meet), mer pretrain records it in pretrained.pt")  # fmt: skip
     where = "LEAKY LOSO test folds" if summary.leaky else "inner folds"
     print(f"# trial {summary.best_number}: pooled {summary.metric} {summary.best_value:.4f} on {where} "
           f"({summary.n_complete} complete, {summary.n_pruned} pruned)")  # fmt: skip
@@ -164,7 +177,9 @@ def run_sweep(
         if n_trials == 0:
             pass
         elif workers == 1:
-            objective = TrialObjective(spec, frame, spec.out_dir, overrides, spec.pretrained, None, display.refresh)
+            objective = TrialObjective(
+                spec, frame, spec.out_dir, overrides, spec.pretrained, None, display.refresh, storage=url
+            )
             work(study, spec, objective, Slots(n_trials), on_trial=display.trial_done)
         else:
             threads = max(1, (os.cpu_count() or 1) // workers)

@@ -276,7 +276,7 @@ def _worker_main(job: Job, index: int, counter: Any, log_path: str, gpu: str | N
             torch.set_num_threads(job.threads)
         study = open_study(job.spec, job.url, job.identity, worker=index)
         objective = TrialObjective(
-            job.spec, job.frame, job.spec.out_dir, job.overrides, job.spec.pretrained, job.threads
+            job.spec, job.frame, job.spec.out_dir, job.overrides, job.spec.pretrained, job.threads, storage=job.url
         )
         ran = work(study, job.spec, objective, Slots(counter=counter),
                    on_trial=lambda t: print(trial_line(t, job.spec.metric), flush=True))  # fmt: skip

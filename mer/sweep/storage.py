@@ -10,12 +10,16 @@ import random
 import sys
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from mer.errors import MerError
+
+if TYPE_CHECKING:
+    from mer.config import Config
 
 JOURNAL_SUFFIXES = (".log", ".journal")
 HEARTBEAT_S = 60  # RDB storages: a RUNNING trial whose heartbeat is older than GRACE_S is failed (and retried)
@@ -230,8 +234,35 @@ def leaky_warning(study: optuna.Study) -> str | None:
     return None
 
 
+def study_reference(url: str, study: str) -> str:
+    """`STORAGE_URL::STUDY` with any password masked: what `selected_by` records (never a secret in a config)."""
+    return f"{mask_url(url)}::{study}"
+
+
+def _open_reference(spec: str) -> tuple[optuna.Study, str]:
+    """(the study, its storage URL) of `STORAGE_URL::STUDY` or of a sweep YAML file (its default storage)."""
+    from mer.sweep.spec import load_sweep
+
+    if spec.endswith((".yaml", ".yml")) and Path(spec).is_file():
+        sweep = load_sweep(spec)
+        url, _ = default_storage(sweep.out_dir)
+        return load_existing_study(url, sweep.study), url
+    url, name = split_study_spec(spec)
+    return load_existing_study(url, name), url
+
+
+def _study_record(study: optuna.Study, url: str, best: optuna.trial.FrozenTrial, **facts: Any) -> dict[str, Any]:
+    """The `from-study` selection record of `best`, with the study's objective and subjects as it recorded them."""
+    from mer.provenance import from_study_selection
+
+    attrs = study.user_attrs
+    return from_study_selection(study.study_name, mask_url(url), str(attrs.get("objective", "?")),
+                                attrs.get("inner_subjects"), best.params, **facts)  # fmt: skip
+
+
 def best_overrides(spec: str) -> list[str]:
-    """Dotted `key=value` overrides of the best trial of `STORAGE_URL::STUDY` (used by `mer loso --from-study`).
+    """Dotted `key=value` overrides of the best trial of `STORAGE_URL::STUDY` (used by `mer loso --from-study`),
+    ending with `selected_by=STORAGE_URL::STUDY`.
 
     `spec` may also be a sweep YAML file: its default storage and study name are used. Warns on stderr when the
     study's objective was leaky.
@@ -240,26 +271,52 @@ def best_overrides(spec: str) -> list[str]:
 
 
 def best_selection(spec: str) -> tuple[list[str], dict[str, Any]]:
-    """(overrides of the best trial, the run's `from-study` selection record) for `mer loso --from-study`.
+    """(overrides of the best trial plus `selected_by`, the run's `from-study` selection record) for `mer loso
+    --from-study`.
 
     The record holds the study's objective, its storage (password masked) and the subjects its trials were scored
     on, as the study itself recorded them (user attr `inner_subjects`; None for a study from before that record).
     """
-    from mer.evaluation.selection import from_study_selection
-    from mer.sweep.spec import load_sweep, trial_overrides
+    from mer.config import as_override
+    from mer.sweep.spec import trial_overrides
 
-    if spec.endswith((".yaml", ".yml")) and Path(spec).is_file():
-        sweep = load_sweep(spec)
-        url, _ = default_storage(sweep.out_dir)
-        study = load_existing_study(url, sweep.study)
-    else:
-        url, name = split_study_spec(spec)
-        study = load_existing_study(url, name)
+    study, url = _open_reference(spec)
     best = best_trial(study)
     warning = leaky_warning(study)
     if warning:
         print(warning, file=sys.stderr)
-    attrs = study.user_attrs
-    record = from_study_selection(study.study_name, mask_url(url), str(attrs.get("objective", "?")),
-                                  attrs.get("inner_subjects"), best.params)  # fmt: skip
-    return trial_overrides(best.params), record
+    reference = as_override("selected_by", study_reference(url, study.study_name))
+    return [*trial_overrides(best.params), reference], _study_record(study, url, best)
+
+
+def reference_selection(reference: str, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The selection record of values that a config's `selected_by` says study `reference` chose (an override line
+    of `mer sweep --best`): `from-study`, read from the study itself, with `edited` naming the keys whose value in
+    `values` (the run's flattened config) differs from its best trial's; `unverified` when the study cannot be
+    opened or has no complete trial, said on stderr (a LOSO run is then stamped LEAKY, never `fixed`)."""
+    from mer.provenance import unverified_selection
+
+    try:
+        study, url = _open_reference(reference)
+        best = best_trial(study)
+    except Exception as exc:  # noqa: BLE001 - any failure to read the study leaves the selection unverified
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        print(f"UNVERIFIED selection: selected_by={reference} cannot be read ({reason}); the report will be "
+              "stamped LEAKY", file=sys.stderr)  # fmt: skip
+        return unverified_selection(reference, reason)
+    warning = leaky_warning(study)
+    if warning:
+        print(warning, file=sys.stderr)
+    edited = {k: [values.get(k), v] for k, v in best.params.items() if values is not None and values.get(k) != v}
+    return _study_record(study, url, best, **({"edited": edited} if edited else {}))
+
+
+def selection_of(cfg: Config) -> dict[str, Any]:
+    """The selection record of a config's values: fixed, or what the study named by `selected_by` says (from-study,
+    with the keys edited since; unverified, said loudly, when it cannot be read)."""
+    from mer.config import flatten, to_dict
+    from mer.provenance import fixed_selection
+
+    if not cfg.selected_by:
+        return fixed_selection()
+    return reference_selection(cfg.selected_by, flatten(to_dict(cfg)))
