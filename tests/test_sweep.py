@@ -26,6 +26,7 @@ import mer.sweep.objective as objective_module
 from mer.config import as_override, load_config
 from mer.data.manifest import save_manifest
 from mer.errors import MerError
+from mer.models.backbones import read_checkpoint
 from mer.sweep import (
     apply_flags,
     best_overrides,
@@ -91,8 +92,11 @@ def test_grid_of_four_points_completes_exactly_four_trials(grid_run, data, capsy
     again = run_sweep(path, prepared=data, live=False)
     assert len(trials(out)) == 4 and again.best_number == summary.best_number
     # the best parameters come back as overrides that load into a config
-    overrides = best_overrides(f"sqlite:///{out / 'study.db'}::t")
-    assert overrides == [f"{k}={v}" for k, v in sorted(best.params.items())]
+    overrides = best_overrides(f"sqlite:///{out / 'study.db'}::t")  # ending with the study they came from
+    assert overrides == [
+        *(f"{k}={v}" for k, v in sorted(best.params.items())),
+        f"selected_by=sqlite:///{out}/study.db::t",
+    ]
     cfg = load_config("default", overrides)
     assert cfg.train.finetune.lr == best.params["train.finetune.lr"]
     assert best_overrides(str(path)) == overrides  # a sweep file names its own storage and study
@@ -322,7 +326,10 @@ def test_pretrain_stage_pretrains_per_trial_then_scores_inner_folds(tmp_path):
     summary = run_sweep(sweep_from_dict(raw), prepared=df, live=False)
     assert summary.n_complete == 1
     folder = tmp_path / "sw" / "trials" / "0"
-    assert (folder / "pretrained.pt").is_file()
+    chose = read_checkpoint(folder / "pretrained.pt")[1]["selection"]  # the study chose its hyper-parameters
+    assert chose["method"] == "from-study" and (chose["study"], chose["trial"]) == ("t", 0)
+    assert chose["inner_subjects"] == [f"casme2/s{i}" for i in range(4)]
+    assert chose["params"] == {"train.pretrain.lr": 0.01}
     preds = pd.read_csv(folder / "predictions.csv")
     assert set(preds["subject"]) == {f"casme2/s{i}" for i in range(4)}  # scored on micro subjects only
     with pytest.raises(MerError) as exc:

@@ -113,11 +113,11 @@ def show_best(spec: SweepConfig | str | Path, storage: str | None = None) -> Swe
     if summary.best_number is None:
         raise MerError(f"study '{spec.study}' in {mask_url(url)} has no complete trial yet")
     print(summary.override_line())
-    print("# selected_by names the study: mer loso checks its subjects against every fold's test subjects (LEAKY "
-          "when they meet), mer pretrain records it in pretrained.pt")  # fmt: skip
     where = "LEAKY LOSO test folds" if summary.leaky else "inner folds"
     print(f"# trial {summary.best_number}: pooled {summary.metric} {summary.best_value:.4f} on {where} "
           f"({summary.n_complete} complete, {summary.n_pruned} pruned)")  # fmt: skip
+    print("# selected_by names the study: mer loso checks its subjects against every fold's test subjects (LEAKY "
+          "when they meet), mer pretrain records it in pretrained.pt")  # fmt: skip
     warning = leaky_warning(study)
     if warning:
         print(f"# {warning}")
