@@ -91,7 +91,7 @@ def test_prepare_flags_become_data_keys(captured, tmp_path):
 def test_pretrain_and_loso_flags_become_config_keys(captured, tmp_path):
     invoke(["pretrain", "--prepared", str(tmp_path / "prep"), "--out", str(tmp_path / "pre")])
     cfg, args, _ = captured["run_pretrain"]
-    assert cfg.data.prepared == str(tmp_path / "prep") and args == (tmp_path / "pre",)
+    assert cfg.data.prepared == str(tmp_path / "prep") and args == (tmp_path / "pre", {"method": "fixed"})
     invoke(["loso", "--prepared", "p2", "--workers", "3", "--folds", "casme2/s1,samm/s2", "--fold-index", "1",
             "--pretrained", "w.pt", "loso.workers=5"])  # fmt: skip
     cfg, args, kwargs = captured["run_loso"]
