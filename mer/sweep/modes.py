@@ -78,7 +78,9 @@ def run_loso_command(
     if final:
         run_final(cfg, out, pretrained)
         return
-    chosen = {"selection": record, "selection_key": f"{record['method']}:{record['study']}"} if record else {}
+    # the key names the study, verified or not, so a resume after an unreachable database came back is allowed
+    study_name = str(record["study"]).rpartition("::")[2] if record else ""
+    chosen = {"selection": record, "selection_key": f"from-study:{study_name}"} if record else {}
     if cfg.loso.seeds:
         from mer.evaluation.seeds import run_seeds
 
