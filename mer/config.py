@@ -99,9 +99,13 @@ class DataConfig:
     pin_memory: bool = False
     persistent_workers: bool = False
     augment_on: str = "cpu"  # cpu: albumentations per sample; device: whole batches on the training device (kornia)
-    balance: str = "epoch"  # epoch: each class topped up to the largest per epoch; iteration: equal counts per batch
+    # epoch: each class topped up to the largest per epoch; iteration: equal counts per batch; none: every training
+    # sample once per epoch, shuffled (no top-ups)
+    balance: str = "epoch"
     input: str = "apex"  # apex | apex_minus_onset | flow (u, v) | flow_strain (u, v, strain): onset→apex, aligned
-    flow_method: str = "farneback"  # farneback (OpenCV) | tvl1 (needs opencv-contrib-python-headless, [flow-tvl1])
+    # farneback (OpenCV) | tvl1 (needs opencv-contrib-python-headless, [flow-tvl1]) | auto: tvl1 where installed, else
+    # farneback, resolved when the config is loaded (so the run's config.yaml names the flow that ran)
+    flow_method: str = "farneback"
     flow_fallback: str = "skip"  # a sample without usable motion (onset = apex, one frame, no onset face): skip | zero
 
 
@@ -188,6 +192,20 @@ class LosoConfig:
 
 
 @dataclass
+class LbptopConfig:
+    """LBP-TOP features (`model.backbone: lbptop`), in Zhao & Pietikäinen's LBP-TOP_{P_XY,P_XT,P_YT,R_X,R_Y,R_T}
+    notation. Defaults: the CASME II baseline's LBP-TOP_{4,4,4,1,1,4} on 5×5 blocks (conf/method/lbptop.yaml cites
+    each value)."""
+
+    grid: list[int] = field(default_factory=lambda: [5, 5])  # blocks: rows, columns
+    radius: list[float] = field(default_factory=lambda: [1.0, 1.0, 4.0])  # R_X, R_Y, R_T (R_X = R_Y: XY is a circle)
+    points: list[int] = field(default_factory=lambda: [4, 4, 4])  # P_XY, P_XT, P_YT
+    method: str = "nri_uniform"  # scikit-image's name for the uniform patterns u2 (P(P-1)+3 bins); uniform: riu2
+    frames: int = 30  # at most this many frames, evenly spaced over onset..offset
+    size: int = 128  # frames resized to at most this side first (LBP-TOP time grows with H·W·T)
+
+
+@dataclass
 class LoggingConfig:
     """Where metrics go: CSV always, TensorBoard and W&B on request (W&B offline unless logged in)."""
 
@@ -217,6 +235,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     svm: SVMConfig = field(default_factory=SVMConfig)
     loso: LosoConfig = field(default_factory=LosoConfig)
+    lbptop: LbptopConfig = field(default_factory=LbptopConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
@@ -241,6 +260,35 @@ def _follow_input(cfg: Config) -> None:
             f"leave model.in_chans at 1 (it follows data.input) or set it to {want}"
         )
     cfg.model.in_chans = want
+
+
+def tvl1_available() -> bool:
+    """Whether OpenCV's Dual TV-L1 (contrib module `cv2.optflow`, the `flow-tvl1` extra) is installed."""
+    import cv2  # local: only `data.flow_method: auto` and the flow code ask
+
+    return hasattr(cv2, "optflow") and hasattr(cv2.optflow, "DualTVL1OpticalFlow_create")
+
+
+def _follow_flow(cfg: Config) -> None:
+    """`data.flow_method: auto` → tvl1 where OpenCV's contrib module is installed, else farneback (the flow
+    networks' authors used TV-L1); resolved once, so the saved config says which flow ran."""
+    if cfg.data.flow_method == "auto":
+        cfg.data.flow_method = "tvl1" if tvl1_available() else "farneback"
+
+
+def _check_lbptop(lb: LbptopConfig) -> None:
+    """lbptop: two grid values, three radii and points; XY a circle (R_X = R_Y); R_T a whole multiple of both."""
+    if len(lb.grid) != 2 or len(lb.radius) != 3 or len(lb.points) != 3:
+        raise ConfigError(
+            f"lbptop: grid takes 2 values (rows, cols), radius 3 (R_X, R_Y, R_T), points 3 (P_XY, P_XT, P_YT); "
+            f"got grid={list(lb.grid)}, radius={list(lb.radius)}, points={list(lb.points)}"
+        )
+    r_x, r_y, r_t = (float(v) for v in lb.radius)
+    if r_x != r_y:
+        raise ConfigError(f"lbptop.radius: R_X={r_x} and R_Y={r_y} must be equal (the XY neighbourhood is a circle)")
+    k = r_t / r_x
+    if k < 1 or abs(k - round(k)) > 1e-9:
+        raise ConfigError(f"lbptop.radius: R_T={r_t} must be a whole multiple (≥ 1) of R_X = R_Y = {r_x}")
 
 
 def _check_input(cfg: Config) -> None:
@@ -348,6 +396,7 @@ def _check_rules(cfg: Config) -> None:
     _check_input(cfg)
     _check_unfreeze(cfg)
     _check_svm(cfg.svm)
+    _check_lbptop(cfg.lbptop)
     _check_classes(cfg)
     check_effective(cfg)
 
@@ -428,6 +477,7 @@ def load_config(
         cfg: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
         check_constraints(cfg, CONFIG_CONSTRAINTS)  # before _follow_input reads data.input
         _follow_input(cfg)
+        _follow_flow(cfg)
         _follow_classes(cfg)
     except ConfigError:
         raise

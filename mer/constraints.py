@@ -36,6 +36,9 @@ ALL_BACKBONES = (*BACKBONES, *FLOW_BACKBONE_STAGES, *FEATURE_BACKBONES)
 INPUT_CHANNELS: dict[str, int] = {"apex": 1, "apex_minus_onset": 1, "flow": 2, "flow_strain": 3}
 MOTION_INPUTS = tuple(k for k in INPUT_CHANNELS if k != "apex")  # computed by `mer prepare` from onset and apex
 FLOW_METHODS = ("farneback", "tvl1")
+FLOW_METHOD_CHOICES = (*FLOW_METHODS, "auto")  # data.flow_method; auto is resolved to one of FLOW_METHODS on load
+BALANCE = ("epoch", "iteration", "none")  # data.balance (mer.data.datamodule)
+LBP_METHODS = ("uniform", "nri_uniform", "ror", "default")  # scikit-image's LBP codes (mer.face.lbptop)
 SVM_KERNELS = ("linear", "rbf", "poly", "sigmoid")  # sklearn's SVC kernels that work on embeddings (no precomputed)
 SVM_GAMMA_NAMES = ("scale", "auto")
 LOSO_PROTOCOLS = ("composite", "per_dataset", "lodo", "dfme")  # loso.protocol (mer.evaluation.loso.plan_folds)
@@ -146,7 +149,7 @@ _STAGE = {
 CONFIG_CONSTRAINTS: dict[str, Constraint] = {
     "model.backbone": OneOf(ALL_BACKBONES),
     "data.input": OneOf(tuple(INPUT_CHANNELS)),
-    "data.flow_method": OneOf(FLOW_METHODS),
+    "data.flow_method": OneOf(FLOW_METHOD_CHOICES),
     "data.flow_fallback": OneOf(("skip", "zero")),
     "face.eye_mask": OneOf(("none", "rectangle", "ellipse")),
     "face.device": OneOf(("auto", "cpu", "cuda")),
@@ -159,7 +162,13 @@ CONFIG_CONSTRAINTS: dict[str, Constraint] = {
     "train.channels_last": OneOf(("auto", True, False)),
     "loso.classifier": OneOf(CLASSIFIERS),
     "loso.protocol": OneOf(LOSO_PROTOCOLS),
-    "data.balance": OneOf(("epoch", "iteration")),
+    "data.balance": OneOf(BALANCE),
+    "lbptop.grid": Each(Interval(1, integer=True), at_least=2),
+    "lbptop.radius": Each(Interval(0, closed="neither"), at_least=3),
+    "lbptop.points": Each(Interval(1, integer=True), at_least=3),
+    "lbptop.method": OneOf(LBP_METHODS),
+    "lbptop.frames": Interval(3, integer=True),
+    "lbptop.size": Interval(8, integer=True),
     "augment.apply": OneOf(("all", "topups")),
     "augment.jitter_stages": Each(OneOf(STAGES)),
     "logging.wandb_mode": OneOf(("offline", "online", "auto", "disabled")),

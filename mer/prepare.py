@@ -28,6 +28,7 @@ Such clips are listed in prepare_report.csv as ``apex (kept): ...`` remarks.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -52,14 +53,7 @@ from mer.face.align import align, region_mask, warp_face
 from mer.face.cache import CropCache
 from mer.face.detect import FaceDetector
 from mer.face.flow import MOTION_VERSION, align_pair, motion_channels, tvl1_available
-from mer.face.lbptop import (
-    BASELINE,
-    CLIP_SIZE,
-    LBPTOP_VERSION,
-    aligned_clip_lbptop,
-    clip_indices,
-    feature_length,
-)
+from mer.face.lbptop import LBPTOP_VERSION, aligned_clip_lbptop, clip_indices, feature_length, min_frames, settings
 from mer.face.spot import spot_apex
 from mer.files import file_sha256, read_gray, read_image
 from mer.provenance import write_run_info
@@ -319,11 +313,14 @@ def _add_lbptop(
     skipped: list[dict[str, Any]],
     progress: bool,
 ) -> list[dict[str, Any]]:
-    """LBP-TOP feature (`mer.face.lbptop.BASELINE`) of every micro row's onset..offset clip, every frame aligned
-    with the apex's transform; macro rows are kept without one (LBP-TOP is not pre-trained). Clips too short for
-    LBP-TOP (under 3 frames) follow `data.flow_fallback`."""
-    side = min(cfg.face.size, CLIP_SIZE)
-    length = feature_length(BASELINE["grid"], BASELINE["points"], BASELINE["method"])
+    """LBP-TOP feature (`lbptop` settings) of every micro row's onset..offset clip, every frame aligned with the
+    apex's transform; macro rows are kept without one (LBP-TOP is not pre-trained). Clips too short for LBP-TOP
+    (under 2·ceil(R_T) + 1 frames) follow `data.flow_fallback`. The cache key holds the settings."""
+    side = min(cfg.face.size, cfg.lbptop.size)
+    args = settings(cfg.lbptop)
+    length = feature_length(args["grid"], args["points"], args["method"])  # type: ignore[arg-type]
+    need = min_frames(cfg.lbptop)
+    setting = json.dumps(args, sort_keys=True)
     rows: list[dict[str, Any]] = []
     for row, apex in tqdm(list(zip(kept, apex_results, strict=True)), desc="LBP-TOP", unit="clip",
                           disable=not progress, leave=False):  # fmt: skip
@@ -334,17 +331,19 @@ def _add_lbptop(
         onset = _onset_index(row)
         end = _valid_index(row["offset"], len(frames))
         end = end if end is not None and end > onset else len(frames) - 1
-        picks = clip_indices(onset, end)
-        reason = f"clip of {len(picks)} frame(s) is too short for LBP-TOP (needs 3)" if len(picks) < 3 else None
+        picks = clip_indices(onset, end, cfg.lbptop.frames)
+        short = len(picks) < need
+        reason = f"clip of {len(picks)} frame(s) is too short for LBP-TOP (needs {need})" if short else None
         path = None
         if reason is None:
             hashes = "|".join(file_sha256(frames[k]) for k in picks)
-            key = hashlib.sha256(f"lbptop{LBPTOP_VERSION}:{side}:{hashes}:{apex.content_hash}".encode()).hexdigest()
+            text = f"lbptop{LBPTOP_VERSION}:{setting}:{side}:{hashes}:{apex.content_hash}"
+            key = hashlib.sha256(text.encode()).hexdigest()
             path = cache.array_get("lbptop", key)
             if path is None:
                 try:
                     feature = aligned_clip_lbptop([read_image(frames[k]) for k in picks], read_image(apex.source),
-                                                  apex.landmarks, cfg.face, apex.box)  # fmt: skip
+                                                  apex.landmarks, cfg.face, apex.box, lbptop=cfg.lbptop)  # fmt: skip
                     path = cache.array_put("lbptop", key, feature)
                 except (DataError, OSError, ValueError, cv2.error) as exc:
                     reason = f"cannot compute LBP-TOP ({exc})"

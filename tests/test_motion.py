@@ -19,12 +19,12 @@ import torch
 from scipy import ndimage
 from skimage import data as skdata
 
-from mer.config import FaceConfig
+from mer.config import FaceConfig, load_config
 from mer.errors import MerError
 from mer.face.align import region_mask, transform_points
 from mer.face.detect import FaceDetector
 from mer.face.flow import align_pair, flow_strain, optical_flow, optical_strain, tvl1_available
-from mer.face.lbptop import feature_length, lbp_top, n_bins
+from mer.face.lbptop import feature_length, lbp_top, n_bins, settings
 from mer.models.off_apexnet import OFFApexNet
 from mer.models.ststnet import STSTNet
 
@@ -345,6 +345,30 @@ def test_lbp_top_hand_computed_codes_of_a_3x3x3_patch():
     w = v.copy()
     w[[0, 0, 0, 0, 2, 2, 2, 2], [0, 0, 2, 2, 0, 0, 2, 2], [0, 2, 0, 2, 0, 2, 0, 2]] = 255
     np.testing.assert_array_equal(lbp_top(w, (1, 1), method="default"), f.ravel())
+
+
+def test_lbptop_method_is_the_casme2_baseline_feature_with_time_radius_4():
+    """conf/method/lbptop.yaml computes LBP-TOP_{4,4,4,1,1,4} (uniform patterns u2, 5×5 blocks): on the XT and YT
+    planes the time neighbours are 4 frames away. A 9×3×3 clip has one centre voxel (t 4, y 1, x 1), at 100; frames 0
+    and 8 hold 200 there, frames 3 and 5 hold 0, everything else 50. Its four-point XT and YT codes (16-bin
+    `default`) set exactly the two time bits (1 and 3) → 2 + 8 = 10; with time radius 1 they would read frames 3 and
+    5 → 0. XY (the frame alone) is 0 either way."""
+    lb = settings(load_config("method/lbptop").lbptop)
+    assert lb == {"grid": (5, 5), "radius": (1.0, 1.0, 1.0), "points": (4, 4, 4), "method": "nri_uniform",
+                  "time_radius": 4.0}  # fmt: skip
+    assert feature_length(lb["grid"], lb["points"], lb["method"]) == 25 * 3 * 15 == 1125
+    v = np.full((9, 3, 3), 50, dtype=np.uint8)
+    v[4, 1, 1] = 100
+    v[[0, 8], 1, 1] = 200
+    v[[3, 5], 1, 1] = 0
+    codes = lbp_top(v, (1, 1), 1, 4, "default", time_radius=4).reshape(3, 16)
+    assert [int(np.argmax(r)) for r in codes] == [0, 10, 10] and np.all(codes.sum(axis=1) == 1)
+    circle = lbp_top(v[3:6], (1, 1), 1, 4, "default").reshape(3, 16)  # time radius 1: frames 3 and 5, below
+    assert [int(np.argmax(r)) for r in circle] == [0, 0, 0]
+    with pytest.raises(ValueError, match="whole multiple"):
+        lbp_top(v, (1, 1), 2, 4, time_radius=3)
+    with pytest.raises(ValueError, match="no centre voxels"):
+        lbp_top(v[:8], (1, 1), 1, 4, time_radius=4)  # 8 frames: none is 4 frames from both ends
 
 
 def test_lbp_top_sees_motion_on_the_time_planes_only():

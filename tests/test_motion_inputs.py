@@ -12,8 +12,10 @@ import pytest
 import torch
 from skimage import data as skdata
 
-from mer.config import AugmentConfig, load_config
+import mer.prepare
+from mer.config import AugmentConfig, load_config, tvl1_available
 from mer.data.manifest import make_frame
+from mer.data.datamodule import DrawKeys, split_validation, train_sampler
 from mer.data.motion import MotionDataset, augment_motion, load_motion, scale_motion
 from mer.data.prepared import load_prepared
 from mer.errors import ConfigError, MerError
@@ -226,12 +228,41 @@ def test_difference_input_is_apex_minus_onset(clip_rows, detector):
     assert diff.shape == (64, 64) and diff.min() < -5 and diff.max() > 5  # grey levels changed both ways
 
 
-def test_lbptop_features_are_cached_per_micro_clip(clip_rows, detector, monkeypatch):
+@pytest.mark.parametrize("name", ["ststnet", "off_apexnet"])
+def test_flow_networks_train_as_published(name):
+    """STSTNet and OFF-ApexNet train as their authors did: every training subject of the fold (no validation split;
+    the last epoch is kept), each training sample once per epoch with no class top-ups, unaugmented, on TV-L1 flow
+    where it is installed (Farneback otherwise), and the loaded config names the flow that runs."""
+    cfg = load_config(f"method/{name}")
+    assert cfg.data.flow_method == ("tvl1" if tvl1_available() else "farneback")
+    side = pd.DataFrame({"subject": [f"s{k // 3}" for k in range(30)], "label": ["negative"] * 20 + ["surprise"] * 10})
+    train, val = split_validation(side, cfg.train.finetune.val_subjects, cfg.seed)
+    assert len(train) == 30 and val.empty  # 10 subjects: none held back for checkpoint choice
+    labels = np.array([0] * 20 + [1] * 10)
+    keys = list(DrawKeys(train_sampler(labels, cfg.data.balance, cfg.seed)))
+    assert sorted(k[0] for k in keys) == list(range(30)) and not any(k[1] for k in keys)  # no top-ups
+    x = np.random.default_rng(0).normal(size=(30, 3 if name == "ststnet" else 2, 28, 28)).astype(np.float32)
+    ds = MotionDataset(x, labels, cfg.data.input, cfg.augment, seed=cfg.seed, stage="finetune")
+    for key in keys[:5]:
+        assert torch.equal(ds[key][0], torch.from_numpy(x[key[0]]))  # no shift, no flip
+
+
+def test_flow_method_auto_is_resolved_on_load(monkeypatch):
+    """data.flow_method=auto becomes tvl1 when cv2.optflow has Dual TV-L1, farneback when it does not."""
+    monkeypatch.delattr(cv2, "optflow", raising=False)  # as with opencv-python-headless alone
+    assert load_config(None, ["data.flow_method=auto"]).data.flow_method == "farneback"
+    monkeypatch.setattr(cv2, "optflow", type("contrib", (), {"DualTVL1OpticalFlow_create": None}), raising=False)
+    assert load_config(None, ["data.flow_method=auto"]).data.flow_method == "tvl1"
+
+
+def test_lbptop_features_are_cached_per_micro_clip_and_setting(clip_rows, detector, monkeypatch):
+    """Each clip's feature is computed once per LBP-TOP setting: the settings are in the cache key, so changed
+    settings (here the pattern method) never reuse an old feature."""
     root, manifest = clip_rows
     out, report_path = _prepare(root, manifest, detector, "model.backbone=lbptop", "data.flow_fallback=skip")
     prepared = load_prepared(out).set_index("sample_id")
     report = pd.read_csv(report_path).set_index("sample_id")["reason"]
-    assert "2 frame(s) is too short for LBP-TOP" in report["good"]  # every test clip has 2 frames or fewer
+    assert "2 frame(s) is too short for LBP-TOP (needs 9)" in report["good"]  # R_T = 4; test clips have ≤ 2 frames
     assert prepared.empty or not prepared["features"].astype(bool).any()
     # two 4-frame clips (onset → apex and back, in two orders): each gets its own feature, computed once
     good = manifest.set_index("sample_id").loc["good"]
@@ -240,7 +271,8 @@ def test_lbptop_features_are_cached_per_micro_clip(clip_rows, detector, monkeypa
     base = {**good.to_dict(), "onset": 0, "apex": 1, "offset": 3}
     rows = [{**base, "sample_id": k, "frames": f} for k, f in clips.items()]
     long = make_frame(rows)
-    out, _ = _prepare(root, long, detector, "model.backbone=lbptop", "data.flow_fallback=zero")
+    r1 = "lbptop.radius=[1,1,1]"  # 4-frame clips: time radius 1
+    out, _ = _prepare(root, long, detector, "model.backbone=lbptop", "data.flow_fallback=zero", r1)
     first = load_prepared(out).set_index("sample_id")
     assert sorted(first.index) == ["back", "there"] and not first["features_note"].astype(bool).any()
     feats = {k: np.load(first.loc[k, "features"]) for k in clips}
@@ -250,12 +282,23 @@ def test_lbptop_features_are_cached_per_micro_clip(clip_rows, detector, monkeypa
     def no_compute(*args, **kwargs):
         raise AssertionError("LBP-TOP computed again although the clip is cached")
 
+    real = mer.prepare.aligned_clip_lbptop
     monkeypatch.setattr("mer.prepare.aligned_clip_lbptop", no_compute)
-    out, _ = _prepare(root, long, detector, "model.backbone=lbptop", "data.flow_fallback=zero")  # the same folder
+    out, _ = _prepare(root, long, detector, "model.backbone=lbptop", "data.flow_fallback=zero", r1)  # the same folder
     again = load_prepared(out).set_index("sample_id")
     for k in clips:
         assert again.loc[k, "features"] == first.loc[k, "features"]
         assert np.array_equal(np.load(again.loc[k, "features"]), feats[k])
+    calls = []
+    monkeypatch.setattr("mer.prepare.aligned_clip_lbptop", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    other = load_config(None, ["face.size=64", "train.threads=1", "model.backbone=lbptop", "data.flow_fallback=zero",
+                               r1, "lbptop.method=default"])  # fmt: skip
+    prepare_from_manifest(other, long, None, out, detector=detector, progress=False)  # the same folder and cache
+    assert [kw["lbptop"].method for kw in calls] == ["default", "default"]  # both clips computed anew
+    changed = load_prepared(out).set_index("sample_id")
+    for k in clips:
+        assert changed.loc[k, "features"] != first.loc[k, "features"]
+        assert np.load(changed.loc[k, "features"]).shape == (25 * 3 * 16,) != feats[k].shape
 
 
 # ---------------------------------------------------------------- every method through LOSO on the demo corpus

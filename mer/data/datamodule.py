@@ -7,7 +7,8 @@ Balancing (`data.balance`): `epoch` tops every class up to the largest one over 
 `iteration` gives every batch the same number of samples of each class (`BalancedBatchSampler`, the paper's "the
 same number of emotion category samples is randomly selected in each training iteration"). Both samplers yield
 `(index, topup)` keys: a sample's first use in an epoch is the original, every further use a top-up copy, and
-`augment.apply: topups` shifts/flips only the copies (`all`: every training sample). `DrawKeys` adds each key's
+`augment.apply: topups` shifts/flips only the copies (`all`: every training sample). `none` (`ShuffledSampler`)
+draws every training sample once per epoch in a random order, as the flow networks' authors trained. `DrawKeys` adds each key's
 epoch and position, and the datasets seed that sample's augmentation from (seed, stage, epoch, position) alone, so
 the batches are the same whatever `data.num_workers` / `data.persistent_workers` are.
 
@@ -122,6 +123,30 @@ class BalancedSampler(Sampler[tuple[int, bool]]):
         return iter(zip(order[perm].tolist(), topup[perm].tolist(), strict=True))
 
 
+class ShuffledSampler(Sampler[tuple[int, bool]]):
+    """Every sample once per epoch in a random order, no top-ups (`data.balance: none`); yields `(index, False)`
+    like the balancing samplers so that `DrawKeys` seeds each draw the same way. `set_epoch` reseeds."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this each epoch so the order differs per epoch but is reproducible."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[int, bool]]:
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n)
+        return iter((int(i), False) for i in order)
+
+
+def train_sampler(labels: np.ndarray, balance: str, seed: int) -> Sampler:
+    """The per-sample training sampler of `data.balance` epoch (top-ups) or none (each sample once)."""
+    return ShuffledSampler(len(labels), seed) if balance == "none" else BalancedSampler(labels, seed=seed)
+
+
 class BalancedBatchSampler(Sampler[list[tuple[int, bool]]]):
     """Every batch holds the same number of samples of each class present (the paper's per-iteration balance).
 
@@ -180,14 +205,14 @@ class BalancedBatchSampler(Sampler[list[tuple[int, bool]]]):
 
 
 class DrawKeys(Sampler):
-    """A balancing sampler whose keys carry where their augmentation is drawn: `(index, topup, epoch, position)`.
+    """A training sampler whose keys carry where their augmentation is drawn: `(index, topup, epoch, position)`.
 
     `epoch` is the epoch the wrapped sampler draws (its `epoch` when a pass starts; `set_epoch` is passed on),
     `position` counts the samples of the pass from 0 (a batch sampler's batches sample by sample). The datasets seed
     each sample from these (`draw_seed`), so DataLoader workers, persistent or not, cannot repeat or reorder draws.
     """
 
-    def __init__(self, inner: BalancedSampler | BalancedBatchSampler, batched: bool = False) -> None:
+    def __init__(self, inner: BalancedSampler | BalancedBatchSampler | ShuffledSampler, batched: bool = False) -> None:
         self.inner = inner  # not `.sampler`: Lightning must not start calling set_epoch on the batch sampler
         self.batched = batched
 
@@ -332,7 +357,7 @@ class MERDataModule(pl.LightningDataModule):
         return DataLoader(
             ds,
             batch_size=self.batch_size,
-            sampler=DrawKeys(BalancedSampler(labels, seed=self.cfg.seed)) if train else None,
+            sampler=DrawKeys(train_sampler(labels, data.balance, self.cfg.seed)) if train else None,
             shuffle=shuffle,
             drop_last=False,
             **workers,
@@ -345,7 +370,8 @@ class MERDataModule(pl.LightningDataModule):
         if self.cfg.data.balance == "iteration":
             batches: Sampler = BalancedBatchSampler(labels, self.batch_size, self.cfg.seed)
         else:  # Lightning still reaches the sampler's set_epoch through batch_sampler.sampler
-            batches = BatchSampler(BalancedSampler(labels, seed=self.cfg.seed), self.batch_size, drop_last=False)
+            batches = BatchSampler(train_sampler(labels, self.cfg.data.balance, self.cfg.seed), self.batch_size,
+                                   drop_last=False)  # fmt: skip
         return DataLoader(ds, batch_sampler=batches, collate_fn=keep_batch, num_workers=0)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -357,7 +383,7 @@ class MERDataModule(pl.LightningDataModule):
         return self.batch_augment(x, augment=mask), batch[1]
 
     def train_dataloader(self) -> DataLoader:
-        """Class-balanced (per epoch or per batch, `data.balance`), augmented batches of the training subjects."""
+        """Augmented batches of the training subjects, class-balanced per epoch or per batch or not (`data.balance`)."""
         return self._loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader | list:

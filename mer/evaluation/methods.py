@@ -86,7 +86,7 @@ def prepare_key(cfg: Config) -> dict[str, Any]:
     if cfg.data.input in MOTION_INPUTS or lbptop:
         data["flow_fallback"] = cfg.data.flow_fallback
     face = {k: v for k, v in asdict(cfg.face).items() if k not in FACE_EXECUTION_KEYS}
-    return {"data": data, "face": face, "lbptop": lbptop}
+    return {"data": data, "face": face, "lbptop": asdict(cfg.lbptop) if lbptop else False}
 
 
 def prepare_name(cfg: Config) -> str:

@@ -30,11 +30,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mer.config import FaceConfig
+from mer.config import FLOW_METHODS, FaceConfig, tvl1_available  # noqa: F401 - re-exported for the flow's users
 from mer.errors import MerError
 from mer.face.align import Aligned, align, canonical_landmarks, to_gray, warp_face
 
-FLOW_METHODS = ("farneback", "tvl1")
 # OpenCV's Farneback arguments (the values the apex spotter has always used); see cv2.calcOpticalFlowFarneback.
 FARNEBACK: dict[str, Any] = {
     "pyr_scale": 0.5,
@@ -62,10 +61,6 @@ TVL1: dict[str, Any] = {
 TVL1_EXTRA = "flow-tvl1"  # the pyproject extra that brings cv2.optflow
 REGISTER_MAX_DEG = 15.0  # a larger rigid correction between onset and apex is not trusted (the fit failed)
 
-
-def tvl1_available() -> bool:
-    """Whether OpenCV's Dual TV-L1 (contrib module `cv2.optflow`) is installed."""
-    return hasattr(cv2, "optflow") and hasattr(cv2.optflow, "DualTVL1OpticalFlow_create")
 
 
 def _gray_pair(onset: np.ndarray, apex: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

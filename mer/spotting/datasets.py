@@ -115,7 +115,7 @@ def check_recogniser(cfg: Config) -> None:
 def recogniser_factory(cfg: Config, videos: Sequence[LongVideo], spot: Sequence[SpotVideo]) -> Any:
     """A factory of fresh `LbpTopRecogniser`s sharing one feature cache over `videos` (their frames and tracks)."""
     check_recogniser(cfg)
-    clips = ClipFeatures({v.key: v.frames for v in videos}, {v.key: v.extra for v in spot}, cfg.face)
+    clips = ClipFeatures({v.key: v.frames for v in videos}, {v.key: v.extra for v in spot}, cfg.face, cfg.lbptop)
     classes = list(class_names(cfg.data))
     return lambda: LbpTopRecogniser(clips, cfg.svm, classes)
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mer.config import FaceConfig, SVMConfig
+from mer.config import FaceConfig, LbptopConfig, SVMConfig
 from mer.data.intervals import KINDS, Interval
 from mer.evaluation.bootstrap import LEVEL, RESAMPLES, SEED, resample_weights
 from mer.files import natural_key, read_image
@@ -53,13 +53,19 @@ class ClipFeatures:
     per (video, onset, apex, offset): the reference frame is the apex (or the frame with a face nearest to it within
     the interval). None when no frame of the interval has a face."""
 
-    def __init__(self, frames: Mapping[Hashable, Sequence[str]], tracks: Mapping[Hashable, Any], face: FaceConfig):
-        self.frames, self.tracks, self.face = frames, tracks, face
+    def __init__(
+        self,
+        frames: Mapping[Hashable, Sequence[str]],
+        tracks: Mapping[Hashable, Any],
+        face: FaceConfig,
+        lbptop: LbptopConfig,
+    ):
+        self.frames, self.tracks, self.face, self.lbptop = frames, tracks, face, lbptop
         self._cache: dict[tuple[Hashable, int, int, int], np.ndarray | None] = {}
 
     def __call__(self, key: Hashable, interval: Interval) -> np.ndarray | None:
         """The feature of `interval` in video `key` (None: no face in the interval)."""
-        from mer.face.lbptop import aligned_clip_lbptop, clip_indices
+        from mer.face.lbptop import aligned_clip_lbptop, clip_indices, min_frames
 
         apex = _apex(interval)
         item = (key, interval.onset, apex, interval.offset)
@@ -73,13 +79,15 @@ class ClipFeatures:
         value = None
         if len(with_face):
             ref = int(with_face[np.argmin(np.abs(with_face - apex))])
-            picks = clip_indices(interval.onset, interval.offset)
-            if len(picks) < 3:  # LBP-TOP needs 3 frames: widen a very short interval around its middle
-                mid = (interval.onset + interval.offset) // 2
-                picks = [min(max(mid + d, 0), len(face) - 1) for d in (-1, 0, 1)]
+            picks = clip_indices(interval.onset, interval.offset, self.lbptop.frames)
+            need = min_frames(self.lbptop)
+            if len(picks) < need:  # LBP-TOP needs 2·R_T + 1 frames: widen a very short interval around its middle
+                mid, half = (interval.onset + interval.offset) // 2, need // 2
+                picks = [min(max(mid + d, 0), len(face) - 1) for d in range(-half, half + 1)]
             files = self.frames[key]
-            value = aligned_clip_lbptop([read_image(files[i]) for i in picks], read_image(files[ref]),
-                                        track.landmarks[ref], self.face, track.boxes[ref])  # fmt: skip
+            clip = [read_image(files[i]) for i in picks]
+            value = aligned_clip_lbptop(clip, read_image(files[ref]), track.landmarks[ref], self.face,
+                                        track.boxes[ref], lbptop=self.lbptop)  # fmt: skip
         self._cache[item] = value
         return value
 
