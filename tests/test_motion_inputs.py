@@ -14,8 +14,8 @@ from skimage import data as skdata
 
 import mer.prepare
 from mer.config import AugmentConfig, load_config, tvl1_available
-from mer.data.manifest import make_frame
 from mer.data.datamodule import DrawKeys, split_validation, train_sampler
+from mer.data.manifest import make_frame
 from mer.data.motion import MotionDataset, augment_motion, load_motion, scale_motion
 from mer.data.prepared import load_prepared
 from mer.errors import ConfigError, MerError
@@ -24,6 +24,7 @@ from mer.models.backbones import build_net
 from mer.prepare import prepare_from_manifest
 
 METHODS = ("paper", "ststnet", "off_apexnet", "lbptop")
+FLOW = "tvl1" if tvl1_available() else "farneback"  # the flow networks' configs: data.flow_method auto
 
 # ---------------------------------------------------------------- config
 
@@ -341,13 +342,13 @@ def test_mer_compare_runs_every_method_resumably_into_one_table(corpus, capsys):
     first = capsys.readouterr().out
     assert first.count("preparing ") == 4 and first.count("pre-training into") == 2  # paper and ststnet transfer
     prepared = sorted(p.name for p in (out / "cmp" / "prepared").iterdir())
-    assert prepared == ["apex", "apex-lbptop", "flow-farneback", "flow_strain-farneback"]
+    assert prepared == ["apex", "apex-lbptop", f"flow-{FLOW}", f"flow_strain-{FLOW}"]
     for method in METHODS:
         preds = pd.concat(pd.read_csv(p) for p in (out / "cmp" / "runs" / method).rglob("predictions.csv"))
         assert len(preds) >= 30
     table = pd.DataFrame(pd.read_json(out / "cmp" / "compare.json", typ="series")["methods"])
     assert table["run"].tolist() == list(METHODS)
-    assert table["input"].tolist() == ["apex", "flow_strain (farneback)", "flow (farneback)",
+    assert table["input"].tolist() == ["apex", f"flow_strain ({FLOW})", f"flow ({FLOW})",
                                        "onset..offset clip (LBP-TOP)"]  # fmt: skip
     published = table["published (MEGC2019 composite)"].tolist()[1:]
     assert [p.split(" (")[0] for p in published] == [
@@ -419,8 +420,8 @@ def test_methods_share_a_prepared_folder_per_input_and_reuse_a_matching_one(tmp_
     assert prepare_key(load_config("method/paper", ["train.threads=1", "face.workers=2"])) == prepare_key(
         load_config("method/paper"))  # execution keys and training do not count  # fmt: skip
     plan = plan_prepared(methods, tmp_path / "out")
-    assert {k: v.name for k, v in plan.items()} == {"ststnet": "flow_strain-farneback",
-                                                    "off_apexnet": "flow-farneback", "lbptop": "apex-lbptop",
+    assert {k: v.name for k, v in plan.items()} == {"ststnet": f"flow_strain-{FLOW}",
+                                                    "off_apexnet": f"flow-{FLOW}", "lbptop": "apex-lbptop",
                                                     "paper": "apex"}  # fmt: skip
     write_run_info(cfgs["paper"], base)  # a finished apex folder with the paper's face settings
     (base / "prepared.csv").write_text("x\n")

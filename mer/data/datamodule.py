@@ -8,9 +8,9 @@ Balancing (`data.balance`): `epoch` tops every class up to the largest one over 
 same number of emotion category samples is randomly selected in each training iteration"). Both samplers yield
 `(index, topup)` keys: a sample's first use in an epoch is the original, every further use a top-up copy, and
 `augment.apply: topups` shifts/flips only the copies (`all`: every training sample). `none` (`ShuffledSampler`)
-draws every training sample once per epoch in a random order, as the flow networks' authors trained. `DrawKeys` adds each key's
-epoch and position, and the datasets seed that sample's augmentation from (seed, stage, epoch, position) alone, so
-the batches are the same whatever `data.num_workers` / `data.persistent_workers` are.
+draws every training sample once per epoch in a random order, as the flow networks' authors trained. `DrawKeys` adds
+each key's epoch and position, and the datasets seed that sample's augmentation from (seed, stage, epoch, position)
+alone, so the batches are the same whatever `data.num_workers` / `data.persistent_workers` are.
 
 `data.augment_on: device` keeps the training crops as uint8 on the training device (`UInt8Crops`) and augments
 whole batches there in `on_after_batch_transfer` (`BatchAugment`); validation and test batches are unchanged.

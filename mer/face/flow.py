@@ -62,7 +62,6 @@ TVL1_EXTRA = "flow-tvl1"  # the pyproject extra that brings cv2.optflow
 REGISTER_MAX_DEG = 15.0  # a larger rigid correction between onset and apex is not trusted (the fit failed)
 
 
-
 def _gray_pair(onset: np.ndarray, apex: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a, b = to_gray(np.asarray(onset)), to_gray(np.asarray(apex))
     if a.shape != b.shape:
