@@ -4,6 +4,7 @@ at any frame rate and container OpenCV can write here, and a variable-rate MP4 m
 from __future__ import annotations
 
 import struct
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +26,19 @@ def expression_frames(
     ident = held_out_identity(spec, 0, size)
     amp = spec.macro_amplitude if amplitude is None else amplitude
     return render(ident, label, micro_levels(n, onset, apex, offset), amp, spec, np.random.default_rng(5), gray=False)
+
+
+def write_hevc(frames: Sequence[np.ndarray], path: Path, fps: float) -> Path:
+    """Write RGB frames as an HEVC (H.265, libx265) MP4 with the FFmpeg that imageio-ffmpeg ships (a dev dependency):
+    the codec phones and many cameras record, which OpenCV here can read but not write."""
+    import imageio_ffmpeg
+
+    h, w = frames[0].shape[:2]
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo",
+               "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-", "-c:v", "libx265", "-x265-params",
+               "log-level=error", "-pix_fmt", "yuv420p", "-tag:v", "hvc1", str(path)]  # fmt: skip
+    subprocess.run(command, input=b"".join(np.ascontiguousarray(f).tobytes() for f in frames), check=True)
+    return path
 
 
 def write_frames(frames: Sequence[np.ndarray], path: Path, fps: float, black: Sequence[int] = ()) -> Path:

@@ -22,7 +22,7 @@ from mer.inference.bundle import save_bundle
 from mer.models.backbones import MERNet
 from mer.spotting.track import TrackStats, track_video
 from mer.spotting.video import open_long_video
-from tests.spot_videos import expression_frames, make_variable_rate, write_frames
+from tests.spot_videos import expression_frames, make_variable_rate, write_frames, write_hevc
 
 
 def _spot(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -112,13 +112,18 @@ def test_spot_smile_onset_black_frames_labels_json_and_plot(tmp_path: Path, caps
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["25fps.mkv", "60fps.mp4", "vfr.mp4"])
+@pytest.mark.parametrize("kind", ["25fps.mkv", "60fps.mp4", "vfr.mp4", "hevc.mp4"])
 def test_spot_other_frame_rates_and_variable_rate(tmp_path: Path, kind: str) -> None:
     from mer.spotting.spot import spot_video
 
-    fps = {"25fps.mkv": 25.0, "60fps.mp4": 60.0, "vfr.mp4": 30.0}[kind]
+    fps = {"25fps.mkv": 25.0, "60fps.mp4": 60.0, "vfr.mp4": 30.0, "hevc.mp4": 25.0}[kind]
     n, onset, apex, offset = (round(s * fps) for s in (6.0, 1.6, 2.2, 3.2))
-    path = write_frames(expression_frames(n, onset, apex, offset), tmp_path / f"smile.{kind.split('.')[1]}", fps)
+    frames = expression_frames(n, onset, apex, offset)
+    if kind == "hevc.mp4":
+        pytest.importorskip("imageio_ffmpeg", reason="the HEVC writer is imageio-ffmpeg's FFmpeg: pip install '.[dev]'")
+        path = write_hevc(frames, tmp_path / "smile.mp4", fps)
+    else:
+        path = write_frames(frames, tmp_path / f"smile.{kind.split('.')[1]}", fps)
     if kind == "vfr.mp4":
         make_variable_rate(path, slow_from=30)  # 30 fps for 1 s, then 15 fps: the smile starts at 2.2 s
     res, _, feats = spot_video(path, progress=False)
