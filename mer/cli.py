@@ -507,9 +507,14 @@ def spot(
             "seeds and a subject bootstrap, report in --out.",
         ),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Dataset mode: folder for the report, scores and features.")] = Path(
-        "runs/spot"
-    ),
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Dataset mode: folder for the report, scores, features and one file per finished fold. Rerun the "
+            "same command to resume a killed run (finished folds are reused); other inputs into the same folder are "
+            "refused (exit 2)."
+        ),
+    ] = Path("runs/spot"),
     seeds: Annotated[int, typer.Option(help="Dataset mode: seeds of the learned spotter (0 … N-1).")] = 3,
     recognise: Annotated[
         str | None,
@@ -556,6 +561,10 @@ def spot(
     Prints a table (start, apex, end in frames and seconds, type, score; label and probabilities with --model),
     writes --json and a --plot of the score curves. Frames without a face are never spotted; a video without a face
     gives no interval and a note; an unreadable file exits 2 with one line. docs/spotting.md explains the method.
+
+    Dataset mode resumes: rerun the same command into the same --out and every finished (dataset, spotter, seed,
+    fold) is read back instead of rerun; a rerun with other settings, data, --recognise config or mer version is
+    refused with the first difference (use a new --out).
     """
     from rich.console import Console
 

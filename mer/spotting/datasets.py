@@ -8,11 +8,13 @@ learned spotter trained on them (`LearnedSpotter`, once per seed). With a recogn
 whose `model.backbone` is in `mer.spotting.recognise.RECOGNISERS`), spot-then-recognize too: per fold, a recogniser
 trained on the training subjects' annotated intervals labels the held-out subject's spotted intervals, and STR is
 scored (`mer.spotting.recognise.evaluate_str`). Writes OUT/spot_report.md, OUT/spot_scores.json,
-OUT/reader_report.csv and OUT/predictions_<dataset>_<spotter>.csv.
+OUT/reader_report.csv and OUT/predictions_<dataset>_<spotter>.csv, rebuilt from one file per finished fold: a killed
+run, called again the same way, resumes (the folder's layout and its record: `mer.spotting.run_folder`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,11 +26,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mer.config import Config, class_names
+from mer.config import Config, class_names, to_dict
 from mer.data.datasets.long_videos import long_name, read_long
 from mer.data.intervals import KINDS
 from mer.data.longvideo import LongVideo
 from mer.errors import ConfigError
+from mer.files import atomic_write_json, atomic_write_text
 from mer.spotting.baseline import BaselineConfig, required_windows, spot_baseline
 from mer.spotting.evaluate import (
     PUBLISHED,
@@ -41,6 +44,7 @@ from mer.spotting.evaluate import (
 from mer.spotting.features import FeatureConfig, VideoFeatures, extract_features
 from mer.spotting.metrics import OVERALL
 from mer.spotting.recognise import RECOGNISERS, STR_KINDS, ClipFeatures, LbpTopRecogniser, str_labels
+from mer.spotting.run_folder import READER_REPORT, REPORT_MD, SCORES_JSON, SpotRunFolder, code_record, predictions_file
 
 P_GRID = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2).tolist())  # the baseline's p, chosen on training subjects
 SPOTTERS = ("baseline", "learned")
@@ -120,6 +124,33 @@ def recogniser_factory(cfg: Config, videos: Sequence[LongVideo], spot: Sequence[
     return lambda: LbpTopRecogniser(clips, cfg.svm, classes)
 
 
+def run_record(
+    videos: Mapping[str, Sequence[LongVideo]],
+    learned: LearnedConfig,
+    feature_cfg: FeatureConfig,
+    n_resamples: int,
+    recognise: Config | None,
+) -> dict[str, Any]:
+    """What every fold of a run depends on (the run folder's record): settings, the videos of each dataset (stamps
+    of their frames and windows) with their annotations, the recognition config, the code and package versions."""
+    data = {}
+    for name, vids in videos.items():
+        data[name] = {"/".join(v.key): [_stamp(v, required_windows(v.fps, v.n_frames), feature_cfg),
+                                        hashlib.sha256(repr(v.intervals).encode()).hexdigest()[:16]]
+                      for v in vids}  # fmt: skip
+    return {
+        "settings": {
+            "features": dataclasses.asdict(feature_cfg),
+            "learned": dataclasses.asdict(learned),
+            "baseline_p_grid": list(P_GRID),
+            "n_resamples": n_resamples,
+            "recognise": to_dict(recognise) if recognise is not None else None,
+        },
+        "data": data,
+        "code": code_record(),
+    }
+
+
 def run_spot_datasets(
     roots: Mapping[str, str | Path],
     out: str | Path,
@@ -132,20 +163,25 @@ def run_spot_datasets(
     recognise: Config | None = None,
 ) -> Path:
     """Both spotters on every dataset in `roots` (name → root), and STR when `recognise` (a method config) is given;
-    returns OUT/spot_report.md."""
+    returns OUT/spot_report.md. Resumes: folds already in OUT (`mer.spotting.run_folder`) are read back, not rerun,
+    and OUT holding a run of other inputs is refused (MerError naming the first difference)."""
     if recognise is not None:
         check_recogniser(recognise)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = SpotRunFolder(out)
     feature_cfg = feature_cfg or FeatureConfig()
     learned = learned or LearnedConfig()
-    results: dict[str, dict[str, Any]] = {}
+    read: dict[str, list[LongVideo]] = {}
     reports = []
     for given, root in roots.items():
         name = long_name(given)
-        videos, report = read_long(name, root)
+        read[name], report = read_long(name, root)
         reports.append(report)
-        spot = spot_videos(videos, feature_cfg, out / "features", progress)
+    folder.out.mkdir(parents=True, exist_ok=True)
+    folder.check_record(run_record(read, learned, feature_cfg, n_resamples, recognise))
+    results: dict[str, dict[str, Any]] = {}
+    reused = computed = 0
+    for name, videos in read.items():
+        spot = spot_videos(videos, feature_cfg, folder.features, progress)
         results[name] = {
             "videos": len(videos),
             "subjects": len({v.subject for v in videos}),
@@ -162,15 +198,18 @@ def run_spot_datasets(
             else:
                 results[name]["str_note"] = "no interval of the sheet has an emotion class: STR cannot be scored"
         for spotter, make in makers.items():
+            store = folder.folds(name, spotter)
             run = evaluate_spotter(spot, make, seeds if spotter == "learned" else (seeds[0],), n_resamples, progress,
-                                   recogniser)  # fmt: skip
-            _predictions_frame(run.pop("predictions")).to_csv(out / f"predictions_{name}_{spotter}.csv", index=False)
+                                   recogniser, store)  # fmt: skip
+            reused, computed = reused + store.reused, computed + store.computed
+            _predictions_frame(run.pop("predictions")).to_csv(folder.out / predictions_file(name, spotter),
+                                                              index=False)  # fmt: skip
             results[name][spotter] = run
-    pd.concat(reports, ignore_index=True).to_csv(out / "reader_report.csv", index=False)
-    (out / "spot_scores.json").write_text(json.dumps(results, indent=1, default=str))
-    path = out / "spot_report.md"
-    path.write_text(report_text(results, synthetic))
-    return path
+    if progress and reused:
+        print(f"mer spot: {reused} folds already complete in {folder.out} (reused), {computed} run now")
+    pd.concat(reports, ignore_index=True).to_csv(folder.out / READER_REPORT, index=False)
+    atomic_write_json(folder.out / SCORES_JSON, results, indent=1, default=str)
+    return atomic_write_text(folder.out / REPORT_MD, report_text(results, synthetic))
 
 
 def _cell(run: dict[str, Any], kind: str) -> str:

@@ -33,7 +33,7 @@ from mer.data.intervals import KINDS, Interval
 from mer.evaluation.bootstrap import LEVEL, RESAMPLES, SEED, resample_weights
 from mer.files import natural_key
 from mer.spotting.metrics import OVERALL, Counts, pooled_counts, spotting_scores
-from mer.spotting.recognise import Recogniser, evaluate_str
+from mer.spotting.recognise import Recogniser, recognise_fold, str_results
 
 THRESHOLDS = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2).tolist())  # learned spotter: peak heights tried
 # MEGC2020 baseline F1 (He et al. 2020), shown beside results as context only: other splits, thresholds and data
@@ -74,11 +74,51 @@ def folds(videos: Sequence[SpotVideo]) -> list[str]:
     return sorted({v.subject for v in videos}, key=natural_key)
 
 
-def run_loso(videos: Sequence[SpotVideo], make: Callable[[], Spotter], seed: int = 0,
-             progress: bool = False) -> tuple[dict[Hashable, list[Interval]], dict[str, Any]]:  # fmt: skip
-    """Leave-one-subject-out predictions of every video ({key: intervals}) and what each fold chose ({subject: ...})."""
-    predictions: dict[Hashable, list[Interval]] = {}
-    chosen: dict[str, Any] = {}
+@dataclass
+class FoldRun:
+    """One fold of one seed: the held-out subject, what the spotter chose on the training subjects, its intervals of
+    the held-out subject's videos ({key: intervals}) and, with a recogniser, those intervals labelled and what the
+    recogniser recorded (the subjects it was trained on). All the pooled scores need, so a run can resume from folds."""
+
+    subject: str
+    seed: int
+    chosen: Any
+    predictions: dict[Hashable, list[Interval]]
+    labelled: dict[Hashable, list[Interval]] | None = None
+    recogniser: dict[str, Any] | None = None
+
+
+class FoldStore(Protocol):
+    """Where finished folds are kept (`mer.spotting.run_folder`): `load` gives a complete fold or None, `save`
+    writes one and gives back what it wrote (so a fresh fold and a reloaded one are the same to the scores)."""
+
+    def load(self, seed: int, subject: str) -> FoldRun | None: ...
+
+    def save(self, fold: FoldRun) -> FoldRun: ...
+
+
+def spot_fold(videos: Sequence[SpotVideo], subject: str, make: Callable[[], Spotter], seed: int = 0,
+              recognise: Callable[[], Recogniser] | None = None) -> FoldRun:  # fmt: skip
+    """Fit a spotter on every subject but `subject` (with `seed`) and spot that subject's videos; with `recognise`,
+    also label them with a recogniser fitted on the same training subjects. Depends on nothing but its arguments."""
+    spotter = make()
+    spotter.fit([v for v in videos if v.subject != subject], seed)
+    predictions = {v.key: spotter.predict(v) for v in videos if v.subject == subject}
+    fold = FoldRun(subject, seed, getattr(spotter, "chosen", None), predictions)
+    if recognise is not None:
+        fold.labelled, fold.recogniser = recognise_fold(videos, subject, predictions, recognise, seed)
+    return fold
+
+
+def loso_folds(
+    videos: Sequence[SpotVideo],
+    make: Callable[[], Spotter],
+    seed: int = 0,
+    progress: bool = False,
+    recognise: Callable[[], Recogniser] | None = None,
+    store: FoldStore | None = None,
+) -> list[FoldRun]:
+    """Every fold of one seed, in subject order; a fold `store` already holds is read back, not recomputed."""
     subjects = folds(videos)
     if len(subjects) < 2:
         raise ValueError(f"spotting LOSO needs at least 2 subjects, got {len(subjects)}")
@@ -87,15 +127,22 @@ def run_loso(videos: Sequence[SpotVideo], make: Callable[[], Spotter], seed: int
         from tqdm.auto import tqdm
 
         iterator = tqdm(subjects, desc="spotting folds", unit="fold", leave=False)
+    out = []
     for subject in iterator:
-        train = [v for v in videos if v.subject != subject]
-        spotter = make()
-        spotter.fit(train, seed)
-        chosen[subject] = getattr(spotter, "chosen", None)
-        for v in videos:
-            if v.subject == subject:
-                predictions[v.key] = spotter.predict(v)
-    return predictions, chosen
+        fold = store.load(seed, subject) if store is not None else None
+        if fold is None:
+            fold = spot_fold(videos, subject, make, seed, recognise)
+            if store is not None:
+                fold = store.save(fold)
+        out.append(fold)
+    return out
+
+
+def run_loso(videos: Sequence[SpotVideo], make: Callable[[], Spotter], seed: int = 0,
+             progress: bool = False) -> tuple[dict[Hashable, list[Interval]], dict[str, Any]]:  # fmt: skip
+    """Leave-one-subject-out predictions of every video ({key: intervals}) and what each fold chose ({subject: ...})."""
+    runs = loso_folds(videos, make, seed, progress)
+    return {k: v for f in runs for k, v in f.predictions.items()}, {f.subject: f.chosen for f in runs}
 
 
 def subject_counts(videos: Sequence[SpotVideo], predictions: dict[Hashable, list[Interval]]
@@ -351,22 +398,27 @@ def evaluate_spotter(
     n_resamples: int = RESAMPLES,
     progress: bool = False,
     recognise: Callable[[], Recogniser] | None = None,
+    store: FoldStore | None = None,
 ) -> dict[str, Any]:
     """LOSO per seed; per-seed scores, their mean ± sd, the subject bootstrap interval of the seed-mean F1, and the
     settings each fold chose. `predictions` holds the last seed's intervals per video.
 
     With `recognise` (a recogniser factory), each seed's spotted intervals are also labelled by a recogniser fitted
-    per fold on the training subjects only (`mer.spotting.recognise.evaluate_str`): `str` holds the STR scores and
-    `predictions` the labelled intervals."""
+    per fold on the training subjects only (`mer.spotting.recognise`): `str` holds the STR scores and `predictions`
+    the labelled intervals. With a `store`, folds it holds are read back instead of recomputed (a resumed run)."""
     scores, counts, chosen = [], [], {}
     predictions: dict[Hashable, list[Interval]] = {}
-    runs = []
+    labelled, recognisers = [], {}
     truth = {v.key: v.truth for v in videos}
     for seed in seeds:
-        predictions, chosen[seed] = run_loso(videos, make, seed, progress)
-        runs.append((seed, predictions))
+        runs = loso_folds(videos, make, seed, progress, recognise, store)
+        predictions = {k: v for f in runs for k, v in f.predictions.items()}
+        chosen[seed] = {f.subject: f.chosen for f in runs}
         scores.append(spotting_scores(predictions, truth))
         counts.append(subject_counts(videos, predictions))
+        if recognise is not None:
+            labelled.append((seed, {k: v for f in runs for k, v in (f.labelled or {}).items()}))
+            recognisers[seed] = {f.subject: f.recogniser for f in runs}
     out = {
         "seeds": list(seeds),
         "per_seed": scores,
@@ -376,6 +428,6 @@ def evaluate_spotter(
         "predictions": predictions,
     }
     if recognise is not None:
-        out["str"] = evaluate_str(videos, runs, recognise, n_resamples)
+        out["str"] = str_results(videos, labelled, recognisers, n_resamples)
         out["predictions"] = out["str"].pop("labelled")
     return out

@@ -144,6 +144,26 @@ class LbpTopRecogniser:
         return out
 
 
+def recognise_fold(
+    videos: Sequence[Any], subject: str, predictions: Mapping[Hashable, Sequence[Interval]],
+    make: Callable[[], Recogniser], seed: int = 0,
+) -> tuple[dict[Hashable, list[Interval]], dict[str, Any]]:  # fmt: skip
+    """One fold of `recognise_loso`: a recogniser fitted on every subject but `subject` labels that subject's spotted
+    intervals; returns them labelled ({key: intervals}) and what the recogniser recorded (`subjects` it saw)."""
+    recogniser = make()
+    recogniser.fit([v for v in videos if v.subject != subject], seed)
+    if subject in recogniser.subjects:
+        raise RuntimeError(f"the recogniser of fold {subject} was trained on {subject}")
+    info = getattr(recogniser, "info", None) or {"subjects": list(recogniser.subjects)}
+    labelled: dict[Hashable, list[Interval]] = {}
+    for v in videos:
+        if v.subject == subject:
+            spotted = list(predictions.get(v.key, []))
+            labels = recogniser.predict(v, spotted)
+            labelled[v.key] = [dataclasses.replace(s, label=y) for s, y in zip(spotted, labels, strict=True)]
+    return labelled, info
+
+
 def recognise_loso(
     videos: Sequence[Any], predictions: Mapping[Hashable, Sequence[Interval]], make: Callable[[], Recogniser],
     seed: int = 0,
@@ -153,16 +173,8 @@ def recognise_loso(
     labelled: dict[Hashable, list[Interval]] = {}
     info: dict[str, Any] = {}
     for subject in sorted({v.subject for v in videos}, key=natural_key):
-        recogniser = make()
-        recogniser.fit([v for v in videos if v.subject != subject], seed)
-        if subject in recogniser.subjects:
-            raise RuntimeError(f"the recogniser of fold {subject} was trained on {subject}")
-        info[subject] = getattr(recogniser, "info", None) or {"subjects": list(recogniser.subjects)}
-        for v in videos:
-            if v.subject == subject:
-                spotted = list(predictions.get(v.key, []))
-                labels = recogniser.predict(v, spotted)
-                labelled[v.key] = [dataclasses.replace(s, label=y) for s, y in zip(spotted, labels, strict=True)]
+        mine, info[subject] = recognise_fold(videos, subject, predictions, make, seed)
+        labelled.update(mine)
     return labelled, info
 
 
@@ -267,14 +279,25 @@ def evaluate_str(
     folds: dict[int, dict[str, Any]] = {}
     for seed, predictions in per_seed:
         runs, folds[seed] = recognise_loso(videos, predictions, make, seed)
-        labelled.append(runs)
+        labelled.append((seed, runs))
+    return str_results(videos, labelled, folds, n_resamples)
+
+
+def str_results(
+    videos: Sequence[Any],
+    labelled: Sequence[tuple[int, Mapping[Hashable, Sequence[Interval]]]],
+    folds: Mapping[int, Mapping[str, Any]],
+    n_resamples: int = RESAMPLES,
+) -> dict[str, Any]:
+    """The scores of `evaluate_str` from labelled predictions, one (seed, {key: intervals}) per seed, and what each
+    fold's recogniser recorded ({seed: {subject: info}}): what a resumed run rebuilds from its fold files."""
     truth = {v.key: v.truth for v in videos}
-    out: dict[str, Any] = {"seeds": [s for s, _ in per_seed], "recognisers": folds, "scores": {}}
+    out: dict[str, Any] = {"seeds": [s for s, _ in labelled], "recognisers": dict(folds), "scores": {}}
     for name, kinds in STR_KINDS.items():
         labels = str_labels(videos, kinds)
-        rows = [str_row(str_scores(runs, truth, labels, kinds)) for runs in labelled]
-        counts = [subject_str_counts(videos, runs, kinds, labels) for runs in labelled]
+        rows = [str_row(str_scores(runs, truth, labels, kinds)) for _, runs in labelled]
+        counts = [subject_str_counts(videos, runs, kinds, labels) for _, runs in labelled]
         out["scores"][name] = {"kinds": list(kinds), "labels": labels, "per_seed": rows, "summary": str_summary(rows),
                                "bootstrap": bootstrap_str(counts, labels, n_resamples)}  # fmt: skip
-    out["labelled"] = labelled[-1]
+    out["labelled"] = dict(labelled[-1][1])
     return out
