@@ -84,8 +84,11 @@ def test_both_spotters_on_the_demo_long_videos(capsys, tmp_path: Path, monkeypat
     cached = sorted((out / "features").glob("*.pkl"))
     assert len(cached) == 4
     stamps = [p.stat().st_mtime_ns for p in cached]
-    assert _spot(capsys, *args, "--out", str(out), "--seeds", "1")[0] == 0
+    code, stdout, _ = _spot(capsys, *args, "--out", str(out), "--seeds", "1", "--recognise", "method/lbptop")
+    assert code == 0 and "folds already complete" in stdout  # and the folds of seed 0 too (mer/spotting/run_folder.py)
     assert [p.stat().st_mtime_ns for p in cached] == stamps
+    code, _, err = _spot(capsys, *args, "--out", str(out), "--seeds", "1")  # without STR: other inputs, refused
+    assert code == 2 and "settings.recognise" in err and err.count("\n") == 1
 
 
 def test_report_puts_published_baselines_beside_real_data_only() -> None:
