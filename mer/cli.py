@@ -521,7 +521,15 @@ def spot(
         typer.Option(
             help="Dataset mode: also spot-then-recognize (STR) with this method config (e.g. method/lbptop: LBP-TOP "
             "+ SVM): per fold it is trained on the training subjects' annotated intervals and labels the held-out "
-            "subject's spotted intervals; STRS, UF1 and UAR join the report. Methods with model.backbone lbptop."
+            "subject's spotted intervals; STRS, UF1 and UAR join the report. Methods with model.backbone lbptop or "
+            "data.input apex (e.g. method/paper: the network on the interval's aligned apex crop)."
+        ),
+    ] = None,
+    pretrained: Annotated[
+        Path | None,
+        typer.Option(
+            help="Dataset mode with a network --recognise method: start each fold's network from these weights "
+            "(e.g. `mer pretrain`'s pretrained.pt) instead of from scratch."
         ),
     ] = None,
     model: Annotated[
@@ -575,11 +583,11 @@ def spot(
     if data:
         if path is not None:
             raise MerError("mer spot: give a VIDEO or --data NAME=ROOT, not both")
-        _spot_datasets(data, out, seeds, detect_every, recognise)
+        _spot_datasets(data, out, seeds, detect_every, recognise, pretrained)
         return
     if path is None:
         raise MerError("mer spot: give a VIDEO (or a frames folder), or --data NAME=ROOT for dataset mode")
-    if recognise is not None:
+    if recognise is not None or pretrained is not None:
         raise MerError("mer spot: --recognise is for dataset mode (--data); to label a video's intervals use --model")
 
     try:
@@ -610,7 +618,10 @@ def spot(
         console.print(f"wrote {plot_spot(out, result, feats, plot)}")
 
 
-def _spot_datasets(data: list[str], out: Path, seeds: int, detect_every: int, recognise: str | None = None) -> None:
+def _spot_datasets(
+    data: list[str], out: Path, seeds: int, detect_every: int, recognise: str | None = None,
+    pretrained: Path | None = None,
+) -> None:  # fmt: skip
     """`mer spot --data`: both spotters on the datasets, LOSO, seeds, subject bootstrap (and STR with a recognition
     method); prints the report."""
     from mer.spotting.datasets import check_recogniser, run_spot_datasets
@@ -629,7 +640,9 @@ def _spot_datasets(data: list[str], out: Path, seeds: int, detect_every: int, re
     method = None
     if recognise is not None:
         method = _cfg([recognise], [])
-        check_recogniser(method)
+        check_recogniser(method, pretrained)
+    elif pretrained is not None:
+        raise MerError("mer spot: --pretrained is the --recognise method's starting weights: give --recognise too")
     synthetic = any((root.expanduser().parent / MARKER).is_file() for root in roots.values())  # the demo's corpus
     report = run_spot_datasets(
         roots,
@@ -638,6 +651,7 @@ def _spot_datasets(data: list[str], out: Path, seeds: int, detect_every: int, re
         feature_cfg=FeatureConfig(detect_every=detect_every),
         synthetic=synthetic,
         recognise=method,
+        pretrained=pretrained,
     )
     typer.echo(report.read_text())
     typer.echo(f"report: {report}")

@@ -43,7 +43,16 @@ from mer.spotting.evaluate import (
 )
 from mer.spotting.features import FeatureConfig, VideoFeatures, extract_features
 from mer.spotting.metrics import OVERALL
-from mer.spotting.recognise import RECOGNISERS, STR_KINDS, ClipFeatures, LbpTopRecogniser, str_labels
+from mer.spotting.recognise import (
+    NETWORK_INPUTS,
+    RECOGNISERS,
+    STR_KINDS,
+    ApexCrops,
+    ClipFeatures,
+    LbpTopRecogniser,
+    NetworkRecogniser,
+    str_labels,
+)
 from mer.spotting.run_folder import READER_REPORT, REPORT_MD, SCORES_JSON, SpotRunFolder, code_record, predictions_file
 
 P_GRID = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2).tolist())  # the baseline's p, chosen on training subjects
@@ -107,21 +116,48 @@ def _predictions_frame(predictions: Mapping[Any, list]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
 
 
-def check_recogniser(cfg: Config) -> None:
-    """ConfigError unless `cfg` names a method STR can train per fold here (`RECOGNISERS`)."""
-    if cfg.model.backbone not in RECOGNISERS:
+def check_recogniser(cfg: Config, pretrained: str | Path | None = None) -> None:
+    """ConfigError unless `cfg` names a method STR can train per fold here: a feature method (model.backbone in
+    `RECOGNISERS`) or a network on the apex frame (data.input in `NETWORK_INPUTS`); a `pretrained` checkpoint only
+    with a network, and one that fits it (`mer.train.check_pretrained`)."""
+    network = cfg.model.backbone not in RECOGNISERS
+    if network and cfg.data.input not in NETWORK_INPUTS:
         raise ConfigError(
-            f"--recognise: method '{cfg.name}' (model.backbone {cfg.model.backbone}) cannot be used for STR yet; "
-            f"use a method with model.backbone {' or '.join(RECOGNISERS)}, e.g. --recognise method/lbptop"
+            f"--recognise: method '{cfg.name}' (data.input {cfg.data.input}) cannot be used for STR yet; STR supports "
+            f"model.backbone {' or '.join(RECOGNISERS)} and data.input {' or '.join(NETWORK_INPUTS)} methods, e.g. "
+            "--recognise method/lbptop or method/paper"
         )
+    if pretrained is not None:
+        if not network:
+            raise ConfigError(f"--pretrained: method '{cfg.name}' (model.backbone {cfg.model.backbone}) has no network")
+        from mer.train import check_pretrained
+
+        check_pretrained(cfg, pretrained)
 
 
-def recogniser_factory(cfg: Config, videos: Sequence[LongVideo], spot: Sequence[SpotVideo]) -> Any:
-    """A factory of fresh `LbpTopRecogniser`s sharing one feature cache over `videos` (their frames and tracks)."""
-    check_recogniser(cfg)
-    clips = ClipFeatures({v.key: v.frames for v in videos}, {v.key: v.extra for v in spot}, cfg.face, cfg.lbptop)
-    classes = list(class_names(cfg.data))
-    return lambda: LbpTopRecogniser(clips, cfg.svm, classes)
+def recogniser_factory(
+    cfg: Config, videos: Sequence[LongVideo], spot: Sequence[SpotVideo], work: Path | None = None,
+    pretrained: str | Path | None = None,
+) -> Any:  # fmt: skip
+    """A factory of fresh recognisers over `videos` (their frames and tracks): `LbpTopRecogniser`s sharing one
+    feature cache, or `NetworkRecogniser`s sharing crops and fits (training files under `work`)."""
+    check_recogniser(cfg, pretrained)
+    frames, tracks = {v.key: v.frames for v in videos}, {v.key: v.extra for v in spot}
+    if cfg.model.backbone in RECOGNISERS:
+        clips = ClipFeatures(frames, tracks, cfg.face, cfg.lbptop)
+        classes = list(class_names(cfg.data))
+        return lambda: LbpTopRecogniser(clips, cfg.svm, classes)
+    if work is None:
+        raise ValueError("a network recogniser needs a work folder")
+    crops, fitted = ApexCrops(frames, tracks, cfg.face), {}
+    return lambda: NetworkRecogniser(crops, cfg, work, pretrained, fitted=fitted)
+
+
+def checkpoint_record(path: str | Path | None) -> dict[str, Any] | None:
+    """A pre-trained checkpoint as the run record keeps it: its file name and a hash of its bytes."""
+    if path is None:
+        return None
+    return {"file": Path(path).name, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]}
 
 
 def run_record(
@@ -130,6 +166,7 @@ def run_record(
     feature_cfg: FeatureConfig,
     n_resamples: int,
     recognise: Config | None,
+    pretrained: str | Path | None = None,
 ) -> dict[str, Any]:
     """What every fold of a run depends on (the run folder's record): settings, the videos of each dataset (stamps
     of their frames and windows) with their annotations, the recognition config, the code and package versions."""
@@ -145,6 +182,7 @@ def run_record(
             "baseline_p_grid": list(P_GRID),
             "n_resamples": n_resamples,
             "recognise": to_dict(recognise) if recognise is not None else None,
+            "pretrained": checkpoint_record(pretrained),
         },
         "data": data,
         "code": code_record(),
@@ -161,12 +199,16 @@ def run_spot_datasets(
     synthetic: bool = False,
     progress: bool = True,
     recognise: Config | None = None,
+    pretrained: str | Path | None = None,
 ) -> Path:
-    """Both spotters on every dataset in `roots` (name → root), and STR when `recognise` (a method config) is given;
-    returns OUT/spot_report.md. Resumes: folds already in OUT (`mer.spotting.run_folder`) are read back, not rerun,
-    and OUT holding a run of other inputs is refused (MerError naming the first difference)."""
+    """Both spotters on every dataset in `roots` (name → root), and STR when `recognise` (a method config) is given,
+    its network from `pretrained` when given; returns OUT/spot_report.md. Resumes: folds already in OUT
+    (`mer.spotting.run_folder`) are read back, not rerun, and OUT holding a run of other inputs is refused (MerError
+    naming the first difference)."""
+    if pretrained is not None and recognise is None:
+        raise ConfigError("--pretrained is the --recognise method's starting weights: give --recognise too")
     if recognise is not None:
-        check_recogniser(recognise)
+        check_recogniser(recognise, pretrained)
     folder = SpotRunFolder(out)
     feature_cfg = feature_cfg or FeatureConfig()
     learned = learned or LearnedConfig()
@@ -177,7 +219,7 @@ def run_spot_datasets(
         read[name], report = read_long(name, root)
         reports.append(report)
     folder.out.mkdir(parents=True, exist_ok=True)
-    folder.check_record(run_record(read, learned, feature_cfg, n_resamples, recognise))
+    folder.check_record(run_record(read, learned, feature_cfg, n_resamples, recognise, pretrained))
     results: dict[str, dict[str, Any]] = {}
     reused = computed = 0
     for name, videos in read.items():
@@ -193,7 +235,7 @@ def run_spot_datasets(
         if recognise is not None:
             scored = set(class_names(recognise.data))
             if any(set(str_labels(spot, kinds)) & scored for kinds in STR_KINDS.values()):
-                recogniser = recogniser_factory(recognise, videos, spot)
+                recogniser = recogniser_factory(recognise, videos, spot, folder.str_work(name), pretrained)
                 results[name]["recogniser"] = recognise.name
             else:
                 results[name]["str_note"] = "no interval of the sheet has an emotion class: STR cannot be scored"

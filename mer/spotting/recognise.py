@@ -11,13 +11,21 @@ comes from the subject it labels; each fold records the subjects it was trained 
 every frame aligned with the apex frame's transform, + the LOSO SVM with C chosen by grouped CV over the training
 subjects, `mer.evaluation.svm.fit_svm`), applied to long-video intervals: trained on the annotated intervals, applied
 to the spotted ones (their own onset, apex and offset).
+
+`NetworkRecogniser` is any apex method (`data.input: apex`, e.g. `method/paper`): the aligned grayscale eye-masked
+face crop of the interval's apex frame (`ApexCrops`, `mer.face.align.align_face` on the tracked landmarks, the
+method's `face` settings) → the method's network, fine-tuned per fold on the training intervals' ground-truth apexes
+(`mer.evaluation.loso.fit_network_and_svm`, the LOSO fold's sequence, seeded with the fold's seed, optionally from a
+pre-trained checkpoint) → `loso.classifier` (the SVM on the embeddings or the softmax), applied at the spotted apex.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -31,7 +39,8 @@ from mer.spotting.metrics import Counts, pooled_counts, str_scores, tp_pairs
 # STR scored over these kinds: "ME" is the MEGC2024/2025 task (micro-expressions only); "all" adds macro-expressions
 STR_KINDS: dict[str, tuple[str, ...]] = {"ME": ("ME",), "all": KINDS}
 STR_METRICS = ("strs", "f1_spot", "f1_analysis", "uf1", "uar")
-RECOGNISERS = ("lbptop",)  # model.backbone values a `--recognise` method config may have
+RECOGNISERS = ("lbptop",)  # model.backbone values of a feature recogniser (`LbpTopRecogniser`)
+NETWORK_INPUTS = ("apex",)  # data.input values of a network recogniser (`NetworkRecogniser`)
 
 
 class Recogniser(Protocol):
@@ -73,12 +82,9 @@ class ClipFeatures:
             return self._cache[item]
         track = self.tracks[key]
         face = np.asarray(track.face, bool)
-        span = np.arange(interval.onset, interval.offset + 1)
-        span = span[(span >= 0) & (span < len(face))]
-        with_face = span[face[span]] if len(span) else span
+        ref = _nearest_face(track, interval, apex)
         value = None
-        if len(with_face):
-            ref = int(with_face[np.argmin(np.abs(with_face - apex))])
+        if ref is not None:
             picks = clip_indices(interval.onset, interval.offset, self.lbptop.frames)
             need = min_frames(self.lbptop)
             if len(picks) < need:  # LBP-TOP needs 2·R_T + 1 frames: widen a very short interval around its middle
@@ -90,6 +96,38 @@ class ClipFeatures:
                                         track.boxes[ref], lbptop=self.lbptop)  # fmt: skip
         self._cache[item] = value
         return value
+
+
+def _nearest_face(track: Any, interval: Interval, frame: int) -> int | None:
+    """The frame of `interval` with a face nearest to `frame` (None: no face in the interval)."""
+    face = np.asarray(track.face, bool)
+    span = np.arange(interval.onset, interval.offset + 1)
+    span = span[(span >= 0) & (span < len(face))]
+    with_face = span[face[span]] if len(span) else span
+    return int(with_face[np.argmin(np.abs(with_face - frame))]) if len(with_face) else None
+
+
+class ApexCrops:
+    """The aligned grayscale (eye-masked per `face`) crop of an interval's apex frame of a long video, from its frame
+    files and tracked landmarks (`VideoFeatures`): the apex or the frame with a face nearest to it within the
+    interval; cached per (video, frame). None when no frame of the interval has a face."""
+
+    def __init__(self, frames: Mapping[Hashable, Sequence[str]], tracks: Mapping[Hashable, Any], face: FaceConfig):
+        self.frames, self.tracks, self.face = frames, tracks, face
+        self._cache: dict[tuple[Hashable, int], np.ndarray] = {}
+
+    def __call__(self, key: Hashable, interval: Interval) -> np.ndarray | None:
+        """The uint8 (face.size, face.size) crop of `interval` in video `key` (None: no face in the interval)."""
+        from mer.face.align import align_face
+
+        track = self.tracks[key]
+        frame = _nearest_face(track, interval, _apex(interval))
+        if frame is None:
+            return None
+        if (key, frame) not in self._cache:
+            image = read_image(self.frames[key][frame])
+            self._cache[(key, frame)] = align_face(image, track.landmarks[frame], self.face, track.boxes[frame])
+        return self._cache[(key, frame)]
 
 
 @dataclass
@@ -141,6 +179,122 @@ class LbpTopRecogniser:
                 out.append(None)
             else:
                 out.append(self._constant if self._svm is None else str(self._svm.predict(x[None])[0]))
+        return out
+
+
+@dataclass
+class NetworkRecogniser:
+    """An apex method's network (+ SVM on its embeddings, or its softmax: `loso.classifier`) fine-tuned on the apex
+    crops (`crop`) of the labelled truth intervals (of `train_kinds`, with a label in the method's classes) of the
+    training videos, from `pretrained` or from scratch, seeded with the fold's seed. `work` holds the training crops
+    (PNG files, as `mer prepare` leaves them) and, while it trains, the network's logs. Fits are shared through
+    `fitted` ({(training subjects, seed): state}): a fold's recogniser does not depend on the spotter."""
+
+    crop: Callable[[Hashable, Interval], np.ndarray | None]
+    cfg: Any  # mer.config.Config of the method
+    work: Path
+    pretrained: str | Path | None = None
+    train_kinds: tuple[str, ...] = KINDS
+    fitted: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    subjects: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    _state: dict[str, Any] = field(default_factory=dict)
+
+    def _crop_file(self, key: Hashable, interval: Interval, crop: np.ndarray) -> str:
+        import cv2
+
+        name = hashlib.sha256(repr((key, _apex(interval), interval.onset, interval.offset)).encode()).hexdigest()
+        path = self.work / "crops" / f"{name[:24]}.png"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), crop)
+        return str(path)
+
+    def fit(self, videos: Sequence[Any], seed: int) -> None:
+        """Fine-tune on the apex crop of every labelled truth interval of `videos` that has a face."""
+        import shutil
+
+        import pandas as pd
+
+        from mer.config import class_names
+        from mer.evaluation.loso import fit_network_and_svm
+
+        self.subjects = sorted({v.subject for v in videos}, key=natural_key)
+        cache_key = (tuple(self.subjects), seed)
+        if cache_key in self.fitted:
+            self._state = self.fitted[cache_key]
+            self.info = dict(self._state["info"])
+            return
+        classes = list(class_names(self.cfg.data))
+        rows = []
+        for v in videos:
+            for i in v.truth:
+                if i.kind in self.train_kinds and i.label in classes:
+                    crop = self.crop(v.key, i)
+                    if crop is not None:
+                        rows.append({"subject": v.subject, "label": i.label, "kind": "micro",
+                                     "crop": self._crop_file(v.key, i, crop)})  # fmt: skip
+        present = sorted({r["label"] for r in rows})
+        info: dict[str, Any] = {"subjects": self.subjects, "n_train": len(rows), "classes": present,
+                                "classifier": self.cfg.loso.classifier, "seed": seed,
+                                "pretrained": str(self.pretrained) if self.pretrained else None}  # fmt: skip
+        state: dict[str, Any] = {"module": None, "svm": None, "constant": None, "classes": classes}
+        if len(present) >= 2:
+            cfg = dataclasses.replace(self.cfg, seed=seed)  # the fold's seed: weights, sampler and augmentation
+            train_dir = self.work / "train"
+            shutil.rmtree(train_dir, ignore_errors=True)
+            fitted = fit_network_and_svm(
+                cfg,
+                pd.DataFrame(rows),
+                train_dir,
+                pretrained=self.pretrained,
+                seed=seed,
+                run_name=f"{cfg.name}-str",
+                job_type="str",
+                fit_classifier=cfg.loso.classifier == "svm",
+                enable_progress=False,
+            )
+            shutil.rmtree(train_dir, ignore_errors=True)
+            state["module"], state["svm"] = fitted.result.module, fitted.svm
+            info["epochs"] = fitted.result.epochs_run
+            if fitted.svm_info is not None:
+                info["svm"] = {k: fitted.svm_info[k] for k in ("C", "kernel", "gamma", "inner_cv_f1", "fallback")}
+        elif present:
+            state["constant"] = present[0]
+            info["note"] = f"one class in the training intervals: every interval is {present[0]}"
+        else:
+            info["note"] = "no labelled training interval: nothing is labelled"
+        state["info"] = info
+        self.fitted[cache_key] = self._state = state
+        self.info = dict(info)
+
+    def predict(self, video: Any, intervals: Sequence[Interval]) -> list[str | None]:
+        """A label per interval from its apex crop (None when no frame of it has a face or there is no class)."""
+        import torch
+
+        from mer.data.transforms import normalize, resize_crops
+
+        state = self._state
+        crops = [self.crop(video.key, i) for i in intervals]
+        found = [k for k, c in enumerate(crops) if c is not None]
+        out: list[str | None] = [None] * len(intervals)
+        if not found or (state.get("module") is None and state.get("constant") is None):
+            return out
+        if state["module"] is None:
+            for k in found:
+                out[k] = state["constant"]
+            return out
+        module = state["module"]
+        x = normalize(resize_crops(np.stack([crops[k] for k in found]), self.cfg.data.image_size))
+        module.eval()
+        with torch.inference_mode():
+            res = module.predict_step(x.to(next(module.parameters()).device), 0)
+        if state["svm"] is not None:
+            labels = [str(y) for y in state["svm"].predict(res["embeddings"].float().cpu().numpy())]
+        else:
+            labels = [state["classes"][j] for j in res["probs"].argmax(-1).cpu().numpy()]
+        for k, y in zip(found, labels, strict=True):
+            out[k] = y
         return out
 
 

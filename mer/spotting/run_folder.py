@@ -4,11 +4,14 @@ what, so a killed run resumes fold by fold and never mixes the folds of other in
 OUT holds:
 
 * `spot_run.json`: the run record, what every fold depends on (the settings, each dataset's videos with a stamp of
-  their frames, the `--recognise` config, the mer commit and package versions; not the seeds, which only pick folds).
-  A call whose record differs is refused, naming the first difference (`check_record`);
+  their frames, the `--recognise` config and its `--pretrained` checkpoint's hash, the mer commit and package
+  versions; not the seeds, which only pick folds). A call whose record differs is refused, naming the first
+  difference (`check_record`);
 * `folds/<dataset>/<spotter>/seed<k>/<subject>.json`: one finished fold (`FoldRun`: what the spotter chose, its
   intervals of the held-out subject's videos, and with STR their labels and what the recogniser was trained on),
   written atomically once the fold is done, so a fold file is complete or absent;
+* `str/<dataset>/`: a network recogniser's working files (`STR_DIR`: the training intervals' apex crops, and its
+  training logs while a fold trains);
 * `features/`: the region features of each video (`FEATURES_DIR`, stamped, `mer.spotting.datasets.video_features`);
 * the report, rebuilt from the fold files by every call: `spot_report.md`, `spot_scores.json`, `reader_report.csv`
   and `predictions_<dataset>_<spotter>.csv`.
@@ -32,6 +35,7 @@ from mer.spotting.evaluate import FoldRun
 RUN_RECORD = "spot_run.json"
 FOLDS_DIR = "folds"
 FEATURES_DIR = "features"
+STR_DIR = "str"
 REPORT_MD = "spot_report.md"
 SCORES_JSON = "spot_scores.json"
 READER_REPORT = "reader_report.csv"
@@ -145,6 +149,10 @@ class SpotRunFolder:
     def features(self) -> Path:
         """The feature cache."""
         return self.out / FEATURES_DIR
+
+    def str_work(self, dataset: str) -> Path:
+        """The working folder of a dataset's network recogniser."""
+        return self.out / STR_DIR / _safe(dataset)
 
     def folds(self, dataset: str, spotter: str) -> FoldFiles:
         """The fold files of one dataset and spotter."""
