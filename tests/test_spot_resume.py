@@ -109,7 +109,7 @@ def synthetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(datasets, "baseline_spot", _baseline)
     monkeypatch.setattr(datasets, "ThresholdSpotter", CountedThreshold)
     monkeypatch.setattr(datasets, "LearnedSpotter", CountedLearned)
-    monkeypatch.setattr(datasets, "recogniser_factory", lambda cfg, vids, spot: Commonest)
+    monkeypatch.setattr(datasets, "recogniser_factory", lambda cfg, vids, spot, *a: Commonest)
     original = datasets.run_spot_datasets
 
     def short(*args, **kwargs):  # a short training keeps the test fast

@@ -280,7 +280,7 @@ def _str_lines(results: dict[str, dict[str, Any]]) -> list[str]:
         "and labels the held-out subject's spotted intervals. Spotting F1 over the scored types; analysis on the "
         "true-positive pairs (F1_analysis = 2·P̄·R̄ / (P̄ + R̄) over the truth's classes, UF1, UAR); "
         "STRS = F1_spot × F1_analysis (MEGC2024/2025: types ME). Mean ± sd over seeds [95 % subject bootstrap "
-        "interval]; the baseline and the SVM are deterministic (one run).",
+        "interval]; the baseline spotter is deterministic (one run, labelled by the first seed's recognisers).",
         "",
         "| dataset | spotter | recogniser | seeds | types | F1 spot | F1 analysis | UF1 | UAR | STRS |",
         "|---|---|---|---|---|---|---|---|---|---|",

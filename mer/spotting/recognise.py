@@ -237,7 +237,7 @@ class NetworkRecogniser:
         present = sorted({r["label"] for r in rows})
         info: dict[str, Any] = {"subjects": self.subjects, "n_train": len(rows), "classes": present,
                                 "classifier": self.cfg.loso.classifier, "seed": seed,
-                                "pretrained": str(self.pretrained) if self.pretrained else None}  # fmt: skip
+                                "pretrained": Path(self.pretrained).name if self.pretrained else None}  # fmt: skip
         state: dict[str, Any] = {"module": None, "svm": None, "constant": None, "classes": classes}
         if len(present) >= 2:
             cfg = dataclasses.replace(self.cfg, seed=seed)  # the fold's seed: weights, sampler and augmentation

@@ -1,0 +1,135 @@
+"""STR with a network recogniser (an apex method such as `method/paper`): each fold's network is fine-tuned on the
+training subjects' interval crops only, its labels reach the STR table, and the CLI takes apex methods (flow methods
+are refused with one line; `--pretrained` is recorded in the run record).
+
+Fast: the crops are synthetic (one grey pattern per class, read from the video's feature column like
+tests/test_spotting_recognise.py's code), the network is the demo method's mobilevit_xxs at 32² for one epoch;
+the fine-tuning (`mer.evaluation.loso.fit_network_and_svm`), the SVM and the scoring are the real ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mer.evaluation.loso as loso
+from mer.cli import main
+from mer.config import load_config
+from mer.spotting.datasets import check_recogniser, run_record
+from mer.spotting.evaluate import LearnedConfig, evaluate_spotter
+from mer.spotting.features import FeatureConfig
+from mer.spotting.recognise import NetworkRecogniser
+from mer.spotting.run_folder import first_difference
+from tests.test_spotting_recognise import CLASSES, TruthSpotter, labelled_videos
+
+SIZE = 32
+
+
+def _method(classifier: str = "svm"):
+    return load_config("method/demo/paper", [f"data.image_size={SIZE}", f"face.size={SIZE}",
+                                             "train.finetune.epochs=1", "train.threads=1", "logging.progress_bar=false",
+                                             f"loso.classifier={classifier}"])  # fmt: skip
+
+
+def _crops(videos):
+    """An apex crop per interval: a class pattern (flat dark, flat bright, stripes) from the video's code column."""
+    codes = {v.key: v.features[:, 0] for v in videos}
+    rng = np.random.default_rng(0)
+
+    def crop(key, interval):
+        code = int(codes[key][interval.apex])
+        if code == 0:
+            return None  # no face
+        base = np.full((SIZE, SIZE), (40, 210, 120)[code - 1], np.uint8)
+        if code == 3:
+            base[::4] = 250
+        noise = rng.integers(-10, 11, base.shape)
+        return np.clip(base.astype(int) + noise, 0, 255).astype(np.uint8)
+
+    return crop
+
+
+@pytest.mark.parametrize("classifier", ["svm", "softmax"])
+def test_each_fold_network_trains_without_its_held_out_subject_and_labels_reach_str(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, classifier: str
+) -> None:
+    videos = labelled_videos(4)
+    trained: list[set[str]] = []
+    real = loso.fit_network_and_svm
+
+    def spy(cfg, prepared, *args, **kwargs):  # the real fine-tuning; remembers which subjects it saw
+        trained.append(set(prepared["subject"]))
+        return real(cfg, prepared, *args, **kwargs)
+
+    monkeypatch.setattr(loso, "fit_network_and_svm", spy)
+    cfg, crop, fitted = _method(classifier), _crops(videos), {}
+    result = evaluate_spotter(videos, TruthSpotter, seeds=(0,), n_resamples=20,
+                              recognise=lambda: NetworkRecogniser(crop, cfg, tmp_path, fitted=fitted))  # fmt: skip
+    subjects = {v.subject for v in videos}
+    assert len(trained) == len(subjects)  # one network per fold
+    folds = result["str"]["recognisers"][0]
+    assert set(folds) == subjects
+    for held_out, info in folds.items():
+        assert held_out not in info["subjects"] and set(info["subjects"]) == subjects - {held_out}
+        assert info["classifier"] == classifier and info["n_train"] == 12 and ("svm" in info) == (classifier == "svm")
+    assert all(len(s) == len(subjects) - 1 for s in trained) and len({frozenset(s) for s in trained}) == len(subjects)
+    # every spotted truth interval has a label of the method's classes; the false ME (no face) has none
+    labels = [i.label for v in videos for i in result["predictions"][v.key]]
+    assert all(y in CLASSES for y in labels if y is not None) and labels.count(None) == len(videos)
+    me = result["str"]["scores"]["ME"]
+    assert me["summary"]["f1_spot"] == pytest.approx(6 / 7)  # 12 truths spotted, 4 false
+    assert me["per_seed"][0]["strs"] == pytest.approx(6 / 7 * me["per_seed"][0]["f1_analysis"])
+    if classifier == "svm":  # three easy patterns: the SVM on the embeddings tells them apart
+        assert me["summary"]["f1_analysis"] > 0.5
+    # the crops were written once, as prepared crops are
+    assert len(list((tmp_path / "crops").glob("*.png"))) == 16 and not (tmp_path / "train").exists()
+
+
+def test_a_fold_fit_is_shared_by_the_spotters_of_one_seed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    videos = labelled_videos(3)
+    calls: list[int] = []
+    real = loso.fit_network_and_svm
+    monkeypatch.setattr(loso, "fit_network_and_svm", lambda *a, **k: calls.append(k["seed"]) or real(*a, **k))
+    cfg, crop, fitted = _method(), _crops(videos), {}
+    make = lambda: NetworkRecogniser(crop, cfg, tmp_path, fitted=fitted)  # noqa: E731
+    first = evaluate_spotter(videos, TruthSpotter, seeds=(0,), n_resamples=20, recognise=make)
+    again = evaluate_spotter(videos, TruthSpotter, seeds=(0, 1), n_resamples=20, recognise=make)
+    assert calls == [0, 0, 0, 1, 1, 1]  # seed 0's three folds are fitted once, seed 1's on their own seed
+    assert first["str"]["recognisers"][0] == again["str"]["recognisers"][0]
+
+
+def _spot(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(["spot", *args])
+    out = capsys.readouterr()
+    return int(exc.value.code or 0), out.out, out.err
+
+
+def test_cli_takes_apex_methods_and_refuses_flow_methods_with_one_line(capsys, tmp_path: Path) -> None:
+    out = str(tmp_path / "o")
+    missing = str(tmp_path / "nowhere")
+    code, _, err = _spot(capsys, "--data", f"casme_sq={missing}", "--recognise", "method/demo/paper", "--out", out)
+    assert code == 2 and "cannot be used for STR" not in err and "nowhere" in err  # past the method check: the data
+    for method in ("method/demo/ststnet", "method/off_apexnet"):
+        code, _, err = _spot(capsys, "--data", f"casme_sq={missing}", "--recognise", method, "--out", out)
+        assert code == 2 and err.count("\n") == 1
+        assert "cannot be used for STR yet; STR supports model.backbone lbptop and data.input apex" in err
+    code, _, err = _spot(capsys, "--data", f"casme_sq={missing}", "--pretrained", str(tmp_path / "w.pt"), "--out", out)
+    assert code == 2 and "give --recognise too" in err and err.count("\n") == 1
+    with pytest.raises(Exception, match="has no network"):
+        check_recogniser(load_config("method/lbptop"), tmp_path / "w.pt")
+
+
+def test_the_pretrained_checkpoint_is_in_the_run_record(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    a.write_bytes(b"one")
+    b.write_bytes(b"two")
+    cfg = _method()
+    record = [run_record({}, LearnedConfig(), FeatureConfig(), 10, cfg, p) for p in (None, a, b)]
+    assert first_difference(record[0], record[1]).startswith("settings.pretrained")
+    assert first_difference(record[1], record[2]).startswith("settings.pretrained.file")
+    assert first_difference(record[1], run_record({}, LearnedConfig(), FeatureConfig(), 10, cfg, a)) is None
+    a.write_bytes(b"changed")  # the same file name, other weights
+    again = run_record({}, LearnedConfig(), FeatureConfig(), 10, cfg, a)
+    assert first_difference(record[1], again).startswith("settings.pretrained.sha256")
