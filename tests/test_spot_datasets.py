@@ -28,7 +28,7 @@ def _spot(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str
         (["--data", "casme_sq"], "--data 'casme_sq': use NAME=ROOT"),
         (["video.mp4", "--data", "casme_sq=/x"], "give a VIDEO or --data NAME=ROOT, not both"),
         (["--data", "casme2=/x"], "unknown long-video dataset 'casme2'"),
-        (["--data", "casme_sq=/x", "--recognise", "method/ststnet"], "cannot be used for STR yet"),
+        (["--data", "casme_sq=/x", "--pretrained", "w.pt"], "give --recognise too"),
         (["video.mp4", "--recognise", "method/lbptop"], "--recognise is for dataset mode"),
     ],
 )

@@ -1,10 +1,11 @@
-"""STR with a network recogniser (an apex method such as `method/paper`): each fold's network is fine-tuned on the
-training subjects' interval crops only, its labels reach the STR table, and the CLI takes apex methods (flow methods
-are refused with one line; `--pretrained` is recorded in the run record).
+"""STR with a network recogniser (an apex method such as `method/paper`, or a flow method such as STSTNet): each
+fold's network is fine-tuned on the training subjects' interval inputs only, its labels reach the STR table, and the
+CLI takes network methods (TV-L1 flow without OpenCV's contrib module is refused with one line; `--pretrained` is
+recorded in the run record).
 
-Fast: the crops are synthetic (one grey pattern per class, read from the video's feature column like
-tests/test_spotting_recognise.py's code), the network is the demo method's mobilevit_xxs at 32² for one epoch;
-the fine-tuning (`mer.evaluation.loso.fit_network_and_svm`), the SVM and the scoring are the real ones."""
+Fast: the inputs are synthetic (one pattern per class, read from the video's feature column like
+tests/test_spotting_recognise.py's code), the networks are the demo methods' (mobilevit_xxs at 32², STSTNet) for one
+epoch; the fine-tuning (`mer.evaluation.loso.fit_network_and_svm`), the SVM and the scoring are the real ones."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 
 import mer.evaluation.loso as loso
 from mer.cli import main
-from mer.config import load_config
+from mer.config import load_config, tvl1_available
 from mer.spotting.datasets import check_recogniser, run_record
 from mer.spotting.evaluate import LearnedConfig, evaluate_spotter
 from mer.spotting.features import FeatureConfig
@@ -26,14 +27,15 @@ from tests.test_spotting_recognise import CLASSES, TruthSpotter, labelled_videos
 SIZE = 32
 
 
-def _method(classifier: str = "svm"):
-    return load_config("method/demo/paper", [f"data.image_size={SIZE}", f"face.size={SIZE}",
-                                             "train.finetune.epochs=1", "train.threads=1", "logging.progress_bar=false",
-                                             f"loso.classifier={classifier}"])  # fmt: skip
+def _method(classifier: str = "svm", name: str = "method/demo/paper"):
+    size = [] if "ststnet" in name else [f"data.image_size={SIZE}"]
+    return load_config(name, [*size, f"face.size={SIZE}", "train.finetune.epochs=1", "train.threads=1",
+                              "logging.progress_bar=false", f"loso.classifier={classifier}"])  # fmt: skip
 
 
-def _crops(videos):
-    """An apex crop per interval: a class pattern (flat dark, flat bright, stripes) from the video's code column."""
+def _crops(videos, motion: bool = False):
+    """An input per interval from the video's code column: a grey pattern per class (flat dark, flat bright,
+    stripes), or with `motion` a flow_strain field (u, v, strain) per class; None (no face) where the code is 0."""
     codes = {v.key: v.features[:, 0] for v in videos}
     rng = np.random.default_rng(0)
 
@@ -41,6 +43,10 @@ def _crops(videos):
         code = int(codes[key][interval.apex])
         if code == 0:
             return None  # no face
+        if motion:
+            field = rng.normal(0, 0.05, (SIZE, SIZE, 3)).astype(np.float32)
+            field[..., code - 1] += 1.0
+            return field.astype(np.float16)
         base = np.full((SIZE, SIZE), (40, 210, 120)[code - 1], np.uint8)
         if code == 3:
             base[::4] = 250
@@ -50,9 +56,10 @@ def _crops(videos):
     return crop
 
 
-@pytest.mark.parametrize("classifier", ["svm", "softmax"])
+@pytest.mark.parametrize(("classifier", "method"), [("svm", "method/demo/paper"), ("softmax", "method/demo/paper"),
+                                                    ("svm", "method/demo/ststnet")])  # fmt: skip
 def test_each_fold_network_trains_without_its_held_out_subject_and_labels_reach_str(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, classifier: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, classifier: str, method: str
 ) -> None:
     videos = labelled_videos(4)
     trained: list[set[str]] = []
@@ -63,7 +70,8 @@ def test_each_fold_network_trains_without_its_held_out_subject_and_labels_reach_
         return real(cfg, prepared, *args, **kwargs)
 
     monkeypatch.setattr(loso, "fit_network_and_svm", spy)
-    cfg, crop, fitted = _method(classifier), _crops(videos), {}
+    motion = "ststnet" in method
+    cfg, crop, fitted = _method(classifier, method), _crops(videos, motion), {}
     result = evaluate_spotter(videos, TruthSpotter, seeds=(0,), n_resamples=20,
                               recognise=lambda: NetworkRecogniser(crop, cfg, tmp_path, fitted=fitted))  # fmt: skip
     subjects = {v.subject for v in videos}
@@ -82,8 +90,9 @@ def test_each_fold_network_trains_without_its_held_out_subject_and_labels_reach_
     assert me["per_seed"][0]["strs"] == pytest.approx(6 / 7 * me["per_seed"][0]["f1_analysis"])
     if classifier == "svm":  # three easy patterns: the SVM on the embeddings tells them apart
         assert me["summary"]["f1_analysis"] > 0.5
-    # the crops were written once, as prepared crops are
-    assert len(list((tmp_path / "crops").glob("*.png"))) == 16 and not (tmp_path / "train").exists()
+    # the inputs were written once, as `mer prepare` writes them (training and labelled intervals share the truth's)
+    files = list((tmp_path / "motion").glob("*.npy")) if motion else list((tmp_path / "crops").glob("*.png"))
+    assert len(files) == 16 and not (tmp_path / "train").exists()
 
 
 def test_a_fold_fit_is_shared_by_the_spotters_of_one_seed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,19 +115,19 @@ def _spot(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str
     return int(exc.value.code or 0), out.out, out.err
 
 
-def test_cli_takes_apex_methods_and_refuses_flow_methods_with_one_line(capsys, tmp_path: Path) -> None:
+def test_cli_takes_network_methods_and_refuses_what_cannot_run_with_one_line(capsys, tmp_path: Path) -> None:
     out = str(tmp_path / "o")
     missing = str(tmp_path / "nowhere")
-    code, _, err = _spot(capsys, "--data", f"casme_sq={missing}", "--recognise", "method/demo/paper", "--out", out)
-    assert code == 2 and "cannot be used for STR" not in err and "nowhere" in err  # past the method check: the data
-    for method in ("method/demo/ststnet", "method/off_apexnet"):
+    for method in ("method/demo/paper", "method/demo/ststnet", "method/off_apexnet"):
         code, _, err = _spot(capsys, "--data", f"casme_sq={missing}", "--recognise", method, "--out", out)
-        assert code == 2 and err.count("\n") == 1
-        assert "cannot be used for STR yet; STR supports model.backbone lbptop and data.input apex" in err
+        assert code == 2 and "cannot be used for STR" not in err and "nowhere" in err  # past the method: the data
     code, _, err = _spot(capsys, "--data", f"casme_sq={missing}", "--pretrained", str(tmp_path / "w.pt"), "--out", out)
     assert code == 2 and "give --recognise too" in err and err.count("\n") == 1
     with pytest.raises(Exception, match="has no network"):
         check_recogniser(load_config("method/lbptop"), tmp_path / "w.pt")
+    if not tvl1_available():
+        with pytest.raises(Exception, match="needs OpenCV's contrib module"):
+            check_recogniser(load_config("method/demo/ststnet", ["data.flow_method=tvl1"]))
 
 
 def test_the_pretrained_checkpoint_is_in_the_run_record(tmp_path: Path) -> None:

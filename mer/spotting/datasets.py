@@ -51,6 +51,7 @@ from mer.spotting.recognise import (
     ClipFeatures,
     LbpTopRecogniser,
     NetworkRecogniser,
+    OnsetApexMotion,
     str_labels,
 )
 from mer.spotting.run_folder import READER_REPORT, REPORT_MD, SCORES_JSON, SpotRunFolder, code_record, predictions_file
@@ -118,14 +119,22 @@ def _predictions_frame(predictions: Mapping[Any, list]) -> pd.DataFrame:
 
 def check_recogniser(cfg: Config, pretrained: str | Path | None = None) -> None:
     """ConfigError unless `cfg` names a method STR can train per fold here: a feature method (model.backbone in
-    `RECOGNISERS`) or a network on the apex frame (data.input in `NETWORK_INPUTS`); a `pretrained` checkpoint only
-    with a network, and one that fits it (`mer.train.check_pretrained`)."""
+    `RECOGNISERS`) or a network on the apex crop or the onset→apex motion (data.input in `NETWORK_INPUTS`; TV-L1
+    flow only where OpenCV's contrib module is installed); a `pretrained` checkpoint only with a network, and one that
+    fits it (`mer.train.check_pretrained`)."""
+    from mer.config import MOTION_INPUTS, tvl1_available
+
     network = cfg.model.backbone not in RECOGNISERS
     if network and cfg.data.input not in NETWORK_INPUTS:
         raise ConfigError(
             f"--recognise: method '{cfg.name}' (data.input {cfg.data.input}) cannot be used for STR yet; STR supports "
             f"model.backbone {' or '.join(RECOGNISERS)} and data.input {' or '.join(NETWORK_INPUTS)} methods, e.g. "
             "--recognise method/lbptop or method/paper"
+        )
+    if network and cfg.data.input in MOTION_INPUTS and cfg.data.flow_method == "tvl1" and not tvl1_available():
+        raise ConfigError(
+            f"--recognise: method '{cfg.name}' asks for data.flow_method=tvl1, which needs OpenCV's contrib module "
+            "(pip install 'mer-lightning[flow-tvl1]'); or use data.flow_method=farneback"
         )
     if pretrained is not None:
         if not network:
@@ -149,8 +158,13 @@ def recogniser_factory(
         return lambda: LbpTopRecogniser(clips, cfg.svm, classes)
     if work is None:
         raise ValueError("a network recogniser needs a work folder")
-    crops, fitted = ApexCrops(frames, tracks, cfg.face), {}
-    return lambda: NetworkRecogniser(crops, cfg, work, pretrained, fitted=fitted)
+    inputs: Any = (
+        ApexCrops(frames, tracks, cfg.face)
+        if cfg.data.input == "apex"
+        else OnsetApexMotion(frames, tracks, cfg.face, cfg.data.input, cfg.data.flow_method)
+    )
+    fitted: dict[Any, Any] = {}
+    return lambda: NetworkRecogniser(inputs, cfg, work, pretrained, fitted=fitted)
 
 
 def checkpoint_record(path: str | Path | None) -> dict[str, Any] | None:

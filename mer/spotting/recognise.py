@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mer.config import FaceConfig, LbptopConfig, SVMConfig
+from mer.config import MOTION_INPUTS, FaceConfig, LbptopConfig, SVMConfig
 from mer.data.intervals import KINDS, Interval
 from mer.evaluation.bootstrap import LEVEL, RESAMPLES, SEED, resample_weights
 from mer.files import natural_key, read_image
@@ -40,7 +40,7 @@ from mer.spotting.metrics import Counts, pooled_counts, str_scores, tp_pairs
 STR_KINDS: dict[str, tuple[str, ...]] = {"ME": ("ME",), "all": KINDS}
 STR_METRICS = ("strs", "f1_spot", "f1_analysis", "uf1", "uar")
 RECOGNISERS = ("lbptop",)  # model.backbone values of a feature recogniser (`LbpTopRecogniser`)
-NETWORK_INPUTS = ("apex",)  # data.input values of a network recogniser (`NetworkRecogniser`)
+NETWORK_INPUTS = ("apex", *MOTION_INPUTS)  # data.input values of a network recogniser (`NetworkRecogniser`)
 
 
 class Recogniser(Protocol):
@@ -130,6 +130,38 @@ class ApexCrops:
         return self._cache[(key, frame)]
 
 
+class OnsetApexMotion:
+    """The onset→apex motion input (`data.input`: apex_minus_onset, flow, flow_strain; `data.flow_method`) of an
+    interval of a long video, as `mer prepare` makes it: onset and apex frames cropped with the apex's alignment
+    (`mer.face.flow.align_pair`, the tracked landmarks of the apex or of the frame with a face nearest to it), then
+    `mer.face.flow.motion_channels`; (H, W, C) float16, cached per (video, onset, apex). None when no frame of the
+    interval has a face."""
+
+    def __init__(
+        self, frames: Mapping[Hashable, Sequence[str]], tracks: Mapping[Hashable, Any], face: FaceConfig, mode: str,
+        method: str,
+    ):  # fmt: skip
+        self.frames, self.tracks, self.face, self.mode, self.method = frames, tracks, face, mode, method
+        self._cache: dict[tuple[Hashable, int, int], np.ndarray] = {}
+
+    def __call__(self, key: Hashable, interval: Interval) -> np.ndarray | None:
+        """The motion input of `interval` in video `key` (None: no face in the interval)."""
+        from mer.face.flow import align_pair, motion_channels
+
+        track = self.tracks[key]
+        apex = _nearest_face(track, interval, _apex(interval))
+        if apex is None:
+            return None
+        onset = min(max(interval.onset, 0), len(self.frames[key]) - 1)
+        if (key, onset, apex) not in self._cache:
+            files = self.frames[key]
+            pair = align_pair(read_image(files[onset]), read_image(files[apex]), track.landmarks[apex], self.face,
+                              track.boxes[apex])  # fmt: skip
+            field = motion_channels(pair.onset, pair.apex, self.mode, self.method)
+            self._cache[(key, onset, apex)] = field.astype(np.float16)
+        return self._cache[(key, onset, apex)]
+
+
 @dataclass
 class LbpTopRecogniser:
     """LBP-TOP + SVM (the `lbptop` method) trained on the labelled truth intervals (of `train_kinds`, with a label in
@@ -184,11 +216,12 @@ class LbpTopRecogniser:
 
 @dataclass
 class NetworkRecogniser:
-    """An apex method's network (+ SVM on its embeddings, or its softmax: `loso.classifier`) fine-tuned on the apex
-    crops (`crop`) of the labelled truth intervals (of `train_kinds`, with a label in the method's classes) of the
-    training videos, from `pretrained` or from scratch, seeded with the fold's seed. `work` holds the training crops
-    (PNG files, as `mer prepare` leaves them) and, while it trains, the network's logs. Fits are shared through
-    `fitted` ({(training subjects, seed): state}): a fold's recogniser does not depend on the spotter."""
+    """A network method's network (+ SVM on its embeddings, or its softmax: `loso.classifier`) fine-tuned on the inputs
+    (`crop`: `ApexCrops`, or with a motion `data.input` `OnsetApexMotion`) of the labelled truth intervals (of
+    `train_kinds`, with a label in the method's classes) of the training videos, from `pretrained` or from scratch,
+    seeded with the fold's seed. `work` holds the inputs (PNG crops or `.npy` motion arrays, as `mer prepare` leaves
+    them) and, while it trains, the network's logs. Fits are shared through `fitted` ({(training subjects, seed):
+    state}): a fold's recogniser does not depend on the spotter."""
 
     crop: Callable[[Hashable, Interval], np.ndarray | None]
     cfg: Any  # mer.config.Config of the method
@@ -200,18 +233,32 @@ class NetworkRecogniser:
     info: dict[str, Any] = field(default_factory=dict)
     _state: dict[str, Any] = field(default_factory=dict)
 
-    def _crop_file(self, key: Hashable, interval: Interval, crop: np.ndarray) -> str:
+    @property
+    def motion(self) -> bool:
+        """Whether the input is an onset→apex motion array (else the apex crop)."""
+        return self.cfg.data.input in MOTION_INPUTS
+
+    def _input_row(self, key: Hashable, interval: Interval, value: np.ndarray) -> dict[str, str]:
+        """The prepared-table columns of one input, written once: `crop` (PNG) or `motion` + `motion_input` (.npy)."""
         import cv2
 
-        name = hashlib.sha256(repr((key, _apex(interval), interval.onset, interval.offset)).encode()).hexdigest()
-        path = self.work / "crops" / f"{name[:24]}.png"
+        name = hashlib.sha256(repr((key, _apex(interval), interval.onset, interval.offset)).encode()).hexdigest()[:24]
+        if self.motion:
+            path = self.work / "motion" / f"{name}.npy"
+            row = {"motion": str(path), "motion_input": f"{self.cfg.data.input}:{self.cfg.data.flow_method}"}
+        else:
+            path = self.work / "crops" / f"{name}.png"
+            row = {"crop": str(path)}
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(path), crop)
-        return str(path)
+            if self.motion:
+                np.save(path, value, allow_pickle=False)
+            else:
+                cv2.imwrite(str(path), value)
+        return row
 
     def fit(self, videos: Sequence[Any], seed: int) -> None:
-        """Fine-tune on the apex crop of every labelled truth interval of `videos` that has a face."""
+        """Fine-tune on the input of every labelled truth interval of `videos` that has a face."""
         import shutil
 
         import pandas as pd
@@ -230,10 +277,10 @@ class NetworkRecogniser:
         for v in videos:
             for i in v.truth:
                 if i.kind in self.train_kinds and i.label in classes:
-                    crop = self.crop(v.key, i)
-                    if crop is not None:
+                    value = self.crop(v.key, i)
+                    if value is not None:
                         rows.append({"subject": v.subject, "label": i.label, "kind": "micro",
-                                     "crop": self._crop_file(v.key, i, crop)})  # fmt: skip
+                                     **self._input_row(v.key, i, value)})  # fmt: skip
         present = sorted({r["label"] for r in rows})
         info: dict[str, Any] = {"subjects": self.subjects, "n_train": len(rows), "classes": present,
                                 "classifier": self.cfg.loso.classifier, "seed": seed,
@@ -269,9 +316,11 @@ class NetworkRecogniser:
         self.info = dict(info)
 
     def predict(self, video: Any, intervals: Sequence[Interval]) -> list[str | None]:
-        """A label per interval from its apex crop (None when no frame of it has a face or there is no class)."""
+        """A label per interval from its input (None when no frame of it has a face or there is no class)."""
         import torch
 
+        from mer.config import input_channels
+        from mer.data.motion import load_motion
         from mer.data.transforms import normalize, resize_crops
 
         state = self._state
@@ -285,7 +334,12 @@ class NetworkRecogniser:
                 out[k] = state["constant"]
             return out
         module = state["module"]
-        x = normalize(resize_crops(np.stack([crops[k] for k in found]), self.cfg.data.image_size))
+        size = self.cfg.data.image_size
+        if self.motion:  # scaled as the training inputs are: through the files and the loader of `mer prepare`'s
+            paths = [self._input_row(video.key, intervals[k], crops[k])["motion"] for k in found]  # type: ignore[arg-type]
+            x = torch.from_numpy(load_motion(paths, size, self.cfg.data.input, input_channels(self.cfg.data)))
+        else:
+            x = normalize(resize_crops(np.stack([crops[k] for k in found]), size))
         module.eval()
         with torch.inference_mode():
             res = module.predict_step(x.to(next(module.parameters()).device), 0)
