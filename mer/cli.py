@@ -521,8 +521,8 @@ def spot(
         typer.Option(
             help="Dataset mode: also spot-then-recognize (STR) with this method config (e.g. method/lbptop: LBP-TOP "
             "+ SVM): per fold it is trained on the training subjects' annotated intervals and labels the held-out "
-            "subject's spotted intervals; STRS, UF1 and UAR join the report. Methods with model.backbone lbptop or "
-            "data.input apex (e.g. method/paper: the network on the interval's aligned apex crop)."
+            "subject's spotted intervals; STRS, UF1 and UAR join the report. Any method: method/paper trains its "
+            "network on the interval's aligned apex crop, method/ststnet on its onset→apex flow."
         ),
     ] = None,
     pretrained: Annotated[

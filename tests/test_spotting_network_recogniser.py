@@ -10,6 +10,7 @@ epoch; the fine-tuning (`mer.evaluation.loso.fit_network_and_svm`), the SVM and 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -142,3 +143,32 @@ def test_the_pretrained_checkpoint_is_in_the_run_record(tmp_path: Path) -> None:
     a.write_bytes(b"changed")  # the same file name, other weights
     again = run_record({}, LearnedConfig(), FeatureConfig(), 10, cfg, a)
     assert first_difference(record[1], again).startswith("settings.pretrained.sha256")
+
+
+def test_onset_apex_motion_of_a_long_video_interval(tmp_path: Path) -> None:
+    import cv2
+
+    from mer.config import FaceConfig
+    from mer.data.intervals import Interval
+    from mer.spotting.recognise import ApexCrops, OnsetApexMotion
+
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (120, 120)).astype(np.uint8), (0, 0), 3)
+    files = []
+    for t in range(6):  # a textured image whose lower half moves 2 px right per frame from frame 2 on
+        img = base.copy()
+        img[60:] = np.roll(base[60:], 2 * max(t - 2, 0), axis=1)
+        files.append(str(tmp_path / f"{t}.png"))
+        cv2.imwrite(files[-1], np.stack([img] * 3, axis=-1))
+    lm = np.array([[45, 45], [75, 45], [60, 60], [48, 78], [72, 78]], float)
+    track = SimpleNamespace(face=[False, True, True, True, True, False], landmarks=[lm] * 6, boxes=[None] * 6)
+    face = FaceConfig(size=SIZE, refine_roll=False)
+    motion = OnsetApexMotion({"v": files}, {"v": track}, face, "flow_strain", "farneback")
+    field = motion("v", Interval(1, 4, "ME", apex=4))
+    assert field.shape == (SIZE, SIZE, 3) and field.dtype == np.float16
+    still = motion("v", Interval(1, 2, "ME", apex=2))  # frames 1 and 2 are the same image
+    assert np.abs(field[..., :2]).mean() > 0.05 > np.abs(still[..., :2]).mean()
+    assert not np.any(motion("v", Interval(1, 1, "ME", apex=1)))  # onset = apex: no motion
+    assert motion("v", Interval(5, 5, "ME", apex=5)) is None  # no face in the interval
+    crops = ApexCrops({"v": files}, {"v": track}, face)
+    assert crops("v", Interval(0, 5, "ME", apex=5)).shape == (SIZE, SIZE)  # the apex has no face: the nearest frame

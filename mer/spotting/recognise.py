@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mer.config import MOTION_INPUTS, FaceConfig, LbptopConfig, SVMConfig
+from mer.config import INPUT_CHANNELS, MOTION_INPUTS, FaceConfig, LbptopConfig, SVMConfig
 from mer.data.intervals import KINDS, Interval
 from mer.evaluation.bootstrap import LEVEL, RESAMPLES, SEED, resample_weights
 from mer.files import natural_key, read_image
@@ -134,8 +134,8 @@ class OnsetApexMotion:
     """The onset→apex motion input (`data.input`: apex_minus_onset, flow, flow_strain; `data.flow_method`) of an
     interval of a long video, as `mer prepare` makes it: onset and apex frames cropped with the apex's alignment
     (`mer.face.flow.align_pair`, the tracked landmarks of the apex or of the frame with a face nearest to it), then
-    `mer.face.flow.motion_channels`; (H, W, C) float16, cached per (video, onset, apex). None when no frame of the
-    interval has a face."""
+    `mer.face.flow.motion_channels`; (H, W, C) float16, cached per (video, onset, apex); zero when the onset is the
+    apex frame (as `mer prepare`'s fallback). None when no frame of the interval has a face."""
 
     def __init__(
         self, frames: Mapping[Hashable, Sequence[str]], tracks: Mapping[Hashable, Any], face: FaceConfig, mode: str,
@@ -153,6 +153,8 @@ class OnsetApexMotion:
         if apex is None:
             return None
         onset = min(max(interval.onset, 0), len(self.frames[key]) - 1)
+        if onset == apex:  # no motion: a zero input, as `mer prepare` gives such a clip (data.flow_fallback: zero)
+            return np.zeros((self.face.size, self.face.size, INPUT_CHANNELS[self.mode]), np.float16)
         if (key, onset, apex) not in self._cache:
             files = self.frames[key]
             pair = align_pair(read_image(files[onset]), read_image(files[apex]), track.landmarks[apex], self.face,
