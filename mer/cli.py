@@ -503,8 +503,8 @@ def spot(
         typer.Option(
             "--data",
             "-d",
-            help="Dataset mode: NAME=ROOT, repeatable (casme_sq, samm_lv): both spotters leave-one-subject-out with "
-            "seeds and a subject bootstrap, report in --out.",
+            help="Dataset mode: NAME=ROOT, repeatable (casme_sq, samm_lv, casme3a_lv): both spotters "
+            "leave-one-subject-out with seeds and a subject bootstrap, report in --out.",
         ),
     ] = None,
     out: Annotated[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -139,6 +140,19 @@ def find_one(
     return hits[0]
 
 
+XLS_HINT = "pip install 'mer-lightning[xls]' (xlrd) or open it and save it as .xlsx"
+
+
+def excel_engine(path: Path) -> str:
+    """The pandas engine for a sheet: openpyxl for .xlsx, xlrd for an Excel 97-2003 .xls (CAS(ME)^3 ships them);
+    DataError naming the `xls` extra when xlrd is not installed."""
+    if path.suffix.lower() != ".xls":
+        return "openpyxl"
+    if importlib.util.find_spec("xlrd") is None:
+        raise DataError(f"{path} is an Excel 97-2003 .xls file and xlrd is not installed: {XLS_HINT}")
+    return "xlrd"
+
+
 Columns = Sequence[str | Sequence[str]]  # each required column: one name or its accepted spellings
 
 
@@ -173,10 +187,9 @@ def read_sheet(
     """
     spellings = _spellings(required)
     keys = [[column_key(n) for n in names] for names in spellings]
-    if path.suffix.lower() == ".xls":
-        raise DataError(f"{path} is an Excel 97-2003 .xls file: open it and save it as .xlsx (mer reads xlsx files)")
+    engine = excel_engine(path)
     try:
-        book = pd.read_excel(path, header=None, dtype=object, engine="openpyxl", sheet_name=sheet)
+        book = pd.read_excel(path, header=None, dtype=object, engine=engine, sheet_name=sheet)
         book = book if isinstance(book, dict) else {str(sheet): book}
     except Exception as err:  # openpyxl/zipfile raise many types for a corrupt or non-xlsx file
         raise DataError(f"cannot read {dataset} coding file {path}: {type(err).__name__}: {err}".strip()) from None

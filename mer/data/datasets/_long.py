@@ -1,4 +1,5 @@
-"""Helpers shared by the long-video readers (CAS(ME)^2, SAMM Long Videos): frame indexes and the final video list."""
+"""Helpers shared by the long-video readers (CAS(ME)^2, SAMM Long Videos, CAS(ME)^3 Part A): frame indexes and the
+final video list."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from mer.data.manifest import skip
 
 # A type cell's words (CAS(ME)^2 "macro-expression", SAMM-LV "Macro" / "Micro - 1/2") → the interval kind.
 TYPES = {"macro": "MaE", "micro": "ME"}
+ABBREVIATIONS = {"me": "ME", "mae": "MaE"}  # a type cell holding only the abbreviation
 
 
 def interval_type(value: Any) -> str | None:
     """ME or MaE from an annotation's type cell, None when it names neither (the row is reported)."""
     text = cell_text(value).lower()
+    if text in ABBREVIATIONS:
+        return ABBREVIATIONS[text]
     return next((kind for word, kind in TYPES.items() if word in text), None)
 
 

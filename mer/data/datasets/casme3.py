@@ -84,13 +84,14 @@ def subject_name(value: Any) -> str | None:
     return f"spNO.{int(match.group(1))}" if match else None
 
 
-def find_sheet(root: Path, prefix: str, dataset: str, expected: str) -> Path:
-    """The one .xlsx whose name starts with `prefix` (case-blind) in the root or its annotation folders."""
+def find_sheet(root: Path, prefix: str, dataset: str, expected: str, suffixes: tuple[str, ...] = (".xlsx",)) -> Path:
+    """The one sheet (.xlsx, or one of `suffixes`) whose name starts with `prefix` (case-blind) in the root or its
+    annotation folders."""
     hits = sorted(
         p
         for d in SHEET_DIRS
         for p in ((root / d).iterdir() if (root / d).is_dir() else [])
-        if p.is_file() and p.name.lower().startswith(prefix) and p.suffix.lower() == ".xlsx"
+        if p.is_file() and p.name.lower().startswith(prefix) and p.suffix.lower() in suffixes
     )
     if not hits:
         old = [p.name for p in root.iterdir() if p.name.lower().startswith(prefix) and p.suffix.lower() == ".xls"]

@@ -8,15 +8,17 @@ from typing import Any
 
 import pandas as pd
 
-from mer.data.datasets import casme_sq, samm_lv
+from mer.data.datasets import casme3_lv, casme_sq, samm_lv
 from mer.data.longvideo import LongVideo
 from mer.data.manifest import make_report
 from mer.errors import DataError
 
 LongReader = Callable[..., tuple[list[LongVideo], list[dict[str, Any]]]]
-LONG_READERS: dict[str, LongReader] = {"casme_sq": casme_sq.read, "samm_lv": samm_lv.read}
+LONG_READERS: dict[str, LongReader] = {"casme_sq": casme_sq.read, "samm_lv": samm_lv.read, "casme3a_lv": casme3_lv.read}
 ALIASES = {"casme^2": "casme_sq", "cas(me)^2": "casme_sq", "cas(me)2": "casme_sq",
-           "samm-lv": "samm_lv", "sammlv": "samm_lv", "samm_longvideos": "samm_lv"}  # fmt: skip
+           "samm-lv": "samm_lv", "sammlv": "samm_lv", "samm_longvideos": "samm_lv",
+           "casme3_lv": "casme3a_lv", "cas(me)^3_lv": "casme3a_lv", "cas(me)3_lv": "casme3a_lv",
+           "casme3a-lv": "casme3a_lv", "casme3-lv": "casme3a_lv"}  # fmt: skip
 LONG_DATASETS = tuple(LONG_READERS)
 
 
