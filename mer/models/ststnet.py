@@ -20,13 +20,15 @@ training, the SVM and unfreezing use (`forward`, `embed`, `embed_dim`, `forward_
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 from torch import nn
 
 from mer.models.stages import owning_modules
 
 
-class ShallowMERNet(nn.Module):
+class ShallowMERNet(nn.Module, ABC):
     """Base of the small flow networks: subclasses build `features` (→ embedding) and `classifier` (→ logits)."""
 
     backbone_name = "shallow"
@@ -67,9 +69,9 @@ class ShallowMERNet(nn.Module):
         emb = self.embed(x)
         return self.classifier(self.head_dropout(emb)), emb
 
+    @abstractmethod
     def _stage_prefixes(self) -> dict[str, tuple[str, ...]]:
-        """Module-name prefixes of each stage, input to output: 'stem', 'stage1'.., 'head' (override)."""
-        raise NotImplementedError
+        """Module-name prefixes of each stage, input to output: 'stem', 'stage1'.., 'head' (each network's own)."""
 
     def stage_groups(self) -> dict[str, list[str]]:
         """Parameter names per stage, input to output ('stem', 'stage1'..'stageN', 'head'), as MERNet gives them."""
